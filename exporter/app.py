@@ -1,0 +1,206 @@
+"""The aiohttp application: routes, shared state and the per-scrape pipeline.
+
+``/metrics`` and ``/probe`` fetch first (all chargers concurrently), update the long-lived health state, then
+render a registry built for this one request. Nothing is fetched inside ``collect()``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter import __version__
+from exporter.config import ChargerConfig, Config
+from exporter.fetch import ChargerClient, ChargerResult, fetch_all, make_session
+from exporter.health import ExporterHealth
+from exporter.metrics import HealthCollector, StaticCollector, build_info_families, device_families
+
+log = logging.getLogger("exporter.app")
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What exists only while the app runs: the one shared HTTP session and a prepared client per charger."""
+
+    session: aiohttp.ClientSession | None = None
+    clients: dict[str, ChargerClient] = field(default_factory=dict)
+    ready: bool = False
+
+
+CONFIG = web.AppKey("config", Config)
+HEALTH = web.AppKey("health", ExporterHealth)
+RUNTIME = web.AppKey("runtime", Runtime)
+OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
+
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer
+
+
+def scrape_budget(request: web.Request) -> float | None:
+    """Seconds the chargers may take, from Prometheus' scrape-timeout header (None when it is absent)."""
+    raw = request.headers.get(SCRAPE_TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        timeout = float(raw)
+    except ValueError:
+        return None
+    if not timeout > 0:
+        return None
+    return max(timeout - min(SCRAPE_MARGIN, timeout * 0.25), 0.05)
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    session = make_session()
+    runtime.session = session
+    runtime.clients = {c.name: ChargerClient(c, session) for c in app[CONFIG].chargers}
+    runtime.ready = True
+    log.info("polling %d charger(s) from %s", len(app[CONFIG].chargers), app[CONFIG].source)
+    try:
+        yield
+    finally:
+        runtime.ready = False
+        runtime.clients = {}
+        runtime.session = None
+        await session.close()
+
+
+async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> list[ChargerResult]:
+    app = request.app
+    results = await fetch_all(clients, scrape_budget(request))
+    app[HEALTH].record(results)
+    return results
+
+
+async def _render(request: web.Request, registry: CollectorRegistry) -> web.StreamResponse:
+    return await make_aiohttp_handler(registry)(request)
+
+
+async def handle_metrics(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    results = await _scrape(request, list(app[RUNTIME].clients.values()))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(device_families(results)))
+    registry.register(app[OWN_REGISTRY])
+    return await _render(request, registry)
+
+
+async def handle_probe(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    target = request.query.get("target", "")
+    if not target:
+        raise web.HTTPBadRequest(text="missing 'target' parameter: the name of a configured charger\n")
+    client = app[RUNTIME].clients.get(target)
+    if client is None:
+        # Never an open proxy: only configured charger *names* are accepted, and nothing is fetched otherwise.
+        raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
+    results = await _scrape(request, [client])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(device_families(results)))
+    registry.register(HealthCollector(app[HEALTH], [client.charger]))
+    return await _render(request, registry)
+
+
+async def handle_sd(request: web.Request) -> web.Response:
+    """Prometheus HTTP service discovery: one target group per charger, for the /probe pattern."""
+    groups = []
+    for charger in request.app[CONFIG].chargers:
+        labels = {"__meta_pulsatrix_charger": charger.name}
+        labels.update({f"__meta_pulsatrix_label_{k}": v for k, v in charger.labels})
+        groups.append({"targets": [charger.name], "labels": labels})
+    return web.json_response(groups)
+
+
+async def handle_healthy(_: web.Request) -> web.Response:
+    return web.Response(text="Healthy.\n")
+
+
+async def handle_ready(request: web.Request) -> web.Response:
+    if not request.app[RUNTIME].ready:
+        raise web.HTTPServiceUnavailable(text="Not ready.\n")
+    return web.Response(text="Ready.\n")
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return ""
+    seconds = max(0, int(now - ts))
+    when = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{when} ({seconds}s ago)"
+
+
+async def handle_index(request: web.Request) -> web.Response:
+    app = request.app
+    health = app[HEALTH]
+    now = time.time()
+    rows = []
+    for charger in app[CONFIG].chargers:
+        status = health.status[charger.name]
+        if status.up is None:
+            state, css = "not scraped yet", "unknown"
+        elif status.up:
+            state, css = "up", "up"
+        else:
+            state, css = "down", "down"
+        extra = ", ".join(f"{k}={v}" for k, v in charger.labels)
+        error = f"{status.last_error} — {_ago(status.last_error_time, now)}" if status.last_error else ""
+        name = html.escape(charger.name)
+        rows.append(
+            f"<tr><td><a href='probe?target={name}'>{name}</a></td><td>{html.escape(extra)}</td>"
+            f"<td class='{css}'>{state}</td><td>{html.escape(_ago(status.last_scrape, now))}</td>"
+            f"<td>{html.escape(error)}</td></tr>"
+        )
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pulsatrix exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}}.down{{color:#b00}}
+.unknown{{color:#888}}</style></head>
+<body><h1>pulsatrix exporter</h1>
+<p>Version {html.escape(__version__)} · {len(app[CONFIG].chargers)} charger(s) from
+{html.escape(app[CONFIG].source)}</p>
+<p><a href="metrics">/metrics</a> · <a href="sd">/sd</a> · <a href="-/healthy">/-/healthy</a> ·
+<a href="-/ready">/-/ready</a></p>
+<table><tr><th>charger (probe)</th><th>labels</th><th>status</th><th>last scrape</th><th>last error</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+    return web.Response(text=body, content_type="text/html")
+
+
+def own_registry(health: ExporterHealth, chargers: Sequence[ChargerConfig]) -> CollectorRegistry:
+    """The exporter's long-lived metrics: build info, error counters, process and platform collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(build_info_families()))
+    registry.register(HealthCollector(health, chargers))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application()
+    health = ExporterHealth(config.chargers)
+    app[CONFIG] = config
+    app[HEALTH] = health
+    app[OWN_REGISTRY] = own_registry(health, config.chargers)
+    app[RUNTIME] = Runtime()
+    app.cleanup_ctx.append(_session_ctx)
+    app.router.add_get("/", handle_index)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/probe", handle_probe)
+    app.router.add_get("/sd", handle_sd)
+    app.router.add_get("/-/healthy", handle_healthy)
+    app.router.add_get("/-/ready", handle_ready)
+    return app

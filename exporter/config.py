@@ -1,0 +1,515 @@
+"""Load the YAML config file into frozen, typed objects.
+
+Every problem in a file is collected and reported at once, each one naming the file, the key path
+(``chargers[1].url``) and what is wrong. Secrets are wrapped in :class:`Secret` so that they never show up in a
+``repr``, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_TIMEOUT = 5.0
+MAX_TIMEOUT = 300.0
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Label names the exporter itself puts on device metrics; a configured extra label may not shadow them.
+RESERVED_LABELS = frozenset(
+    {
+        "charger",
+        "phase",
+        "endpoint",
+        "reason",
+        "field",
+        "state",
+        "status",
+        "power_domain",
+        "controller_name",
+        "start_reason",
+        "stop_reason",
+        "allocation_source",
+        "used_phases",
+        "version",
+        "job",
+        "instance",
+    }
+)
+
+
+class Secret:
+    """A credential. Its ``repr``/``str`` never reveal the value; call :meth:`reveal` where it is really needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class BearerAuth:
+    token: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerConfig:
+    name: str
+    url: str
+    timeout: float = DEFAULT_TIMEOUT
+    labels: tuple[tuple[str, str], ...] = ()
+    auth: BasicAuth | BearerAuth | None = None
+    tls: TLSConfig | None = None
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.labels)
+
+    @property
+    def label_values(self) -> tuple[str, ...]:
+        return tuple(v for _, v in self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    chargers: tuple[ChargerConfig, ...]
+    timeout: float = DEFAULT_TIMEOUT
+    source: str = "<memory>"
+
+    def charger(self, name: str) -> ChargerConfig | None:
+        for charger in self.chargers:
+            if charger.name == name:
+                return charger
+        return None
+
+    def summary(self) -> str:
+        n = len(self.chargers)
+        auth = sum(1 for c in self.chargers if c.auth is not None)
+        return (
+            f"{self.source}: OK, {n} charger{'s' if n != 1 else ''} "
+            f"({', '.join(c.name for c in self.chargers[:10])}{', ...' if n > 10 else ''}), "
+            f"{auth} with auth, default timeout {self.timeout:g}s"
+        )
+
+
+class ConfigError(Exception):
+    """All problems found in one config file."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        head = f"{self.source}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in config"
+        return "\n".join([head, *(f"  {self.source}: {p}" for p in self.problems)])
+
+
+class _Checker:
+    """Walks the raw YAML tree, converting values and collecting every problem with its key path."""
+
+    def __init__(self, source: str, env: Mapping[str, str], base_dir: Path) -> None:
+        self.source = source
+        self.env = env
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    # -- primitive readers -------------------------------------------------------------------------------
+
+    def keys(self, path: str, obj: Mapping[str, Any], allowed: Sequence[str], required: Sequence[str]) -> None:
+        for key in obj:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                extra = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(allowed)})"
+                self.error(_join(path, str(key)), f"unknown key{extra}")
+        for key in required:
+            if key not in obj:
+                self.error(_join(path, key), "required key is missing")
+
+    def mapping(self, path: str, value: Any) -> Mapping[str, Any] | None:
+        if not isinstance(value, Mapping):
+            self.error(path, f"must be a mapping, got {_describe(value)}")
+            return None
+        return value
+
+    def string(self, path: str, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.error(path, f"must be a string, got {_describe(value)}")
+            return None
+        return self.expand(path, str(value))
+
+    def expand(self, path: str, text: str) -> str | None:
+        ok = True
+
+        def repl(match: re.Match[str]) -> str:
+            nonlocal ok
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if not ENV_NAME_RE.match(name):
+                self.error(path, f"'${{{name}}}' is not a valid environment variable reference")
+                ok = False
+                return ""
+            if name not in self.env:
+                self.error(path, f"environment variable '{name}' is not set")
+                ok = False
+                return ""
+            return self.env[name]
+
+        result = ENV_RE.sub(repl, text)
+        return result if ok else None
+
+    def number(self, path: str, value: Any, *, minimum: float, maximum: float) -> float | None:
+        if isinstance(value, str):
+            expanded = self.expand(path, value)
+            if expanded is None:
+                return None
+            try:
+                value = float(expanded)
+            except ValueError:
+                self.error(path, f"must be a number of seconds, got {expanded!r}")
+                return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(path, f"must be a number of seconds, got {_describe(value)}")
+            return None
+        number = float(value)
+        if not minimum < number <= maximum:
+            self.error(path, f"must be greater than {minimum:g} and at most {maximum:g}, got {number:g}")
+            return None
+        return number
+
+    def boolean(self, path: str, value: Any) -> bool | None:
+        if not isinstance(value, bool):
+            self.error(path, f"must be true or false, got {_describe(value)}")
+            return None
+        return value
+
+    def secret_file(self, path: str, value: Any) -> Secret | None:
+        filename = self.string(path, value)
+        if filename is None:
+            return None
+        file_path = Path(filename)
+        if not file_path.is_absolute():
+            file_path = self.base_dir / file_path
+        try:
+            text = file_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.error(path, f"cannot read file '{file_path}': {exc.strerror or exc}")
+            return None
+        except UnicodeDecodeError:
+            self.error(path, f"file '{file_path}' is not UTF-8 text")
+            return None
+        secret = text.rstrip("\r\n")
+        if not secret:
+            self.error(path, f"file '{file_path}' is empty")
+            return None
+        return Secret(secret)
+
+    def one_secret(self, path: str, obj: Mapping[str, Any], inline: str, from_file: str) -> Secret | None:
+        has_inline, has_file = inline in obj, from_file in obj
+        if has_inline == has_file:
+            self.error(path, f"needs exactly one of '{inline}' or '{from_file}'")
+            return None
+        if has_file:
+            return self.secret_file(_join(path, from_file), obj[from_file])
+        text = self.string(_join(path, inline), obj[inline])
+        if text is None:
+            return None
+        if not text:
+            self.error(_join(path, inline), "must not be empty")
+            return None
+        return Secret(text)
+
+    # -- sections ----------------------------------------------------------------------------------------
+
+    def config(self, raw: Any) -> Config | None:
+        if raw is None:
+            self.error("", "the file is empty; it needs at least a 'chargers' list")
+            return None
+        top = self.mapping("(top level)", raw)
+        if top is None:
+            return None
+        self.keys("", top, ["timeout", "chargers"], ["chargers"])
+        timeout = DEFAULT_TIMEOUT
+        if "timeout" in top:
+            timeout = self.number("timeout", top["timeout"], minimum=0, maximum=MAX_TIMEOUT) or DEFAULT_TIMEOUT
+        chargers: list[ChargerConfig] = []
+        raw_chargers = top.get("chargers")
+        if "chargers" in top:
+            if not isinstance(raw_chargers, list):
+                self.error("chargers", f"must be a list of chargers, got {_describe(raw_chargers)}")
+            elif not raw_chargers:
+                self.error("chargers", "must list at least one charger")
+            else:
+                seen: dict[str, int] = {}
+                for i, item in enumerate(raw_chargers):
+                    path = f"chargers[{i}]"
+                    charger = self.charger(path, item, timeout)
+                    if charger is None:
+                        continue
+                    if charger.name in seen:
+                        self.error(
+                            f"{path}.name",
+                            f"duplicate charger name '{charger.name}' (also used by chargers[{seen[charger.name]}])",
+                        )
+                        continue
+                    seen[charger.name] = i
+                    chargers.append(charger)
+        if self.problems:
+            return None
+        return Config(chargers=tuple(chargers), timeout=timeout, source=self.source)
+
+    def charger(self, path: str, raw: Any, default_timeout: float) -> ChargerConfig | None:
+        obj = self.mapping(path, raw)
+        if obj is None:
+            return None
+        before = len(self.problems)
+        self.keys(path, obj, ["name", "url", "timeout", "labels", "auth", "tls"], ["name", "url"])
+        name = self.string(f"{path}.name", obj["name"]) if "name" in obj else None
+        if name is not None and not NAME_RE.match(name):
+            self.error(
+                f"{path}.name",
+                f"'{name}' is not a valid charger name (1-64 characters: letters, digits, '_', '.', '-'; "
+                "starting with a letter or digit)",
+            )
+            name = None
+        url = self.url(f"{path}.url", obj["url"]) if "url" in obj else None
+        timeout = default_timeout
+        if "timeout" in obj:
+            timeout = self.number(f"{path}.timeout", obj["timeout"], minimum=0, maximum=MAX_TIMEOUT) or timeout
+        labels = self.labels(f"{path}.labels", obj["labels"]) if "labels" in obj else ()
+        auth = self.auth(f"{path}.auth", obj["auth"]) if "auth" in obj else None
+        tls = self.tls(f"{path}.tls", obj["tls"]) if "tls" in obj else None
+        if len(self.problems) != before or name is None or url is None:
+            return None
+        return ChargerConfig(name=name, url=url, timeout=timeout, labels=labels, auth=auth, tls=tls)
+
+    def url(self, path: str, value: Any) -> str | None:
+        text = self.string(path, value)
+        if text is None:
+            return None
+        try:
+            parts = urlsplit(text)
+            _ = parts.port  # raises ValueError for a bad port
+        except ValueError as exc:
+            self.error(path, f"is not a valid URL: {exc}")
+            return None
+        if parts.scheme not in ("http", "https"):
+            shown = f"'{parts.scheme}'" if parts.scheme else "none"
+            self.error(path, f"URL scheme must be http or https, got {shown}")
+            return None
+        if not parts.hostname:
+            self.error(path, "URL has no host")
+            return None
+        if parts.username is not None or parts.password is not None:
+            self.error(path, "credentials in the URL are not allowed; use 'auth.basic' (with 'password_file')")
+            return None
+        if parts.query or parts.fragment:
+            self.error(path, "URL must not have a query string or fragment")
+            return None
+        return text.rstrip("/")
+
+    def labels(self, path: str, value: Any) -> tuple[tuple[str, str], ...]:
+        obj = self.mapping(path, value)
+        if obj is None:
+            return ()
+        result: list[tuple[str, str]] = []
+        for key, raw in obj.items():
+            key_path = _join(path, str(key))
+            if not isinstance(key, str) or not LABEL_NAME_RE.match(key) or key.startswith("__"):
+                self.error(key_path, f"'{key}' is not a valid Prometheus label name")
+                continue
+            if key in RESERVED_LABELS:
+                self.error(key_path, f"'{key}' is used by the exporter itself; choose another label name")
+                continue
+            text = self.string(key_path, raw)
+            if text is not None:
+                result.append((key, text))
+        return tuple(sorted(result))
+
+    def auth(self, path: str, value: Any) -> BasicAuth | BearerAuth | None:
+        obj = self.mapping(path, value)
+        if obj is None:
+            return None
+        self.keys(path, obj, ["basic", "bearer"], [])
+        kinds = [k for k in ("basic", "bearer") if k in obj]
+        if len(kinds) != 1:
+            if not any(k not in ("basic", "bearer") for k in obj):
+                self.error(path, "needs exactly one of 'basic' or 'bearer'")
+            return None
+        if kinds[0] == "basic":
+            basic = self.mapping(f"{path}.basic", obj["basic"])
+            if basic is None:
+                return None
+            self.keys(f"{path}.basic", basic, ["username", "password", "password_file"], ["username"])
+            username = self.string(f"{path}.basic.username", basic["username"]) if "username" in basic else None
+            if username is not None and ":" in username:
+                self.error(f"{path}.basic.username", "must not contain ':'")
+                username = None
+            password = self.one_secret(f"{path}.basic", basic, "password", "password_file")
+            if username is None or password is None:
+                return None
+            return BasicAuth(username=username, password=password)
+        bearer = self.mapping(f"{path}.bearer", obj["bearer"])
+        if bearer is None:
+            return None
+        self.keys(f"{path}.bearer", bearer, ["token", "token_file"], [])
+        token = self.one_secret(f"{path}.bearer", bearer, "token", "token_file")
+        return BearerAuth(token=token) if token is not None else None
+
+    def tls(self, path: str, value: Any) -> TLSConfig | None:
+        obj = self.mapping(path, value)
+        if obj is None:
+            return None
+        self.keys(path, obj, ["ca_file", "insecure_skip_verify"], [])
+        ca_file = None
+        if "ca_file" in obj:
+            ca_file = self.string(f"{path}.ca_file", obj["ca_file"])
+            if ca_file is not None:
+                ca_path = Path(ca_file) if Path(ca_file).is_absolute() else self.base_dir / ca_file
+                if not os.access(ca_path, os.R_OK) or not ca_path.is_file():
+                    self.error(f"{path}.ca_file", f"cannot read file '{ca_path}'")
+                    ca_file = None
+                else:
+                    ca_file = str(ca_path)
+        insecure = False
+        if "insecure_skip_verify" in obj:
+            insecure = bool(self.boolean(f"{path}.insecure_skip_verify", obj["insecure_skip_verify"]))
+        return TLSConfig(ca_file=ca_file, insecure_skip_verify=insecure)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string ({value!r})" if len(value) < 40 else "a string"
+    return f"{type(value).__name__} ({value!r})"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_config(
+    text: str, *, source: str = "<memory>", env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Parse and validate config text; raise :class:`ConfigError` with every problem found."""
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    checker = _Checker(source, os.environ if env is None else env, base_dir or Path.cwd())
+    config = checker.config(raw)
+    if config is None:
+        raise ConfigError(source, checker.problems)
+    return config
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise :class:`ConfigError` naming the file on any problem."""
+    file_path = Path(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read config file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["config file is not UTF-8 text"]) from None
+    return parse_config(text, source=str(path), env=env, base_dir=file_path.resolve().parent)
+
+
+def demo_config(base_url: str, names: Sequence[str], labels: Mapping[str, Mapping[str, str]] | None = None) -> Config:
+    """The in-memory config ``--demo`` uses for its simulated chargers."""
+    labels = labels or {}
+    return Config(
+        chargers=tuple(
+            ChargerConfig(
+                name=name,
+                url=f"{base_url.rstrip('/')}/{name}",
+                timeout=DEFAULT_TIMEOUT,
+                labels=tuple(sorted(labels.get(name, {}).items())),
+            )
+            for name in names
+        ),
+        source="<demo>",
+    )
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "BasicAuth",
+    "BearerAuth",
+    "ChargerConfig",
+    "Config",
+    "ConfigError",
+    "Secret",
+    "TLSConfig",
+    "demo_config",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,166 @@
+"""Fetch the data endpoints of every charger concurrently, each charger under its own deadline.
+
+Nothing here raises: every endpoint ends as an :class:`EndpointResult` holding either the parsed reading or an
+error reason (the ``reason`` label of ``pulsatrix_scrape_errors_total``) with a message that is safe to show
+(it never contains a credential). The only hosts ever contacted are the configured chargers' URLs; redirects are
+not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+
+from exporter import __version__
+from exporter.config import BasicAuth, BearerAuth, ChargerConfig
+from exporter.parse import ENDPOINTS, Parsed, PayloadError, parse_endpoint
+
+MAX_BODY_BYTES: Final = 1 << 20
+REASONS: Final = ("timeout", "connect", "http_status", "unauthorized", "invalid_json", "invalid_payload")
+USER_AGENT: Final = f"pulsatrix-exporter/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointResult:
+    endpoint: str
+    parsed: Parsed[Any] | None = None
+    reason: str | None = None  # one of REASONS when the endpoint failed
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.parsed is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerResult:
+    charger: ChargerConfig
+    endpoints: Mapping[str, EndpointResult]
+    duration: float  # seconds from the first request to the last answer (or the deadline)
+
+    @property
+    def up(self) -> bool:
+        return all(result.ok for result in self.endpoints.values())
+
+    def reading(self, endpoint: str) -> Any:
+        result = self.endpoints.get(endpoint)
+        return result.parsed.reading if result is not None and result.parsed is not None else None
+
+    def first_error(self) -> EndpointResult | None:
+        return next((r for r in self.endpoints.values() if not r.ok), None)
+
+
+def _ssl_for(charger: ChargerConfig) -> ssl.SSLContext | bool:
+    if charger.tls is None or not charger.url.startswith("https:"):
+        return True
+    if charger.tls.insecure_skip_verify:
+        return False
+    if charger.tls.ca_file:
+        return ssl.create_default_context(cafile=charger.tls.ca_file)
+    return True
+
+
+class ChargerClient:
+    """Everything needed to poll one charger, prepared once at start-up (headers, TLS context)."""
+
+    def __init__(self, charger: ChargerConfig, session: aiohttp.ClientSession) -> None:
+        self.charger = charger
+        self._session = session
+        self._ssl = _ssl_for(charger)
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        auth = charger.auth
+        if isinstance(auth, BasicAuth):
+            headers["Authorization"] = aiohttp.BasicAuth(auth.username, auth.password.reveal()).encode()
+        elif isinstance(auth, BearerAuth):
+            headers["Authorization"] = f"Bearer {auth.token.reveal()}"
+        self._headers = headers
+        self._urls = {endpoint: f"{charger.url}/api/v1/{endpoint}" for endpoint in ENDPOINTS}
+
+    def __repr__(self) -> str:
+        return f"ChargerClient({self.charger.name!r})"
+
+    async def fetch(self, budget: float | None = None) -> ChargerResult:
+        """Fetch all endpoints concurrently; give up on each at ``min(timeout, budget)`` seconds from now."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        limit = self.charger.timeout if budget is None else min(self.charger.timeout, budget)
+        deadline = start + max(limit, 0.0)
+        results = await asyncio.gather(*(self._endpoint(ep, deadline) for ep in ENDPOINTS))
+        return ChargerResult(
+            charger=self.charger,
+            endpoints={r.endpoint: r for r in results},
+            duration=loop.time() - start,
+        )
+
+    async def _endpoint(self, endpoint: str, deadline: float) -> EndpointResult:
+        try:
+            async with asyncio.timeout_at(deadline):
+                body_or_error = await self._get(endpoint)
+        except TimeoutError:
+            return EndpointResult(endpoint, reason="timeout", detail="no answer before the deadline")
+        except aiohttp.ClientResponseError as exc:
+            return EndpointResult(endpoint, reason="invalid_payload", detail=f"bad HTTP response: {exc.message}")
+        except aiohttp.ClientSSLError as exc:
+            return EndpointResult(endpoint, reason="connect", detail=f"TLS error: {_short(exc)}")
+        except aiohttp.ClientConnectorError as exc:
+            return EndpointResult(endpoint, reason="connect", detail=f"cannot connect: {_short(exc.os_error)}")
+        except (aiohttp.ClientError, OSError) as exc:
+            return EndpointResult(endpoint, reason="connect", detail=f"{type(exc).__name__}: {_short(exc)}")
+        if isinstance(body_or_error, EndpointResult):
+            return body_or_error
+        try:
+            parsed = parse_endpoint(endpoint, body_or_error)
+        except PayloadError as exc:
+            return EndpointResult(endpoint, reason=exc.reason, detail=exc.message)
+        return EndpointResult(endpoint, parsed=parsed)
+
+    async def _get(self, endpoint: str) -> bytes | EndpointResult:
+        async with self._session.get(
+            self._urls[endpoint], headers=self._headers, ssl=self._ssl, allow_redirects=False
+        ) as response:
+            if response.status in (401, 403):
+                return EndpointResult(
+                    endpoint,
+                    reason="unauthorized",
+                    detail=f"HTTP {response.status} {response.reason or ''}".strip(),
+                )
+            if response.status != 200:
+                return EndpointResult(
+                    endpoint,
+                    reason="http_status",
+                    detail=f"HTTP {response.status} {response.reason or ''}".strip(),
+                )
+            body = await response.content.read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                return EndpointResult(
+                    endpoint, reason="invalid_payload", detail=f"body larger than {MAX_BODY_BYTES} bytes"
+                )
+            return body
+
+
+def _short(exc: BaseException | None) -> str:
+    text = str(exc) if exc is not None else ""
+    text = text.strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+async def fetch_all(clients: Sequence[ChargerClient], budget: float | None = None) -> list[ChargerResult]:
+    """Fetch every charger concurrently. One charger's failure or slowness never affects another's result."""
+    return list(await asyncio.gather(*(client.fetch(budget) for client in clients)))
+
+
+def make_session(limit: int = 256) -> aiohttp.ClientSession:
+    """The one HTTP client session of the app's life. Deadlines are enforced per charger, not here."""
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
+        trust_env=False,
+        auto_decompress=True,
+        raise_for_status=False,
+    )
