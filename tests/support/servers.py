@@ -1,0 +1,207 @@
+"""Real Prometheus / Alertmanager processes for end-to-end tests, on loopback, in temporary directories.
+
+Binaries come from Debian's ``prometheus`` and ``prometheus-alertmanager`` packages (``.ci/run`` installs them).
+Without them the e2e tests are skipped on a developer machine, but fail when ``PULSATRIX_REQUIRE_E2E=1`` is set
+(as ``.ci/run`` does), so that CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIRE_ENV = "PULSATRIX_REQUIRE_E2E"
+
+
+def find_binary(*names: str) -> str:
+    """Path of the first of ``names`` on PATH; skip the test (or fail, under PULSATRIX_REQUIRE_E2E=1) if none."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    message = f"{' or '.join(names)} not installed (Debian packages prometheus, prometheus-alertmanager)"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{message}, but {REQUIRE_ENV}=1")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test servers only
+        return json.loads(response.read())
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+class Server:
+    """A started server process; ``stop()`` ends it (also called by the context managers below)."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], port: int, workdir: Path, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.port = port
+        self.workdir = workdir
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return http_get_json(f"{self.url}{path}{query}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class Prometheus(Server):
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        answer = self.get("/api/v1/query", **params)
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        answer = self.get("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}")
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def targets(self) -> list[dict[str, Any]]:
+        active: list[dict[str, Any]] = self.get("/api/v1/targets")["data"]["activeTargets"]
+        return active
+
+    def alerts(self) -> list[dict[str, Any]]:
+        alerts: list[dict[str, Any]] = self.get("/api/v1/alerts")["data"]["alerts"]
+        return alerts
+
+    def wait_for(self, expr: str, timeout: float = 60.0, interval: float = 0.5) -> list[dict[str, Any]]:
+        """Poll ``expr`` until it returns at least one series; fail with the expression otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no result for {expr!r} after {timeout}s")
+            time.sleep(interval)
+
+
+@contextlib.contextmanager
+def run_prometheus(
+    config: dict[str, Any] | str, workdir: Path, rule_files: Sequence[Path] = (), extra_args: Sequence[str] = ()
+) -> Iterator[Prometheus]:
+    """Start Prometheus with ``config`` (a dict or YAML text) on a free loopback port; stop it afterwards.
+
+    ``rule_files`` are copied into ``workdir`` and referenced from the config's ``rule_files``.
+    """
+    import yaml
+
+    binary = find_binary("prometheus")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load(config) if isinstance(config, str) else dict(config)
+    if rule_files:
+        copied = []
+        for rule_file in rule_files:
+            target = workdir / rule_file.name
+            shutil.copyfile(rule_file, target)
+            copied.append(str(target))
+        cfg["rule_files"] = copied
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    port = free_port()
+    log = workdir / "prometheus.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle",
+                *extra_args,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = Prometheus("prometheus", proc, port, workdir, log)
+    try:
+        wait_until_ready(f"{server.url}/-/ready", proc, log)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def run_alertmanager(config: dict[str, Any] | str, workdir: Path) -> Iterator[Server]:
+    """Start Alertmanager with ``config`` on a free loopback port (clustering off); stop it afterwards."""
+    import yaml
+
+    binary = find_binary("prometheus-alertmanager", "alertmanager")
+    workdir.mkdir(parents=True, exist_ok=True)
+    text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+    config_path = workdir / "alertmanager.yml"
+    config_path.write_text(text)
+    port = free_port()
+    log = workdir / "alertmanager.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.path={workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = Server("alertmanager", proc, port, workdir, log)
+    try:
+        wait_until_ready(f"{server.url}/-/ready", proc, log)
+        yield server
+    finally:
+        server.stop()
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run promtool; the caller asserts on returncode and output."""
+    binary = find_binary("promtool")
+    return subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
