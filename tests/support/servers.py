@@ -205,3 +205,91 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     """Run promtool; the caller asserts on returncode and output."""
     binary = find_binary("promtool")
     return subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
+
+
+def _exporter_command() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "exporter"]
+
+
+@contextlib.contextmanager
+def run_simulator(workdir: Path, chargers: int = 3, speed: float = 1.0, seed: int = 1) -> Iterator[Server]:
+    """Start ``pulsatrix-exporter simulate`` as a process; faults are set with ``set_fault``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "simulator.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                *_exporter_command(),
+                "simulate",
+                f"--listen=127.0.0.1:{port}",
+                f"--chargers={chargers}",
+                f"--speed={speed:g}",
+                f"--seed={seed}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = Server("simulator", proc, port, workdir, log)
+    try:
+        wait_until_ready(f"{server.url}/_sim", proc, log)
+        yield server
+    finally:
+        server.stop()
+
+
+def simulator_names(simulator: Server) -> list[str]:
+    return [c["name"] for c in simulator.get("/_sim")]
+
+
+def set_fault(simulator: Server, charger: str, fault: str, endpoints: Sequence[str] | None = None) -> None:
+    """Set a simulator fault (see exporter.simulator.FAULTS); ``none`` clears it."""
+    body: dict[str, Any] = {"fault": fault}
+    if endpoints is not None:
+        body["endpoints"] = list(endpoints)
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{simulator.url}/_sim/{charger}",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        assert response.status == 200
+
+
+def write_config_for(simulator: Server, path: Path, timeout: float = 2.0, labels: dict[str, str] | None = None) -> Path:
+    """Write an exporter config with every simulated charger (optional extra labels on each)."""
+    import yaml
+
+    chargers = []
+    for name in simulator_names(simulator):
+        charger: dict[str, Any] = {"name": name, "url": f"{simulator.url}/{name}"}
+        if labels:
+            charger["labels"] = dict(labels)
+        chargers.append(charger)
+    path.write_text(yaml.safe_dump({"timeout": timeout, "chargers": chargers}, sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def run_exporter(config_path: Path, workdir: Path) -> Iterator[Server]:
+    """Start the exporter as a process with ``--config`` on a free loopback port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "exporter.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [*_exporter_command(), f"--config={config_path}", f"--listen=127.0.0.1:{port}"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = Server("exporter", proc, port, workdir, log)
+    try:
+        wait_until_ready(f"{server.url}/-/ready", proc, log)
+        yield server
+    finally:
+        server.stop()
