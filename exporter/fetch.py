@@ -55,6 +55,24 @@ class ChargerResult:
         return next((r for r in self.endpoints.values() if not r.ok), None)
 
 
+def outcome_from_body(endpoint: str, body: bytes) -> EndpointResult:
+    """Parse one endpoint's 200 body into a result (pure; the fetch step's last stage)."""
+    try:
+        parsed = parse_endpoint(endpoint, body)
+    except PayloadError as exc:
+        return EndpointResult(endpoint, reason=exc.reason, detail=exc.message)
+    return EndpointResult(endpoint, parsed=parsed)
+
+
+def result_from_bodies(charger: ChargerConfig, bodies: Mapping[str, bytes], duration: float = 0.0) -> ChargerResult:
+    """A ChargerResult for bodies obtained elsewhere (tests, benchmarks); a missing endpoint counts as a timeout."""
+    endpoints = {
+        ep: outcome_from_body(ep, bodies[ep]) if ep in bodies else EndpointResult(ep, reason="timeout", detail="")
+        for ep in ENDPOINTS
+    }
+    return ChargerResult(charger=charger, endpoints=endpoints, duration=duration)
+
+
 def _ssl_for(charger: ChargerConfig) -> ssl.SSLContext | bool:
     if charger.tls is None or not charger.url.startswith("https:"):
         return True
@@ -113,11 +131,7 @@ class ChargerClient:
             return EndpointResult(endpoint, reason="connect", detail=f"{type(exc).__name__}: {_short(exc)}")
         if isinstance(body_or_error, EndpointResult):
             return body_or_error
-        try:
-            parsed = parse_endpoint(endpoint, body_or_error)
-        except PayloadError as exc:
-            return EndpointResult(endpoint, reason=exc.reason, detail=exc.message)
-        return EndpointResult(endpoint, parsed=parsed)
+        return outcome_from_body(endpoint, body_or_error)
 
     async def _get(self, endpoint: str) -> bytes | EndpointResult:
         async with self._session.get(
