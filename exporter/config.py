@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,16 +286,17 @@ class _Checker:
                 for i, item in enumerate(raw_chargers):
                     path = f"chargers[{i}]"
                     charger = self.charger(path, item, timeout)
-                    if charger is None:
-                        continue
-                    if charger.name in seen:
-                        self.error(
-                            f"{path}.name",
-                            f"duplicate charger name '{charger.name}' (also used by chargers[{seen[charger.name]}])",
-                        )
-                        continue
-                    seen[charger.name] = i
-                    chargers.append(charger)
+                    raw_name = item.get("name") if isinstance(item, Mapping) else None
+                    if isinstance(raw_name, str):
+                        if raw_name in seen:
+                            self.error(
+                                f"{path}.name",
+                                f"duplicate charger name '{raw_name}' (also used by chargers[{seen[raw_name]}])",
+                            )
+                            continue
+                        seen[raw_name] = i
+                    if charger is not None:
+                        chargers.append(charger)
         if self.problems:
             return None
         return Config(chargers=tuple(chargers), timeout=timeout, source=self.source)
@@ -411,7 +413,13 @@ class _Checker:
                     self.error(f"{path}.ca_file", f"cannot read file '{ca_path}'")
                     ca_file = None
                 else:
-                    ca_file = str(ca_path)
+                    try:
+                        ssl.create_default_context(cafile=str(ca_path))
+                    except (ssl.SSLError, ValueError) as exc:
+                        self.error(f"{path}.ca_file", f"'{ca_path}' is not a PEM certificate bundle ({exc})")
+                        ca_file = None
+                    else:
+                        ca_file = str(ca_path)
         insecure = False
         if "insecure_skip_verify" in obj:
             insecure = bool(self.boolean(f"{path}.insecure_skip_verify", obj["insecure_skip_verify"]))

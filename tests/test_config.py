@@ -1,0 +1,210 @@
+"""Config loading: one fixture file per failure mode, every message naming the file, the key path and the problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import BasicAuth, BearerAuth, ConfigError, Secret, load_config, parse_config
+
+CONF = Path(__file__).parent / "fixtures" / "config"
+
+
+def problems(name: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(CONF / name, env=env or {})
+    assert info.value.source == str(CONF / name)
+    return info.value.problems
+
+
+def test_good_config_loads_every_feature() -> None:
+    config = load_config(CONF / "good.yml", env={"OFFICE_TOKEN": "tok-123"})
+    assert config.timeout == 4.0
+    garage, bay, office = config.chargers
+    assert (garage.name, garage.url, garage.timeout, garage.labels, garage.auth) == (
+        "garage",
+        "http://192.0.2.10",
+        4.0,
+        (),
+        None,
+    )
+    assert bay.url == "https://bay12.depot3.example.net"  # trailing slash dropped; /api/v1/... is appended
+    assert bay.timeout == 2.5
+    assert bay.labels == (("site", "depot-3"), ("zone", "north"))
+    assert bay.auth == BasicAuth(username="exporter", password=Secret("s3cr3t-from-file"))
+    assert bay.tls is not None
+    assert bay.tls.ca_file == str(CONF / "secrets" / "ca.pem")
+    assert office.url == "http://[2001:db8::20]:8080"
+    assert office.auth == BearerAuth(token=Secret("tok-123"))
+
+
+def test_secrets_never_show_in_repr() -> None:
+    config = load_config(CONF / "good.yml", env={"OFFICE_TOKEN": "tok-123"})
+    text = repr(config)
+    assert "s3cr3t-from-file" not in text
+    assert "tok-123" not in text
+    assert "Secret('********')" in text
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        (
+            "unknown-key.yml",
+            ["chargers[0].ulr: unknown key (did you mean 'url'?)", "chargers[0].url: required key is missing"],
+        ),
+        ("missing-keys.yml", ["chargers[0].name: required key is missing", "chargers[1].url: required key is missing"]),
+        ("duplicate-names.yml", ["chargers[1].name: duplicate charger name 'garage' (also used by chargers[0])"]),
+        (
+            "bad-scheme.yml",
+            [
+                "chargers[0].url: URL scheme must be http or https, got 'ftp'",
+                "chargers[1].url: URL scheme must be http or https, got none",
+            ],
+        ),
+        (
+            "unset-env.yml",
+            ["chargers[0].auth.bearer.token: environment variable 'PULSATRIX_TEST_UNSET_TOKEN' is not set"],
+        ),
+        (
+            "unreadable-file.yml",
+            [
+                f"chargers[0].auth.basic.password_file: cannot read file '{CONF / 'secrets' / 'does-not-exist'}': "
+                "No such file or directory"
+            ],
+        ),
+        ("both-auth.yml", ["chargers[0].auth: needs exactly one of 'basic' or 'bearer'"]),
+        (
+            "credentials-in-url.yml",
+            ["chargers[0].url: credentials in the URL are not allowed; use 'auth.basic' (with 'password_file')"],
+        ),
+        (
+            "bad-labels.yml",
+            [
+                "chargers[0].labels.charger: 'charger' is used by the exporter itself; choose another label name",
+                "chargers[0].labels.bad-name: 'bad-name' is not a valid Prometheus label name",
+            ],
+        ),
+        (
+            "bad-values.yml",
+            [
+                "timeout: must be greater than 0 and at most 300, got -1",
+                "chargers[0].name: 'has space' is not a valid charger name (1-64 characters: letters, digits, "
+                "'_', '.', '-'; starting with a letter or digit)",
+                "chargers[0].timeout: must be a number of seconds, got 'soon'",
+                "chargers[0].tls.insecure_skip_verify: must be true or false, got a string ('yes')",
+            ],
+        ),
+        (
+            "invalid-yaml.yml",
+            ["line 4, column 4: invalid YAML: expected <block end>, but found '<block mapping start>'"],
+        ),
+        ("empty.yml", ["the file is empty; it needs at least a 'chargers' list"]),
+        (
+            "many-problems.yml",
+            [
+                "timout: unknown key (did you mean 'timeout'?)",
+                "chargers[0].ulr: unknown key (did you mean 'url'?)",
+                "chargers[0].url: required key is missing",
+                "chargers[1].url: URL scheme must be http or https, got 'gopher'",
+                "chargers[1].auth.bearer.token_file: cannot read file '/nonexistent/token': No such file or directory",
+                "chargers[1].name: duplicate charger name 'garage' (also used by chargers[0])",
+            ],
+        ),
+    ],
+)
+def test_every_config_error_is_reported_with_its_key_path(fixture: str, expected: list[str]) -> None:
+    assert problems(fixture) == expected
+
+
+def test_rendered_error_names_the_file_on_every_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(CONF / "many-problems.yml", env={})
+    lines = info.value.render().splitlines()
+    assert lines[0] == f"{CONF / 'many-problems.yml'}: 6 problems in config"
+    assert all(line.startswith(f"  {CONF / 'many-problems.yml'}: ") for line in lines[1:])
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(CONF / "nope.yml")
+    assert info.value.problems == ["cannot read config file: No such file or directory"]
+
+
+def test_env_substitution_everywhere_and_dollar_escape() -> None:
+    text = """
+chargers:
+  - name: ${NAME}
+    url: http://${HOST}:8080/prefix
+    labels: {site: "cost-$$5-${SITE}"}
+    auth: {basic: {username: "${USER_}", password: "${PW}"}}
+"""
+    env = {"NAME": "garage", "HOST": "192.0.2.1", "SITE": "home", "USER_": "u", "PW": "p@ss"}
+    charger = parse_config(text, env=env).chargers[0]
+    assert (charger.name, charger.url, charger.labels) == (
+        "garage",
+        "http://192.0.2.1:8080/prefix",
+        (("site", "cost-$5-home"),),
+    )
+    assert charger.auth == BasicAuth("u", Secret("p@ss"))
+
+
+def test_duplicate_yaml_keys_are_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("chargers: []\nchargers: []\n", source="dup.yml")
+    assert info.value.problems == ["line 2, column 1: invalid YAML: duplicate key 'chargers'"]
+
+
+def test_invalid_ca_bundle(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("garbage\n")
+    text = "chargers:\n  - name: a\n    url: https://192.0.2.1\n    tls: {ca_file: ca.pem}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, base_dir=tmp_path)
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(
+        f"chargers[0].tls.ca_file: '{tmp_path / 'ca.pem'}' is not a PEM certificate bundle"
+    )
+
+
+def test_secret_values_never_appear_in_error_messages() -> None:
+    text = "chargers:\n  - name: a\n    url: http://192.0.2.1\n    auth: {bearer: {token: hunter2, token_file: x}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert "hunter2" not in info.value.render()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "OFFICE_TOKEN": "tok-123"},
+    )
+
+
+def test_check_config_cli_good() -> None:
+    proc = run_cli("--config", str(CONF / "good.yml"), "--check-config")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        f"{CONF / 'good.yml'}: OK, 3 chargers (garage, depot-3-bay-12, office), 2 with auth, default timeout 4s\n"
+    )
+
+
+def test_check_config_cli_bad_prints_every_problem_without_traceback() -> None:
+    proc = run_cli("--config", str(CONF / "many-problems.yml"), "--check-config")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[0] == f"{CONF / 'many-problems.yml'}: 6 problems in config"
+    assert "chargers[0].ulr: unknown key (did you mean 'url'?)" in proc.stderr
+
+
+def test_bad_config_without_check_flag_exits_non_zero_before_listening() -> None:
+    proc = run_cli("--config", str(CONF / "bad-scheme.yml"), "--listen", "127.0.0.1:0")
+    assert proc.returncode == 1
+    assert "chargers[0].url: URL scheme must be http or https, got 'ftp'" in proc.stderr
+    assert "Traceback" not in proc.stderr
