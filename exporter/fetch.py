@@ -9,6 +9,7 @@ not followed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ class ChargerClient:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         auth = charger.auth
         if isinstance(auth, BasicAuth):
-            headers["Authorization"] = aiohttp.BasicAuth(auth.username, auth.password.reveal()).encode()
+            credentials = f"{auth.username}:{auth.password.reveal()}".encode()  # UTF-8, as RFC 7617 recommends
+            headers["Authorization"] = f"Basic {base64.b64encode(credentials).decode('ascii')}"
         elif isinstance(auth, BearerAuth):
             headers["Authorization"] = f"Bearer {auth.token.reveal()}"
         self._headers = headers

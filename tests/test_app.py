@@ -1,0 +1,375 @@
+"""The HTTP app end to end on loopback: simulated chargers behind aiohttp_server, the exporter behind aiohttp_client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import __version__
+from exporter.app import RUNTIME
+from exporter.config import BasicAuth, BearerAuth, ChargerConfig, Config, Secret
+from exporter.simulator import SimAuth
+from tests.conftest import ExporterClient, ServerFactory, SimulatedFleet
+from tests.support.servers import free_port
+
+OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
+GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "openapi.prom"
+
+MakeClient = Callable[[Config], Awaitable[ExporterClient]]
+MakeFleet = Callable[..., Awaitable[SimulatedFleet]]
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def get(samples: Samples, name: str, **labels: str) -> float | None:
+    for (sample_name, sample_labels), value in samples.items():
+        if sample_name == name and all((k, v) in sample_labels for k, v in labels.items()):
+            return value
+    return None
+
+
+def chargers_in(samples: Samples) -> set[str]:
+    return {dict(labels)["charger"] for (_, labels) in samples if "charger" in dict(labels)}
+
+
+async def scrape(client: ExporterClient, path: str = "/metrics", **headers: str) -> Samples:
+    response = await client.get(path, headers=headers)
+    assert response.status == 200, await response.text()
+    return parse(await response.text())
+
+
+async def test_all_chargers_exported_with_own_metrics(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config({"garage": {"site": "home"}}))
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = parse(await response.text())
+    for name in fleet.names:
+        assert get(samples, "pulsatrix_up", charger=name) == 1.0
+        assert get(samples, "pulsatrix_voltage_volts", charger=name, phase="L1") is not None
+        assert get(samples, "pulsatrix_grid_frequency_hertz", charger=name) is not None
+    assert get(samples, "pulsatrix_up", charger="garage", site="home") == 1.0
+    assert get(samples, "pulsatrix_exporter_build_info", version=__version__) == 1.0
+    assert get(samples, "process_resident_memory_bytes") is not None
+
+
+async def test_openmetrics_is_negotiated(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config())
+    response = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await response.text()).endswith("# EOF\n")
+
+
+async def test_dead_slow_and_broken_chargers_do_not_break_the_others(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    fleet = await make_fleet(5)
+    hanging, failing, broken, healthy, unstable = fleet.names
+    fleet.set_fault(hanging, "hang")
+    fleet.set_fault(failing, "http_500")
+    fleet.set_fault(broken, "invalid_json")
+    fleet.set_fault(unstable, "disconnect")
+    refused_port = free_port()  # nothing listens there any more
+    config = fleet.config()
+    chargers = tuple(ChargerConfig(c.name, c.url, timeout=1.0) for c in config.chargers)
+    chargers += (ChargerConfig("refused", f"http://127.0.0.1:{refused_port}", timeout=1.0),)
+    client = await exporter_client(Config(chargers=chargers))
+
+    samples = await scrape(client)
+
+    assert get(samples, "pulsatrix_up", charger=healthy) == 1.0
+    for name in (hanging, failing, broken, unstable, "refused"):
+        assert get(samples, "pulsatrix_up", charger=name) == 0.0, name
+        assert get(samples, "pulsatrix_voltage_volts", charger=name) is None
+    # the healthy charger's values are all there
+    assert get(samples, "pulsatrix_voltage_volts", charger=healthy, phase="L1") is not None
+    assert get(samples, "pulsatrix_energy_imported_joules_total", charger=healthy) is not None
+    assert (
+        sum(v for (n, labels), v in samples.items() if n == "pulsatrix_state" and (("charger", healthy) in labels)) == 1
+    )
+    # each failure is counted with its reason, for every endpoint
+    expected = {
+        hanging: "timeout",
+        failing: "http_status",
+        broken: "invalid_json",
+        unstable: "connect",
+        "refused": "connect",
+    }
+    for name, reason in expected.items():
+        for endpoint in ("configuration", "transaction", "charging", "limits"):
+            assert get(samples, "pulsatrix_scrape_errors_total", charger=name, endpoint=endpoint, reason=reason) == 1.0
+    assert get(samples, "pulsatrix_scrape_errors_total", charger=healthy, endpoint="charging", reason="timeout") == 0.0
+    # the hanging charger cost no more than its own deadline
+    duration = get(samples, "pulsatrix_scrape_duration_seconds", charger=hanging)
+    assert duration is not None and 0.9 < duration < 1.5
+
+
+async def test_scrape_timeout_header_caps_the_charger_deadline(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    fleet.set_fault("garage", "hang")
+    config = fleet.config()
+    slow = Config(chargers=tuple(ChargerConfig(c.name, c.url, timeout=60.0) for c in config.chargers))
+    client = await exporter_client(slow)
+    samples = await scrape(client, **{"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    duration = get(samples, "pulsatrix_scrape_duration_seconds", charger="garage")
+    assert duration is not None and duration < 1.5  # 1.5 s minus the rendering margin, not 60 s
+    assert get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="limits", reason="timeout") == 1.0
+    assert get(samples, "pulsatrix_up", charger="carport") == 1.0
+
+
+async def test_one_failing_endpoint_keeps_the_other_endpoints(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    fleet.set_fault("garage", "http_500", ("limits",))
+    client = await exporter_client(fleet.config())
+    samples = await scrape(client)
+    assert get(samples, "pulsatrix_up", charger="garage") == 0.0
+    assert get(samples, "pulsatrix_endpoint_up", charger="garage", endpoint="limits") == 0.0
+    assert get(samples, "pulsatrix_endpoint_up", charger="garage", endpoint="charging") == 1.0
+    assert get(samples, "pulsatrix_voltage_volts", charger="garage", phase="L1") is not None
+    assert get(samples, "pulsatrix_charger_info", charger="garage") == 1.0
+    assert get(samples, "pulsatrix_api_limit_timeout_seconds", charger="garage") is None
+
+
+async def test_probe_returns_only_the_target(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config())
+    samples = await scrape(client, "/probe?target=carport")
+    assert chargers_in(samples) == {"carport"}
+    assert get(samples, "pulsatrix_up", charger="carport") == 1.0
+    assert (
+        get(samples, "pulsatrix_scrape_errors_total", charger="carport", endpoint="charging", reason="timeout") == 0.0
+    )
+    assert get(samples, "pulsatrix_exporter_build_info") is None  # exporter-level metrics live on /metrics
+
+
+@pytest.mark.parametrize("target", ["nope", "http://127.0.0.1:1/", "127.0.0.1", "../garage", "garage "])
+async def test_probe_never_fetches_an_unconfigured_target(
+    fleet: SimulatedFleet, exporter_client: MakeClient, target: str
+) -> None:
+    client = await exporter_client(fleet.config())
+    before = fleet.sim.requests
+    response = await client.get("/probe", params={"target": target})
+    assert response.status == 404
+    assert "not a configured charger name" in await response.text()
+    assert fleet.sim.requests == before
+
+
+async def test_probe_without_target_is_a_bad_request(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config())
+    response = await client.get("/probe")
+    assert response.status == 400
+    assert fleet.sim.requests == 0
+
+
+async def test_golden_exposition_over_http(aiohttp_server: ServerFactory, exporter_client: MakeClient) -> None:
+    """A charger that serves the OpenAPI sample payloads gives exactly the golden exposition on /probe."""
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=(OPENAPI / f"{request.match_info['ep']}.json").read_bytes())
+
+    device = web.Application()
+    device.router.add_get("/api/v1/{ep}", serve)
+    server = await aiohttp_server(device)
+    charger = ChargerConfig("garage", str(server.make_url("")).rstrip("/"), labels=(("site", "home"),))
+    client = await exporter_client(Config(chargers=(charger,)))
+    response = await client.get("/probe", params={"target": "garage"})
+    text = await response.text()
+    golden = GOLDEN.read_text()
+    strip = ("pulsatrix_scrape_duration_seconds{",)
+    probe_device = [ln for ln in text.splitlines() if not ln.startswith(strip) and "scrape_errors" not in ln
+                    and "invalid_values" not in ln]  # fmt: skip
+    assert probe_device == [ln for ln in golden.splitlines() if not ln.startswith(strip)]
+
+
+@pytest.mark.parametrize("kind", ["basic", "bearer"])
+async def test_auth_headers_are_sent_as_configured(
+    make_fleet: MakeFleet, exporter_client: MakeClient, kind: str
+) -> None:
+    sim_auth = SimAuth(basic=("exporter", "pa:ss wörd")) if kind == "basic" else SimAuth(bearer="t0k3n")
+    fleet = await make_fleet(1, auth=sim_auth)
+    auth: BasicAuth | BearerAuth = (
+        BasicAuth("exporter", Secret("pa:ss wörd")) if kind == "basic" else BearerAuth(Secret("t0k3n"))
+    )
+    base = fleet.config().chargers[0]
+    good = ChargerConfig(base.name, base.url, auth=auth)
+    client = await exporter_client(Config(chargers=(good,)))
+    assert get(await scrape(client), "pulsatrix_up", charger=base.name) == 1.0
+
+
+async def test_wrong_or_missing_credentials_are_unauthorized(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    fleet = await make_fleet(2, auth=SimAuth(bearer="right-token"))
+    first, second = fleet.config().chargers
+    wrong = ChargerConfig(first.name, first.url, auth=BearerAuth(Secret("wrong-token")))
+    client = await exporter_client(Config(chargers=(wrong, second)))
+    samples = await scrape(client)
+    for name in (first.name, second.name):
+        assert get(samples, "pulsatrix_up", charger=name) == 0.0
+        assert (
+            get(samples, "pulsatrix_scrape_errors_total", charger=name, endpoint="charging", reason="unauthorized")
+            == 1.0
+        )
+
+
+async def test_secrets_never_leak_into_logs_metrics_or_pages(
+    make_fleet: MakeFleet, exporter_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fleet = await make_fleet(2, auth=SimAuth(basic=("exporter", "right-password")))
+    first, second = fleet.config().chargers
+    secrets = ["wrong-password-123", "bearer-token-456"]
+    chargers = (
+        ChargerConfig(first.name, first.url, auth=BasicAuth("exporter", Secret(secrets[0]))),
+        ChargerConfig(second.name, second.url, auth=BearerAuth(Secret(secrets[1]))),
+    )
+    client = await exporter_client(Config(chargers=chargers))
+    pages = []
+    for path in ("/metrics", f"/probe?target={first.name}", "/", "/sd", "/metrics"):
+        response = await client.get(path)
+        pages.append(await response.text())
+    everything = "\n".join(pages) + "\n".join(r.getMessage() for r in caplog.records) + repr(client.app)
+    assert "unauthorized" in everything  # the failure itself is visible ...
+    for secret in secrets:  # ... the credentials are not
+        assert secret not in everything
+        assert Secret(secret).reveal() not in repr(chargers)
+
+
+async def test_failures_are_logged_once_and_recovery_is_logged(
+    fleet: SimulatedFleet, exporter_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    fleet.set_fault("garage", "http_500", ("charging",))
+    client = await exporter_client(fleet.config())
+    for _ in range(3):
+        await scrape(client)
+    failures = [r for r in caplog.records if "garage: charging failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].levelno == logging.WARNING
+    assert "http_status" in failures[0].getMessage()
+    fleet.set_fault("garage", "none")
+    await scrape(client)
+    assert any("garage: charging answers again" in r.getMessage() for r in caplog.records)
+
+
+async def test_malformed_values_counted_and_logged_once_per_field(
+    aiohttp_server: ServerFactory, exporter_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="exporter")
+
+    async def serve(request: web.Request) -> web.Response:
+        ep = request.match_info["ep"]
+        if ep == "charging":
+            return web.Response(body=b'{"voltage": [230.0, null, 231.0], "frequency": "fifty", "lastActivePower": 10}')
+        return web.Response(body=(OPENAPI / f"{ep}.json").read_bytes())
+
+    device = web.Application()
+    device.router.add_get("/api/v1/{ep}", serve)
+    server = await aiohttp_server(device)
+    client = await exporter_client(Config(chargers=(ChargerConfig("odd", str(server.make_url("")).rstrip("/")),)))
+    for _ in range(2):
+        samples = await scrape(client)
+    assert get(samples, "pulsatrix_up", charger="odd") == 1.0  # the reply is still usable
+    assert get(samples, "pulsatrix_active_power_watts", charger="odd") == 10.0
+    assert get(samples, "pulsatrix_voltage_volts", charger="odd", phase="L3") == 231.0
+    assert get(samples, "pulsatrix_voltage_volts", charger="odd", phase="L2") is None
+    assert get(samples, "pulsatrix_invalid_values_total", charger="odd", endpoint="charging", field="voltage") == 2.0
+    assert get(samples, "pulsatrix_invalid_values_total", charger="odd", endpoint="charging", field="frequency") == 2.0
+    logged = [r.getMessage() for r in caplog.records if "odd: charging." in r.getMessage()]
+    assert sorted(logged) == [
+        "charger odd: charging.frequency skipped: expected a number, got a string "
+        "(logged once; counted in pulsatrix_invalid_values_total)",
+        "charger odd: charging.voltage skipped: null (logged once; counted in pulsatrix_invalid_values_total)",
+    ]
+
+
+async def test_redirects_are_not_followed(aiohttp_server: ServerFactory, exporter_client: MakeClient) -> None:
+    elsewhere_hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        elsewhere_hits.append(request.path)
+        return web.json_response({})
+
+    other = web.Application()
+    other.router.add_get("/{tail:.*}", elsewhere)
+    other_server = await aiohttp_server(other)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(str(other_server.make_url(request.path)))
+
+    device = web.Application()
+    device.router.add_get("/api/v1/{ep}", redirect)
+    server = await aiohttp_server(device)
+    client = await exporter_client(Config(chargers=(ChargerConfig("r", str(server.make_url("")).rstrip("/")),)))
+    samples = await scrape(client)
+    assert get(samples, "pulsatrix_scrape_errors_total", charger="r", endpoint="limits", reason="http_status") == 1.0
+    assert elsewhere_hits == []
+
+
+async def test_landing_page(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    fleet.set_fault("carport", "http_500", ("limits",))
+    client = await exporter_client(fleet.config({"garage": {"site": "<home>"}}))
+    page = await (await client.get("/")).text()
+    assert f"Version {__version__}" in page
+    assert "not scraped yet" in page
+    await scrape(client)
+    page = await (await client.get("/")).text()
+    assert "<td class='up'>up</td>" in page
+    assert "<td class='down'>down</td>" in page
+    assert "limits: http_status: HTTP 500 Internal Server Error" in page
+    assert "site=&lt;home&gt;" in page  # escaped
+    for link in ('href="metrics"', 'href="sd"', 'href="-/healthy"', "href='probe?target=garage'"):
+        assert link in page
+    assert fleet.base_url not in page  # charger URLs are not shown
+
+
+async def test_health_ready_and_service_discovery(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config({"garage": {"site": "home"}}))
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/-/ready")).status == 200
+    sd = await (await client.get("/sd")).json()
+    assert sd[0] == {
+        "targets": ["garage"],
+        "labels": {"__meta_pulsatrix_charger": "garage", "__meta_pulsatrix_label_site": "home"},
+    }
+    assert [group["targets"] for group in sd] == [["garage"], ["carport"], ["visitor-bay"]]
+    assert fleet.sim.requests == 0  # none of these touch a charger
+
+
+async def test_one_session_for_the_app_life(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config())
+    session = client.app[RUNTIME].session
+    assert session is not None
+    await scrape(client)
+    await scrape(client, "/probe?target=garage")
+    assert client.app[RUNTIME].session is session
+    open_during_scrapes = session.closed is False
+    await client.close()
+    assert open_during_scrapes
+    assert session.closed
+    assert client.app[RUNTIME].ready is False
+
+
+async def test_removed_charger_leaves_no_stale_device_series(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    """Device families are rebuilt every scrape: a charger whose data vanishes has no leftover series."""
+    client = await exporter_client(fleet.config())
+    assert get(await scrape(client), "pulsatrix_voltage_volts", charger="garage") is not None
+    fleet.set_fault("garage", "http_500")
+    samples = await scrape(client)
+    assert get(samples, "pulsatrix_voltage_volts", charger="garage") is None
+    assert get(samples, "pulsatrix_state", charger="garage") is None
