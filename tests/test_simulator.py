@@ -1,0 +1,122 @@
+"""The built-in charger simulator behaves like a real device (it is what the demo and the e2e tests run against)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+from exporter.parse import decode_body, parse_charging, parse_configuration, parse_transaction
+from exporter.simulator import CHARGING, CONNECTED, IDLE, POWER_FACTOR, SUSPENDED, SimAuth, make_chargers
+from tests.conftest import ClientFactory
+from tests.test_app import MakeFleet
+
+T0 = 1_800_000_000.0
+
+
+def test_sessions_cycle_through_the_states_in_order() -> None:
+    charger = make_chargers(2, speed=20.0, seed=3, now=T0)[1]  # starts Idle
+    seen = [charger.state]
+    energy = [charger.energy_kwh]
+    t = T0
+    for _ in range(3 * 3600):
+        t += 1
+        charger.advance(t)
+        energy.append(charger.energy_kwh)
+        if charger.state != seen[-1]:
+            seen.append(charger.state)
+    # Idle → EVConnected → Charging → SuspendedEV → Idle, repeatedly
+    cycle = [IDLE, CONNECTED, CHARGING, SUSPENDED]
+    assert len(seen) >= 8
+    assert seen == [cycle[i % 4] for i in range(len(seen))]
+    assert all(b >= a for a, b in itertools.pairwise(energy)), "the meter only grows"
+    assert energy[-1] > energy[0]
+
+
+def test_power_is_consistent_with_voltage_current_and_phases() -> None:
+    charger = make_chargers(1, now=T0)[0]  # starts Charging
+    charger.advance(T0 + 30)
+    body = charger.charging()
+    reading = parse_charging(body).reading
+    assert charger.state == CHARGING
+    estimate = sum(v * a for v, a in zip(reading.voltages, reading.currents, strict=True) if v and a)
+    assert reading.active_power is not None
+    assert estimate > 1000
+    assert math.isclose(reading.active_power, estimate * POWER_FACTOR, rel_tol=1e-3)
+    assert all(220 < (v or 0) < 240 for v in reading.voltages)
+
+
+def test_grid_frequency_wanders_around_50_hz() -> None:
+    charger = make_chargers(1, now=T0)[0]
+    values = []
+    for i in range(1, 1200):
+        charger.advance(T0 + i)
+        values.append(charger.frequency)
+    assert all(49.9 <= f <= 50.1 for f in values)
+    assert max(values) - min(values) > 0.01  # it does move
+
+
+def test_both_firmware_generations_and_single_phase_chargers() -> None:
+    gen1, gen2, single = make_chargers(3, now=T0)
+    assert "pdName" in gen1.configuration() and "ctrlrName" in gen1.configuration()
+    conf2 = gen2.configuration()
+    assert {"powerDomainName", "controllerName", "hasPhaseShutoff", "hasPhaseSTTurnon"} <= conf2.keys()
+    assert "effectiveAmperageLimit" in gen2.transaction()
+    assert parse_configuration(conf2).problems == ()
+    assert len(gen2.transaction()["vehicleStatus"]) == 1  # prose-doc form: single letters for the vehicle
+    assert len(gen1.transaction()["vehicleStatus"]) == 2
+    assert "hasPhaseSTShutoff" in single.configuration()
+    assert len(single.charging()["voltage"]) == 1
+    assert parse_transaction(gen1.transaction()).problems == ()
+
+
+def test_limits_answer_with_nan_literals_and_expire() -> None:
+    charger = make_chargers(1, now=T0)[0]
+    assert b"NaN" in charger.limits_body()
+    assert decode_body(charger.limits_body())["timeout"] == 300000.0
+    assert charger.put_limits({"setAmperageLimit": 10, "setTimeout": 5000}, T0) is None
+    charger.advance(T0 + 2)
+    assert charger.limits.current == 10.0
+    assert charger.transaction()["allocationSourceName"] == "API"
+    charger.advance(T0 + 6)
+    assert math.isnan(charger.limits.current)
+
+
+async def test_http_api_auth_faults_and_put_limits(make_fleet: MakeFleet, aiohttp_client: ClientFactory) -> None:
+    fleet = await make_fleet(1, auth=SimAuth(bearer="tok"))
+    client = await aiohttp_client(fleet.server)
+    assert (await client.get("/garage/api/v1/charging")).status == 401
+    auth = {"Authorization": "Bearer tok"}
+    assert (await client.get("/garage/api/v1/charging", headers=auth)).status == 200
+    put = await client.put("/garage/api/v1/limits", data='{"amperageLimit": 12.5, "powerLimit": NaN}', headers=auth)
+    assert put.status == 204
+    limits = decode_body(await (await client.get("/garage/api/v1/limits", headers=auth)).read())
+    assert limits["amperageLimit"] == 12.5
+    assert math.isnan(limits["powerLimit"])
+    bad = await client.put("/_sim/garage", data=json.dumps({"fault": "gremlins"}))
+    assert bad.status == 400
+    ok = await client.put("/_sim/garage", data=json.dumps({"fault": "http_500", "endpoints": ["limits"]}))
+    assert ok.status == 200
+    assert (await client.get("/garage/api/v1/limits", headers=auth)).status == 500
+    assert (await client.get("/garage/api/v1/charging", headers=auth)).status == 200
+    listing = await (await client.get("/_sim")).json()
+    assert listing[0]["fault"] == "http_500"
+
+
+def test_device_faults_change_what_the_charger_reports() -> None:
+    charger = make_chargers(1, now=T0)[0]
+    charger.fault = "vehicle_error"
+    charger.advance(T0 + 2)
+    tx = charger.transaction()
+    assert (tx["state"], tx["vehicleStatus"], tx["chargeControllerStatus"]) == ("Faulted", "F1", "F")
+    charger.fault = "undervoltage"
+    charger.advance(T0 + 4)
+    assert all(v < 207 for v in charger.charging()["voltage"])
+    charger.fault = "stall"
+    charger.advance(T0 + 6)
+    assert charger.transaction()["state"] == "Charging"
+    assert charger.charging()["lastActivePower"] < 5
+    before = charger.energy_kwh
+    charger.fault = "meter_reset"
+    charger.advance(T0 + 8)
+    assert charger.energy_kwh < before
