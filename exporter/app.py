@@ -6,6 +6,7 @@ render a registry built for this one request. Nothing is fetched inside ``collec
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -85,7 +86,14 @@ async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> lis
 
 
 async def _render(request: web.Request, registry: CollectorRegistry) -> web.StreamResponse:
-    return await make_aiohttp_handler(registry)(request)
+    """Render in a worker thread: for thousands of chargers this takes long enough to stall other requests."""
+    encoder, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
+    names = request.query.getall("name[]", [])
+    target = registry.restricted_registry(names) if names else registry
+    body = await asyncio.to_thread(encoder, target)
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    response.enable_compression()  # gzip when Prometheus asks for it (it does by default)
+    return response
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
