@@ -410,10 +410,10 @@ async def _transport_fault(request: web.Request, charger: SimCharger, endpoint: 
         return web.Response(body=b'{"voltage": [230.1, 229.8,', content_type="application/json")
     if charger.fault == "invalid_payload":
         return web.Response(body=b'["not", "an", "object"]', content_type="application/json")
-    # disconnect: drop the connection without an answer
+    # disconnect: drop the connection without an answer (the response below is never sent)
     if request.transport is not None:
-        request.transport.close()
-    raise ConnectionResetError("simulated disconnect")
+        request.transport.abort()
+    return web.Response(status=204)
 
 
 async def handle_get(request: web.Request) -> web.StreamResponse:
