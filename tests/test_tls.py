@@ -1,0 +1,89 @@
+"""HTTPS chargers: a private CA via `tls.ca_file`, an unverifiable certificate, and `insecure_skip_verify`."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from exporter.config import ChargerConfig, Config, TLSConfig, parse_config
+from tests.conftest import ExporterClient, ServerFactory
+from tests.test_app import get, scrape
+
+OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed to make test certificates")
+    d = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=test CA", cwd=d)  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=d)  # fmt: skip
+    return d
+
+
+@pytest.fixture
+async def https_charger(pki: Path, aiohttp_server: ServerFactory) -> str:
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=(OPENAPI / f"{request.match_info['ep']}.json").read_bytes())
+
+    app = web.Application()
+    app.router.add_get("/api/v1/{ep}", serve)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki / "server.pem", pki / "server.key")
+    server = await aiohttp_server(app, ssl=context)
+    return f"https://127.0.0.1:{server.port}"
+
+
+@pytest.mark.parametrize(
+    ("tls", "up", "reason"),
+    [
+        ("ca", 1.0, None),
+        (None, 0.0, "connect"),  # not signed by a CA the system trusts
+        ("insecure", 1.0, None),
+    ],
+)
+async def test_https_chargers(
+    pki: Path,
+    https_charger: str,
+    exporter_client: Callable[[Config], Awaitable[ExporterClient]],
+    tls: str | None,
+    up: float,
+    reason: str | None,
+) -> None:
+    tls_config = {
+        "ca": TLSConfig(ca_file=str(pki / "ca.pem")),
+        "insecure": TLSConfig(insecure_skip_verify=True),
+        None: None,
+    }[tls]
+    client = await exporter_client(Config(chargers=(ChargerConfig("secure", https_charger, tls=tls_config),)))
+    samples = await scrape(client)
+    assert get(samples, "pulsatrix_up", charger="secure") == up
+    if reason is not None:
+        assert get(samples, "pulsatrix_scrape_errors_total", charger="secure", endpoint="charging", reason=reason) == 1
+        page = await (await client.get("/")).text()
+        assert "TLS error" in page or "certificate" in page.lower()
+    else:
+        assert get(samples, "pulsatrix_voltage_volts", charger="secure", phase="L1") == 234.1605072
+
+
+def test_ca_file_from_config_is_resolved_relative_to_the_config(pki: Path) -> None:
+    text = "chargers:\n  - name: s\n    url: https://127.0.0.1\n    tls: {ca_file: ca.pem}\n"
+    charger = parse_config(text, base_dir=pki).chargers[0]
+    assert charger.tls == TLSConfig(ca_file=str(pki / "ca.pem"), insecure_skip_verify=False)
