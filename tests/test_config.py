@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.config import BasicAuth, BearerAuth, ConfigError, Secret, load_config, parse_config
+from tests.test_cli import run
 
 CONF = Path(__file__).parent / "fixtures" / "config"
 
@@ -177,14 +177,7 @@ def test_secret_values_never_appear_in_error_messages() -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "OFFICE_TOKEN": "tok-123"},
-    )
+    return run(*args, env={"OFFICE_TOKEN": "tok-123"})
 
 
 def test_check_config_cli_good() -> None:

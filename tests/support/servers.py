@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -122,6 +122,24 @@ class Prometheus(Server):
             time.sleep(interval)
 
 
+S = TypeVar("S", bound=Server)
+
+
+@contextlib.contextmanager
+def _serve(cls: type[S], name: str, command: Sequence[str], workdir: Path, port: int, ready_path: str) -> Iterator[S]:
+    """Start ``command`` (which listens on ``port``), wait for ``ready_path`` to answer 200, stop it afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)
+    server = cls(name, proc, port, workdir, log)
+    try:
+        wait_until_ready(f"{server.url}{ready_path}", proc, log)
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def run_prometheus(
     config: dict[str, Any] | str, workdir: Path, rule_files: Sequence[Path] = (), extra_args: Sequence[str] = ()
@@ -145,27 +163,16 @@ def run_prometheus(
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     port = free_port()
-    log = workdir / "prometheus.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                *extra_args,
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = Prometheus("prometheus", proc, port, workdir, log)
-    try:
-        wait_until_ready(f"{server.url}/-/ready", proc, log)
+    command = [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        *extra_args,
+    ]
+    with _serve(Prometheus, "prometheus", command, workdir, port, "/-/ready") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
@@ -179,26 +186,15 @@ def run_alertmanager(config: dict[str, Any] | str, workdir: Path) -> Iterator[Se
     config_path = workdir / "alertmanager.yml"
     config_path.write_text(text)
     port = free_port()
-    log = workdir / "alertmanager.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.path={workdir / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = Server("alertmanager", proc, port, workdir, log)
-    try:
-        wait_until_ready(f"{server.url}/-/ready", proc, log)
+    command = [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.path={workdir / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with _serve(Server, "alertmanager", command, workdir, port, "/-/ready") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -216,29 +212,17 @@ def _exporter_command() -> list[str]:
 @contextlib.contextmanager
 def run_simulator(workdir: Path, chargers: int = 3, speed: float = 1.0, seed: int = 1) -> Iterator[Server]:
     """Start ``pulsatrix-exporter simulate`` as a process; faults are set with ``set_fault``."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = workdir / "simulator.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                *_exporter_command(),
-                "simulate",
-                f"--listen=127.0.0.1:{port}",
-                f"--chargers={chargers}",
-                f"--speed={speed:g}",
-                f"--seed={seed}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = Server("simulator", proc, port, workdir, log)
-    try:
-        wait_until_ready(f"{server.url}/_sim", proc, log)
+    command = [
+        *_exporter_command(),
+        "simulate",
+        f"--listen=127.0.0.1:{port}",
+        f"--chargers={chargers}",
+        f"--speed={speed:g}",
+        f"--seed={seed}",
+    ]
+    with _serve(Server, "simulator", command, workdir, port, "/_sim") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def simulator_names(simulator: Server) -> list[str]:
@@ -277,19 +261,7 @@ def write_config_for(simulator: Server, path: Path, timeout: float = 2.0, labels
 @contextlib.contextmanager
 def run_exporter(config_path: Path, workdir: Path) -> Iterator[Server]:
     """Start the exporter as a process with ``--config`` on a free loopback port."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = workdir / "exporter.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [*_exporter_command(), f"--config={config_path}", f"--listen=127.0.0.1:{port}"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = Server("exporter", proc, port, workdir, log)
-    try:
-        wait_until_ready(f"{server.url}/-/ready", proc, log)
+    command = [*_exporter_command(), f"--config={config_path}", f"--listen=127.0.0.1:{port}"]
+    with _serve(Server, "exporter", command, workdir, port, "/-/ready") as server:
         yield server
-    finally:
-        server.stop()
