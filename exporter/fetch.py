@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import aiohttp
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig
 from exporter.parse import ENDPOINTS, Parsed, PayloadError, parse_endpoint
+
+log = logging.getLogger("exporter.fetch")
 
 MAX_BODY_BYTES: Final = 1 << 20
 REASONS: Final = ("timeout", "connect", "http_status", "unauthorized", "invalid_json", "invalid_payload")
@@ -110,7 +113,7 @@ class ChargerClient:
         start = loop.time()
         limit = self.charger.timeout if budget is None else min(self.charger.timeout, budget)
         deadline = start + max(limit, 0.0)
-        results = await asyncio.gather(*(self._endpoint(ep, deadline) for ep in ENDPOINTS))
+        results = await asyncio.gather(*(self._endpoint_guarded(ep, deadline) for ep in ENDPOINTS))
         return ChargerResult(
             charger=self.charger,
             endpoints={r.endpoint: r for r in results},
@@ -134,6 +137,14 @@ class ChargerClient:
         if isinstance(body_or_error, EndpointResult):
             return body_or_error
         return outcome_from_body(endpoint, body_or_error)
+
+    async def _endpoint_guarded(self, endpoint: str, deadline: float) -> EndpointResult:
+        """Never let an unexpected error of one endpoint take the scrape of every charger down with it."""
+        try:
+            return await self._endpoint(endpoint, deadline)
+        except Exception as exc:
+            log.exception("charger %s: %s: unexpected error", self.charger.name, endpoint)
+            return EndpointResult(endpoint, reason="invalid_payload", detail=f"unexpected error: {type(exc).__name__}")
 
     async def _get(self, endpoint: str) -> bytes | EndpointResult:
         async with self._session.get(

@@ -7,6 +7,7 @@ state, so a charger that disappears leaves no stale series behind. Every name co
 
 from __future__ import annotations
 
+import logging
 import platform
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final
@@ -20,6 +21,8 @@ from exporter.config import ChargerConfig
 from exporter.fetch import ChargerResult
 from exporter.health import ExporterHealth
 from exporter.parse import ENDPOINTS, Charging, Configuration, Limits, Transaction
+
+log = logging.getLogger("exporter.metrics")
 
 KWH_TO_JOULES: Final = 3_600_000.0
 PHASES: Final = ("L1", "L2", "L3")
@@ -72,6 +75,14 @@ class Families:
             family = Metric(spec.family, spec.help, spec.type)
             self._families[name] = family
         family.add_sample(name, dict(labels), float(value))
+
+    def merge(self, other: Families) -> None:
+        for name, family in other._families.items():
+            mine = self._families.get(name)
+            if mine is None:
+                self._families[name] = family
+            else:
+                mine.samples.extend(family.samples)
 
     def __iter__(self) -> Iterator[Metric]:
         for spec in CATALOGUE:
@@ -227,7 +238,13 @@ def device_families(results: Iterable[ChargerResult]) -> list[Metric]:
     fam = Families()
     for result in results:
         add_scrape_health(fam, result)
-        add_device(fam, result)
+        device = Families()
+        try:
+            add_device(device, result)
+        except Exception:  # a bug for one charger's data must not turn every charger's scrape into a 500
+            log.exception("charger %s: cannot build metrics from its readings", result.charger.name)
+            continue
+        fam.merge(device)
     return list(fam)
 
 

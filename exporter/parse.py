@@ -120,16 +120,20 @@ def decode_body(body: bytes) -> dict[str, Any]:
         raise PayloadError("invalid_json", f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise PayloadError("invalid_json", "body is nested too deeply") from None
     except json.JSONDecodeError as first:
         repaired = _NONFINITE_RE.sub(_nonfinite_to_json, text)
         try:
             data = json.loads(repaired) if repaired != text else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             data = None
         if data is None:
             raise PayloadError(
                 "invalid_json", f"body is not JSON: {first.msg} at line {first.lineno} column {first.colno}"
             ) from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise PayloadError("invalid_json", f"body is not usable JSON: {str(exc)[:80]}") from None
     if isinstance(data, dict) and isinstance(data.get("message"), dict) and "topic" in data:
         data = data["message"]  # WebSocket envelope
     if not isinstance(data, dict):
@@ -166,7 +170,11 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.problem(name, f"expected a number, got {_json_type(value)}")
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            self.problem(name, "number out of range")
+            return None
         if math.isnan(number):
             return None  # NaN = "not set"
         if math.isinf(number):
