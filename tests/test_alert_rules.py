@@ -1,0 +1,160 @@
+"""The shipped alert rules: valid for Prometheus, unit-tested with promtool, and consistent with the README and
+the metric catalogue (a renamed metric or a missing runbook fails here, not at 3 a.m.)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.catalogue import BY_NAME
+from tests.support.servers import promtool
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
+README = ROOT / "README.md"
+RUNBOOK_BASE = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
+SEVERITIES = {"critical", "warning", "info"}
+# Labels every device series has besides the catalogue's own (the extra labels are the user's and vary).
+COMMON_LABELS = {"charger", "instance", "job"}
+
+
+def load_alerts() -> list[dict[str, Any]]:
+    document = yaml.safe_load(RULES.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+ALERTS = load_alerts()
+ALERT_NAMES = [rule["alert"] for rule in ALERTS]
+
+
+def github_anchor(heading: str, seen: dict[str, int]) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to '-', -N for repeats."""
+    text = re.sub(r"`|\*\*", "", heading.strip()).lower()
+    slug = "".join(ch for ch in text if ch in "-_ " or unicodedata.category(ch)[0] in "LN").replace(" ", "-")
+    count = seen.get(slug, 0)
+    seen[slug] = count + 1
+    return slug if count == 0 else f"{slug}-{count}"
+
+
+def readme_anchors() -> dict[str, str]:
+    """Every heading anchor of README.md, mapped to the level-2 section the heading is in."""
+    anchors: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    section = ""
+    in_code = False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        match = re.match(r"(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if in_code or match is None:
+            continue
+        if len(match.group(1)) == 2:
+            section = match.group(2)
+        anchors[github_anchor(match.group(2), seen)] = section
+    return anchors
+
+
+def duration_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a Prometheus duration: {text!r}"
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def is_exporter_level(rule: dict[str, Any]) -> bool:
+    """Alerts about the exporter process itself have no charger to name."""
+    return "pulsatrix_" not in rule["expr"]
+
+
+def test_github_anchor_matches_github() -> None:
+    seen: dict[str, int] = {}
+    assert github_anchor("Scaling to thousands of chargers", seen) == "scaling-to-thousands-of-chargers"
+    assert github_anchor("`pulsatrix_up` & friends (v2)", seen) == "pulsatrix_up--friends-v2"
+    assert github_anchor("Scaling to thousands of chargers", seen) == "scaling-to-thousands-of-chargers-1"
+
+
+@pytest.mark.e2e
+def test_promtool_check_rules_accepts_the_file() -> None:
+    result = promtool("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout, result.stdout
+
+
+@pytest.mark.e2e
+def test_promtool_unit_tests_pass() -> None:
+    result = promtool("test", "rules", str(RULE_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout, result.stdout
+
+
+def test_rule_tests_load_the_shipped_rules() -> None:
+    document = yaml.safe_load(RULE_TESTS.read_text())
+    assert [(RULE_TESTS.parent / name).resolve() for name in document["rule_files"]] == [RULES.resolve()]
+
+
+def test_alert_names_are_unique() -> None:
+    assert len(ALERT_NAMES) == len(set(ALERT_NAMES)), ALERT_NAMES
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)
+def test_alert_has_severity_for_and_annotations(rule: dict[str, Any]) -> None:
+    assert rule.get("labels", {}).get("severity") in SEVERITIES
+    # Long enough to ride out a missed scrape (several at the usual 15 s interval).
+    assert duration_seconds(rule.get("for", "0s")) >= 60, f"{rule['alert']}: for: {rule.get('for')}"
+    annotations = rule.get("annotations", {})
+    assert set(annotations) >= {"summary", "description", "runbook_url"}, annotations
+    assert "$value" in annotations["description"], annotations["description"]
+    if not is_exporter_level(rule):
+        assert "$labels.charger" in annotations["summary"], annotations["summary"]
+        assert "$labels.charger" in annotations["description"], annotations["description"]
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)
+def test_runbook_url_points_to_a_runbook_in_the_readme(rule: dict[str, Any]) -> None:
+    url: str = rule["annotations"]["runbook_url"]
+    assert url.startswith(RUNBOOK_BASE), url
+    anchor = url.removeprefix(RUNBOOK_BASE)
+    anchors = readme_anchors()
+    assert anchor in anchors, f"README.md has no heading with anchor #{anchor}"
+    assert anchors[anchor] == "Alert runbooks", f"#{anchor} is under {anchors[anchor]!r}, not 'Alert runbooks'"
+
+
+def test_every_alert_is_in_the_readme_table() -> None:
+    text = README.read_text()
+    missing = [name for name in ALERT_NAMES if f"| `{name}` |" not in text]
+    assert not missing, f"README's alert table lacks {missing}"
+
+
+def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
+    document = yaml.safe_load(RULE_TESTS.read_text())
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for case in document["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    assert set(ALERT_NAMES) - firing == set(), "alerts without a promtool case where they fire"
+    assert set(ALERT_NAMES) - silent == set(), "alerts without a promtool case where they stay silent"
+    assert firing | silent <= set(ALERT_NAMES), "promtool cases for alerts that do not exist"
+
+
+def _pulsatrix_texts(rule: dict[str, Any]) -> str:
+    """The expression plus the annotations (templates may query metrics too)."""
+    return "\n".join([rule["expr"], *rule.get("annotations", {}).values()])
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)
+def test_metric_names_and_labels_exist_in_the_catalogue(rule: dict[str, Any]) -> None:
+    text = _pulsatrix_texts(rule)
+    names = set(re.findall(r"\bpulsatrix_[a-z0-9_]+", text))
+    assert names <= set(BY_NAME), f"{rule['alert']}: unknown metrics {sorted(names - set(BY_NAME))}"
+    for name, matchers in re.findall(r"\b(pulsatrix_[a-z0-9_]+)\{([^}]*)\}", text):
+        labels = set(re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
+        allowed = COMMON_LABELS | set(BY_NAME[name].labels)
+        assert labels <= allowed, f"{rule['alert']}: {name} has no label(s) {sorted(labels - allowed)}"
