@@ -1,0 +1,1164 @@
+"""Generate the Grafana dashboards in ``grafana/dashboards/`` from code.
+
+Every metric name comes from :mod:`exporter.catalogue` through :func:`m`, so renaming or removing a metric breaks
+this build instead of leaving a dead panel behind. The JSON files are committed; ``tests/test_dashboards.py`` checks
+that they equal what this script generates.
+
+    .venv/bin/python grafana/build_dashboards.py          # rewrite grafana/dashboards/*.json
+    .venv/bin/python grafana/build_dashboards.py --check  # exit 1 if a committed file is out of date
+
+The dashboards use the classic dashboard JSON model (importable by hand and by file provisioning). Every query goes
+through the ``datasource`` template variable; nothing names a concrete data source, so there is no ``__inputs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from exporter.catalogue import BY_NAME
+
+Json = dict[str, Any]
+
+DASHBOARDS_DIR: Final = Path(__file__).resolve().parent / "dashboards"
+SCHEMA_VERSION: Final = 39
+DATASOURCE: Final[Json] = {"type": "prometheus", "uid": "${datasource}"}
+TAGS: Final = ["pulsatrix", "ev-charging"]
+
+# Both firmware vocabularies of `state` (see exporter.metrics.STATE_SETS), grouped the way the fleet view counts them.
+CHARGING_STATES: Final = "Charging|CHARGING"
+SUSPENDED_STATES: Final = "SuspendedEV|SuspendedEVSE|SUSPENDED_EV|SUSPENDED_EVSE"
+IDLE_STATES: Final = "Idle|IDLE"
+GROUPED_STATES: Final = f"{CHARGING_STATES}|{SUSPENDED_STATES}|{IDLE_STATES}"
+
+# Grid limits (EN 50160: 230 V ± 10 %, 50 Hz; frequency band of normal operation ± 0.2 Hz).
+VOLTAGE_MIN, VOLTAGE_MAX = 207, 253
+FREQUENCY_MIN, FREQUENCY_MAX = 49.8, 50.2
+
+
+def m(name: str) -> str:
+    """A metric name, checked against the catalogue (a renamed metric fails the build)."""
+    if name not in BY_NAME:
+        raise KeyError(f"{name} is not in exporter.catalogue")
+    return name
+
+
+def s(name: str, extra: str = "") -> str:
+    """A selector of a per-charger metric, filtered by the dashboard's job, charger and site variables."""
+    if not BY_NAME[m(name)].per_charger:
+        raise ValueError(f"{name} has no charger label")
+    matchers = 'job=~"$job", charger=~"$charger", site=~"$site"'
+    return f"{name}{{{matchers}{', ' + extra if extra else ''}}}"
+
+
+# --- field config helpers ----------------------------------------------------------------------------------------
+
+
+def steps(*pairs: tuple[str, float | None]) -> Json:
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for color, value in pairs]}
+
+
+GREEN: Final = steps(("green", None))
+UP_DOWN: Final = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "DOWN", "color": "red", "index": 0},
+            "1": {"text": "UP", "color": "green", "index": 1},
+        },
+    }
+]
+VOLTAGE_BAND: Final = steps(("red", None), ("green", VOLTAGE_MIN), ("red", VOLTAGE_MAX))
+FREQUENCY_BAND: Final = steps(("red", None), ("green", FREQUENCY_MIN), ("red", FREQUENCY_MAX))
+
+
+def yes_no(one: str, zero: str, one_color: str = "green", zero_color: str = "text") -> list[Json]:
+    return [
+        {
+            "type": "value",
+            "options": {
+                "0": {"text": zero, "color": zero_color, "index": 0},
+                "1": {"text": one, "color": one_color, "index": 1},
+            },
+        }
+    ]
+
+
+def override(name: str, **props: Any) -> Json:
+    return {
+        "matcher": {"id": "byName", "options": name},
+        "properties": [{"id": key.replace("__", "."), "value": value} for key, value in props.items()],
+    }
+
+
+def regex_color(pattern: str, color: str) -> Json:
+    return {
+        "matcher": {"id": "byRegexp", "options": pattern},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+    }
+
+
+# --- targets and panels ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    table: bool = False
+    interval: str = ""
+
+
+def _target(target: Target, ref: str) -> Json:
+    out: Json = {
+        "datasource": DATASOURCE,
+        "refId": ref,
+        "expr": target.expr,
+        "legendFormat": target.legend or "__auto",
+        "range": not target.instant,
+        "instant": target.instant,
+        "format": "table" if target.table else "time_series",
+    }
+    if target.interval:
+        out["interval"] = target.interval
+    return out
+
+
+def timeseries_custom(fill: int = 10, bars: bool = False, stack: bool = False, thresholds: str = "off") -> Json:
+    return {
+        "drawStyle": "bars" if bars else "line",
+        "lineInterpolation": "linear",
+        "lineWidth": 1,
+        "fillOpacity": 80 if bars else fill,
+        "gradientMode": "none",
+        "showPoints": "never",
+        "pointSize": 4,
+        "spanNulls": False,
+        "axisPlacement": "auto",
+        "axisLabel": "",
+        "axisCenteredZero": False,
+        "barAlignment": 0,
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        "thresholdsStyle": {"mode": thresholds},
+        "hideFrom": {"legend": False, "tooltip": False, "viz": False},
+        **({"axisSoftMin": 0} if stack or bars else {}),
+    }
+
+
+LEGEND_TABLE: Final[Json] = {"displayMode": "table", "placement": "right", "showLegend": True, "calcs": ["lastNotNull"]}
+LEGEND_LIST: Final[Json] = {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []}
+TOOLTIP: Final[Json] = {"mode": "multi", "sort": "desc"}
+REDUCE_LAST: Final[Json] = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+
+
+def stat_options(color_mode: str = "value", graph: bool = False, text: str = "auto") -> Json:
+    return {
+        "reduceOptions": REDUCE_LAST,
+        "colorMode": color_mode,
+        "graphMode": "area" if graph else "none",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "textMode": text,
+        "wideLayout": True,
+        "showPercentChange": False,
+    }
+
+
+def timeseries_options(legend: Json = LEGEND_LIST) -> Json:
+    return {"legend": legend, "tooltip": TOOLTIP}
+
+
+def state_timeline_options() -> Json:
+    return {
+        "mergeValues": True,
+        "showValue": "never",
+        "alignValue": "left",
+        "rowHeight": 0.8,
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": False},
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
+
+
+def table_options(sort_by: str = "") -> Json:
+    return {
+        "showHeader": True,
+        "cellHeight": "sm",
+        "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
+        "sortBy": [{"displayName": sort_by, "desc": False}] if sort_by else [],
+    }
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: list[Json] = field(default_factory=list)
+    _next_id: int = 1
+    _x: int = 0
+    _y: int = 0
+    _row_height: int = 0
+
+    def row(self, title: str) -> None:
+        self._newline()
+        self.panels.append(
+            {
+                "id": self._id(),
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
+                "panels": [],
+            }
+        )
+        self._y += 1
+
+    def add(
+        self,
+        type_: str,
+        title: str,
+        description: str,
+        unit: str,
+        targets: list[Target],
+        *,
+        w: int,
+        h: int,
+        thresholds: Json = GREEN,
+        mappings: list[Json] | None = None,
+        custom: Json | None = None,
+        options: Json | None = None,
+        overrides: list[Json] | None = None,
+        transformations: list[Json] | None = None,
+        color: Json | None = None,
+        extra_defaults: Json | None = None,
+        interval: str = "",
+        time_from: str = "",
+    ) -> None:
+        if self._x + w > 24:
+            self._newline()
+        defaults: Json = {
+            "unit": unit,
+            "color": color or {"mode": "palette-classic" if type_ == "timeseries" else "thresholds"},
+            "thresholds": thresholds,
+            "mappings": mappings or [],
+            **(extra_defaults or {}),
+        }
+        if custom is not None:
+            defaults["custom"] = custom
+        panel: Json = {
+            "id": self._id(),
+            "type": type_,
+            "title": title,
+            "description": description,
+            "datasource": DATASOURCE,
+            "gridPos": {"h": h, "w": w, "x": self._x, "y": self._y},
+            "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+            "options": options or {},
+            "targets": [_target(t, chr(ord("A") + i)) for i, t in enumerate(targets)],
+        }
+        if interval:
+            panel["interval"] = interval
+        if time_from:
+            panel["timeFrom"] = time_from  # this panel's own time range, whatever the dashboard's
+        if transformations:
+            panel["transformations"] = transformations
+        self.panels.append(panel)
+        self._x += w
+        self._row_height = max(self._row_height, h)
+
+    def _newline(self) -> None:
+        self._y += self._row_height
+        self._x = 0
+        self._row_height = 0
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def to_json(self, variables: list[Json], links: list[Json]) -> Json:
+        return {
+            "annotations": {"list": []},
+            "description": self.description,
+            "editable": True,
+            "fiscalYearStartMonth": 0,
+            "graphTooltip": 1,
+            "id": None,
+            "links": links,
+            "liveNow": False,
+            "panels": self.panels,
+            "refresh": "30s",
+            "schemaVersion": SCHEMA_VERSION,
+            "tags": TAGS,
+            "templating": {"list": variables},
+            "time": {"from": "now-6h", "to": "now"},
+            "timepicker": {},
+            "timezone": "browser",
+            "title": self.title,
+            "uid": self.uid,
+            "version": 1,
+            "weekStart": "",
+        }
+
+
+# --- template variables ------------------------------------------------------------------------------------------
+
+
+def datasource_variable() -> Json:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+        "skipUrlSync": False,
+    }
+
+
+def query_variable(name: str, label: str, query: str, all_value: str, multi: bool = True) -> Json:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "current": {},
+        "hide": 0,
+        "includeAll": True,
+        # The All value is a regex; `.*` also matches chargers that have no such label at all (empty value).
+        "allValue": all_value,
+        "multi": multi,
+        "options": [],
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "skipUrlSync": False,
+    }
+
+
+def variables() -> list[Json]:
+    up = m("pulsatrix_up")
+    return [
+        datasource_variable(),
+        query_variable("job", "Job", f"label_values({up}, job)", ".+"),
+        query_variable("site", "Site", f'label_values({up}{{job=~"$job"}}, site)', ".*"),
+        query_variable("charger", "Charger", f'label_values({up}{{job=~"$job", site=~"$site"}}, charger)', ".+"),
+    ]
+
+
+def links(other_uid: str, other_title: str) -> list[Json]:
+    return [
+        {
+            "title": other_title,
+            "type": "link",
+            "url": f"/d/{other_uid}",
+            "icon": "dashboard",
+            "includeVars": True,
+            "keepTime": True,
+            "asDropdown": False,
+            "targetBlank": False,
+            "tags": [],
+            "tooltip": "",
+        }
+    ]
+
+
+# --- fleet overview ----------------------------------------------------------------------------------------------
+
+
+def fleet() -> Json:
+    d = Dashboard(
+        "pulsatrix-fleet",
+        "Pulsatrix fleet overview",
+        "Every charger at a glance: up/down, state, power, energy per day, and the exporter's own health.",
+    )
+    count_state = "count({sel} == 1) or vector(0)"
+
+    d.row("Fleet now")
+    for title, description, states, color in (
+        ("Charging", "Chargers whose state is Charging.", CHARGING_STATES, "green"),
+        ("Suspended", "Chargers whose state is SuspendedEV or SuspendedEVSE.", SUSPENDED_STATES, "yellow"),
+        ("Idle", "Chargers whose state is Idle.", IDLE_STATES, "blue"),
+    ):
+        d.add(
+            "stat",
+            title,
+            description + " Both firmware vocabularies are counted; 0 when there are none.",
+            "none",
+            [Target(count_state.format(sel=s("pulsatrix_state", f'state=~"{states}"')), title, instant=True)],
+            w=4,
+            h=4,
+            color={"mode": "fixed", "fixedColor": color},
+            options=stat_options(),
+        )
+    d.add(
+        "stat",
+        "Other state",
+        "Chargers in any other state (EVConnected, Finishing, Reserved, Unavailable, Faulted, ...).",
+        "none",
+        [
+            Target(
+                count_state.format(sel=s("pulsatrix_state", f'state!~"{GROUPED_STATES}"')),
+                "other",
+                instant=True,
+            )
+        ],
+        w=4,
+        h=4,
+        thresholds=steps(("green", None), ("orange", 1)),
+        options=stat_options(),
+    )
+    d.add(
+        "stat",
+        "Down",
+        "Chargers for which at least one endpoint gave no usable reply in the last scrape (pulsatrix_up = 0).",
+        "none",
+        [Target(f"count({s('pulsatrix_up')} == 0) or vector(0)", "down", instant=True)],
+        w=4,
+        h=4,
+        thresholds=steps(("green", None), ("red", 1)),
+        options=stat_options(color_mode="background"),
+    )
+    d.add(
+        "stat",
+        "Total power",
+        "Sum of the active power of all selected chargers right now.",
+        "watt",
+        [Target(f"sum({s('pulsatrix_active_power_watts')}) or vector(0)", "total", instant=True)],
+        w=4,
+        h=4,
+        options=stat_options(),
+    )
+
+    d.add(
+        "table",
+        "Chargers",
+        "One row per charger: up, state, vehicle status, power, energy of the current (or last) session, how many "
+        "of the four endpoints failed in the last scrape, scrape errors in the time range and the last scrape "
+        "duration. Click a charger for its detail dashboard.",
+        "none",
+        [
+            Target(f"max by (charger, site) ({s('pulsatrix_up')})", instant=True, table=True),
+            Target(f"max by (charger, state) ({s('pulsatrix_state')} == 1)", instant=True, table=True),
+            Target(
+                "max by (charger, vehicle_status) (label_replace("
+                f'{s("pulsatrix_vehicle_status")} == 1, "vehicle_status", "$1", "status", "(.*)"))',
+                instant=True,
+                table=True,
+            ),
+            Target(f"sum by (charger) ({s('pulsatrix_active_power_watts')})", instant=True, table=True),
+            Target(f"sum by (charger) ({s('pulsatrix_session_energy_joules')}) / 3.6e6", instant=True, table=True),
+            Target(f"sum by (charger) (1 - {s('pulsatrix_endpoint_up')})", instant=True, table=True),
+            Target(
+                f"sum by (charger) (increase({s('pulsatrix_scrape_errors_total')}[$__range]))",
+                instant=True,
+                table=True,
+            ),
+            Target(f"max by (charger) ({s('pulsatrix_scrape_duration_seconds')})", instant=True, table=True),
+        ],
+        w=24,
+        h=10,
+        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False, "filterable": True},
+        options=table_options("Charger"),
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value #B": True, "Value #C": True},
+                    "indexByName": {
+                        "charger": 0,
+                        "site": 1,
+                        "Value #A": 2,
+                        "state": 3,
+                        "vehicle_status": 4,
+                        "Value #D": 5,
+                        "Value #E": 6,
+                        "Value #F": 7,
+                        "Value #G": 8,
+                        "Value #H": 9,
+                    },
+                    "renameByName": {
+                        "charger": "Charger",
+                        "site": "Site",
+                        "Value #A": "Up",
+                        "state": "State",
+                        "vehicle_status": "Vehicle",
+                        "Value #D": "Power",
+                        "Value #E": "Session energy",
+                        "Value #F": "Failing endpoints",
+                        "Value #G": "Scrape errors (range)",
+                        "Value #H": "Scrape duration",
+                    },
+                },
+            },
+        ],
+        overrides=[
+            override(
+                "Charger",
+                links=[
+                    {
+                        "title": "Charger detail",
+                        "url": "/d/pulsatrix-charger?${datasource:queryparam}&${job:queryparam}"
+                        "&var-charger=${__value.raw}&${__url_time_range}",
+                    }
+                ],
+            ),
+            override("Up", mappings=UP_DOWN, custom__cellOptions={"type": "color-background"}),
+            override("Power", unit="watt", decimals=0),
+            override("Session energy", unit="kwatth", decimals=2),
+            override(
+                "Failing endpoints",
+                thresholds=steps(("green", None), ("red", 1)),
+                custom__cellOptions={"type": "color-text"},
+            ),
+            override(
+                "Scrape errors (range)",
+                decimals=0,
+                thresholds=steps(("green", None), ("orange", 1)),
+                custom__cellOptions={"type": "color-text"},
+            ),
+            override("Scrape duration", unit="s"),
+        ],
+    )
+
+    d.row("Power and energy")
+    d.add(
+        "timeseries",
+        "Total power",
+        "Sum of the active power of the selected chargers over time.",
+        "watt",
+        [Target(f"sum({s('pulsatrix_active_power_watts')})", "total")],
+        w=8,
+        h=8,
+        custom=timeseries_custom(fill=20),
+        options=timeseries_options(),
+    )
+    d.add(
+        "timeseries",
+        "Power per charger",
+        "Active power of each charger, stacked: which chargers make up the total.",
+        "watt",
+        [Target(f"sum by (charger) ({s('pulsatrix_active_power_watts')})", "{{charger}}")],
+        w=16,
+        h=8,
+        custom=timeseries_custom(fill=30, stack=True),
+        options=timeseries_options(LEGEND_TABLE),
+    )
+    d.add(
+        "timeseries",
+        "Energy per charger per day",
+        "Energy each charger imported per day over the last 7 days (1-day increase of the energy meter), in kWh.",
+        "kwatth",
+        [
+            Target(
+                f"sum by (charger) (increase({s('pulsatrix_energy_imported_joules_total')}[1d])) / 3.6e6",
+                "{{charger}}",
+                interval="1d",
+            )
+        ],
+        w=16,
+        h=8,
+        custom=timeseries_custom(bars=True, stack=True),
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"decimals": 1},
+        time_from="7d",
+    )
+    d.add(
+        "bargauge",
+        "Energy in the last 24 h",
+        "Energy each charger imported in the last 24 hours, largest first.",
+        "kwatth",
+        [
+            Target(
+                f"sort_desc(sum by (charger) (increase({s('pulsatrix_energy_imported_joules_total')}[1d])) / 3.6e6)",
+                "{{charger}}",
+                instant=True,
+            )
+        ],
+        w=8,
+        h=8,
+        options={
+            "reduceOptions": REDUCE_LAST,
+            "displayMode": "gradient",
+            "orientation": "horizontal",
+            "showUnfilled": True,
+            "valueMode": "color",
+            "namePlacement": "auto",
+            "sizing": "auto",
+            "minVizHeight": 16,
+            "minVizWidth": 8,
+            "maxVizHeight": 300,
+        },
+        color={"mode": "continuous-GrYlRd"},
+        extra_defaults={"decimals": 1, "min": 0},
+    )
+
+    d.row("States and availability")
+    d.add(
+        "timeseries",
+        "Chargers by state",
+        "How many chargers were in each state over time (stacked), plus how many were down.",
+        "none",
+        [
+            Target(f"count by (state) ({s('pulsatrix_state')} == 1)", "{{state}}"),
+            Target(f"count({s('pulsatrix_up')} == 0) or vector(0)", "down"),
+        ],
+        w=12,
+        h=8,
+        custom=timeseries_custom(fill=40, stack=True),
+        options=timeseries_options(),
+        overrides=[
+            regex_color(f"^({CHARGING_STATES})$", "green"),
+            regex_color(f"^({SUSPENDED_STATES})$", "yellow"),
+            regex_color(f"^({IDLE_STATES})$", "blue"),
+            regex_color("^down$", "red"),
+        ],
+        extra_defaults={"decimals": 0},
+    )
+    d.add(
+        "state-timeline",
+        "Charger availability",
+        "When each charger was up (every endpoint answered) or down (at least one endpoint failed).",
+        "none",
+        [Target(f"min by (charger) ({s('pulsatrix_up')})", "{{charger}}")],
+        w=12,
+        h=8,
+        mappings=UP_DOWN,
+        custom={"lineWidth": 0, "fillOpacity": 80, "hideFrom": {"legend": False, "tooltip": False, "viz": False}},
+        options=state_timeline_options(),
+    )
+
+    d.row("Exporter health")
+    d.add(
+        "timeseries",
+        "Scrape duration per charger",
+        "How long the exporter took to fetch all four endpoints of each charger. Close to the timeout means the "
+        "charger (or the network to it) is slow.",
+        "s",
+        [Target(f"max by (charger) ({s('pulsatrix_scrape_duration_seconds')})", "{{charger}}")],
+        w=8,
+        h=8,
+        custom=timeseries_custom(),
+        options=timeseries_options(LEGEND_TABLE),
+    )
+    d.add(
+        "timeseries",
+        "Scrape errors by reason",
+        "Failed endpoint fetches per second, by reason (timeout, connect, http_status, unauthorized, invalid_json, "
+        "invalid_payload). Flat at 0 on a healthy fleet.",
+        "cps",
+        [
+            Target(
+                f"sum by (reason) (rate({s('pulsatrix_scrape_errors_total')}[$__rate_interval]))",
+                "{{reason}}",
+            )
+        ],
+        w=8,
+        h=8,
+        custom=timeseries_custom(),
+        options=timeseries_options(),
+    )
+    d.add(
+        "bargauge",
+        "Scrape errors in the time range",
+        "Failed endpoint fetches in the selected time range, by reason: why chargers failed. The Chargers table "
+        "above shows which charger.",
+        "none",
+        [
+            Target(
+                f"sort_desc(sum by (reason) (increase({s('pulsatrix_scrape_errors_total')}[$__range])))",
+                "{{reason}}",
+                instant=True,
+            )
+        ],
+        w=8,
+        h=8,
+        thresholds=steps(("green", None), ("orange", 1)),
+        options={
+            "reduceOptions": REDUCE_LAST,
+            "displayMode": "basic",
+            "orientation": "horizontal",
+            "showUnfilled": True,
+            "valueMode": "color",
+            "namePlacement": "auto",
+            "sizing": "auto",
+            "minVizHeight": 16,
+            "minVizWidth": 8,
+            "maxVizHeight": 300,
+        },
+        extra_defaults={"decimals": 0, "min": 0},
+    )
+    d.add(
+        "stat",
+        "Exporter targets up",
+        "Prometheus' own `up` for the exporter's scrape targets: 1 per target that answered the last scrape.",
+        "none",
+        [Target('sum(up{job=~"$job"}) or vector(0)', "up", instant=True)],
+        w=6,
+        h=4,
+        thresholds=steps(("red", None), ("green", 1)),
+        options=stat_options(color_mode="background"),
+    )
+    d.add(
+        "stat",
+        "Exporter version",
+        "Version of the exporter (pulsatrix_exporter_build_info).",
+        "none",
+        [
+            Target(
+                f'count by (version) ({m("pulsatrix_exporter_build_info")}{{job=~"$job"}})',
+                "{{version}}",
+                instant=True,
+            )
+        ],
+        w=6,
+        h=4,
+        options=stat_options(text="name"),
+    )
+    d.add(
+        "stat",
+        "Invalid values skipped",
+        "Device values skipped in the time range because they were null, of a wrong type or infinite.",
+        "none",
+        [Target(f"sum(increase({s('pulsatrix_invalid_values_total')}[$__range])) or vector(0)", instant=True)],
+        w=6,
+        h=4,
+        thresholds=steps(("green", None), ("orange", 1)),
+        options=stat_options(),
+        extra_defaults={"decimals": 0},
+    )
+    d.add(
+        "stat",
+        "Slowest charger scrape",
+        "The longest scrape duration of any selected charger in the last scrape.",
+        "s",
+        [Target(f"max({s('pulsatrix_scrape_duration_seconds')})", instant=True)],
+        w=6,
+        h=4,
+        thresholds=steps(("green", None), ("orange", 2), ("red", 4)),
+        options=stat_options(),
+    )
+    return d.to_json(variables(), links("pulsatrix-charger", "Charger detail"))
+
+
+# --- charger detail ----------------------------------------------------------------------------------------------
+
+
+def charger() -> Json:
+    d = Dashboard(
+        "pulsatrix-charger",
+        "Pulsatrix charger detail",
+        "One charger (or a few) in depth: grid, power, the amperage chain, states, the current session and API limits.",
+    )
+    volt, amp = s("pulsatrix_voltage_volts"), s("pulsatrix_current_amperes")
+
+    d.row("Grid and power")
+    d.add(
+        "timeseries",
+        "Voltage per phase",
+        f"Voltage of each phase. The green band is {VOLTAGE_MIN}-{VOLTAGE_MAX} V (230 V ± 10 %).",
+        "volt",
+        [Target(volt, "{{charger}} {{phase}}")],
+        w=12,
+        h=8,
+        thresholds=VOLTAGE_BAND,
+        custom=timeseries_custom(fill=0, thresholds="dashed"),
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"decimals": 1},
+    )
+    d.add(
+        "timeseries",
+        "Current per phase",
+        "Current drawn on each phase. Phases that differ a lot while charging three-phase point at an imbalance.",
+        "amp",
+        [Target(amp, "{{charger}} {{phase}}")],
+        w=12,
+        h=8,
+        custom=timeseries_custom(),
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"decimals": 2, "min": 0},
+    )
+    d.add(
+        "timeseries",
+        "Active power vs. V × I",
+        "The active power the charger measures, next to the sum of voltage × current over its phases (L1+L2+L3). "
+        "The two should be close (the estimate ignores the power factor); a large gap points at a metering problem.",
+        "watt",
+        [
+            Target(s("pulsatrix_active_power_watts"), "{{charger}} measured"),
+            Target(f"sum by (charger) ({volt} * {amp})", "{{charger}} V × I (L1+L2+L3)"),
+        ],
+        w=12,
+        h=8,
+        custom=timeseries_custom(),
+        options=timeseries_options(LEGEND_TABLE),
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".*V × I.*"},
+                "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}],
+            }
+        ],
+        extra_defaults={"decimals": 0, "min": 0},
+    )
+    d.add(
+        "timeseries",
+        "Grid frequency",
+        f"Grid frequency. The green band is {FREQUENCY_MIN}-{FREQUENCY_MAX} Hz.",
+        "hertz",
+        [Target(s("pulsatrix_grid_frequency_hertz"), "{{charger}}")],
+        w=12,
+        h=8,
+        thresholds=FREQUENCY_BAND,
+        custom={**timeseries_custom(fill=0, thresholds="dashed"), "axisSoftMin": 49.7, "axisSoftMax": 50.3},
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"decimals": 3},
+    )
+
+    d.row("Amperage chain")
+    chain = [
+        ("pulsatrix_effective_current_limit_amperes", "effective limit"),
+        ("pulsatrix_available_current_amperes", "available"),
+        ("pulsatrix_allocated_current_amperes", "allocated"),
+        ("pulsatrix_commanded_current_amperes", "commanded"),
+        ("pulsatrix_signaled_current_amperes", "signaled"),
+        ("pulsatrix_api_current_limit_amperes", "API limit"),
+    ]
+    d.add(
+        "timeseries",
+        "Amperage chain",
+        "From the charger's absolute limit to what the vehicle is told: effective limit (EVSE) → available → "
+        "allocated by the load management → commanded by the controller → signaled to the vehicle (pilot PWM), "
+        "with the current limit set through the API when there is one.",
+        "amp",
+        [Target(s(name), f"{{{{charger}}}} {label}") for name, label in chain],
+        w=16,
+        h=9,
+        custom=timeseries_custom(fill=0),
+        options=timeseries_options(LEGEND_TABLE),
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".*(effective limit|API limit)$"},
+                "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}],
+            }
+        ],
+        extra_defaults={"decimals": 1, "min": 0},
+    )
+    d.add(
+        "bargauge",
+        "Amperage chain now",
+        "The same chain as a snapshot: where the current is being held back right now.",
+        "amp",
+        [Target(s(name), f"{{{{charger}}}} {label}", instant=True) for name, label in chain],
+        w=8,
+        h=9,
+        options={
+            "reduceOptions": REDUCE_LAST,
+            "displayMode": "basic",
+            "orientation": "horizontal",
+            "showUnfilled": True,
+            "valueMode": "color",
+            "namePlacement": "auto",
+            "sizing": "auto",
+            "minVizHeight": 16,
+            "minVizWidth": 8,
+            "maxVizHeight": 300,
+        },
+        color={"mode": "fixed", "fixedColor": "blue"},
+        extra_defaults={"decimals": 1, "min": 0},
+    )
+
+    d.row("States")
+    state_custom = {"lineWidth": 0, "fillOpacity": 80, "hideFrom": {"legend": False, "tooltip": False, "viz": False}}
+    # No colour in the mapping: each row keeps the colour of its value (overrides below), purple for the rest.
+    active = [{"type": "value", "options": {"1": {"text": "active", "index": 0}}}]
+    for title, description, name, label, colors in (
+        (
+            "Charging state",
+            "The charger's state over time, one row per state that occurred.",
+            "pulsatrix_state",
+            "state",
+            [
+                regex_color(f".*({CHARGING_STATES})$", "green"),
+                regex_color(f".*({SUSPENDED_STATES})$", "yellow"),
+                regex_color(f".*({IDLE_STATES})$", "blue"),
+                regex_color(".*(Faulted|FAILED|Unavailable)$", "red"),
+            ],
+        ),
+        (
+            "Vehicle status (IEC 61851)",
+            "The vehicle's IEC 61851 status over time (A: no vehicle, B: connected, C/D: charging, E/F: error).",
+            "pulsatrix_vehicle_status",
+            "status",
+            [regex_color(".* [CD]\\d?$", "green"), regex_color(".* [EF]\\d?$", "red")],
+        ),
+        (
+            "Charge controller status (IEC 61851)",
+            "The charge controller's IEC 61851 status over time.",
+            "pulsatrix_charge_controller_status",
+            "status",
+            [regex_color(".* [CD]\\d?$", "green"), regex_color(".* [EF]\\d?$", "red")],
+        ),
+    ):
+        d.add(
+            "state-timeline",
+            title,
+            description,
+            "none",
+            [Target(f"{s(name)} == 1", f"{{{{charger}}}} {{{{{label}}}}}")],
+            w=8,
+            h=8,
+            mappings=active,
+            color={"mode": "fixed", "fixedColor": "purple"},
+            custom=state_custom,
+            options=state_timeline_options(),
+            overrides=colors,
+        )
+    d.add(
+        "state-timeline",
+        "Up and session",
+        "Whether every endpoint answered (up), and whether a charging session was running.",
+        "none",
+        [
+            Target(s("pulsatrix_up"), "{{charger}} up"),
+            Target(s("pulsatrix_session_active"), "{{charger}} session"),
+        ],
+        w=24,
+        h=5,
+        mappings=yes_no("yes", "no", zero_color="red"),
+        custom=state_custom,
+        options=state_timeline_options(),
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".* session$"},
+                "properties": [{"id": "mappings", "value": yes_no("session", "no session", zero_color="text")}],
+            }
+        ],
+    )
+
+    d.row("Current session")
+    d.add(
+        "stat",
+        "Session start",
+        "When the current (or last) session started.",
+        "dateTimeAsIso",
+        [Target(f"{s('pulsatrix_session_start_timestamp_seconds')} * 1000", "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        options=stat_options(),
+    )
+    d.add(
+        "stat",
+        "Session duration",
+        "How long the current session has been running, or how long the last one lasted.",
+        "s",
+        [
+            Target(
+                f"({s('pulsatrix_session_end_timestamp_seconds')} - {s('pulsatrix_session_start_timestamp_seconds')})"
+                f" or (time() - {s('pulsatrix_session_start_timestamp_seconds')})",
+                "{{charger}}",
+                instant=True,
+            )
+        ],
+        w=6,
+        h=4,
+        options=stat_options(),
+    )
+    d.add(
+        "stat",
+        "Session energy",
+        "Energy of the current session (meter now − meter at start), or of the last one.",
+        "kwatth",
+        [Target(f"{s('pulsatrix_session_energy_joules')} / 3.6e6", "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        options=stat_options(graph=True),
+        extra_defaults={"decimals": 2},
+    )
+    d.add(
+        "stat",
+        "Session end",
+        "When the last session ended. Empty while a session is running.",
+        "dateTimeAsIso",
+        [Target(f"{s('pulsatrix_session_end_timestamp_seconds')} * 1000", "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        options=stat_options(),
+        extra_defaults={"noValue": "session running"},
+    )
+    d.add(
+        "table",
+        "Session details",
+        "Why the session started and stopped, who allocates its current (allocation source) and the phases it "
+        "uses (1 per phase in use, L1 L2 L3).",
+        "none",
+        [Target(s("pulsatrix_session_info"), instant=True, table=True)],
+        w=14,
+        h=5,
+        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+        options=table_options("Charger"),
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True},
+                    "indexByName": {
+                        "charger": 0,
+                        "start_reason": 1,
+                        "stop_reason": 2,
+                        "allocation_source": 3,
+                        "used_phases": 4,
+                    },
+                    "renameByName": {
+                        "charger": "Charger",
+                        "site": "Site",
+                        "start_reason": "Start reason",
+                        "stop_reason": "Stop reason",
+                        "allocation_source": "Allocation source",
+                        "used_phases": "Used phases",
+                    },
+                },
+            }
+        ],
+    )
+    d.add(
+        "table",
+        "Charger",
+        "What the charger reports about itself: controller name and power domain.",
+        "none",
+        [Target(s("pulsatrix_charger_info"), instant=True, table=True)],
+        w=10,
+        h=5,
+        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+        options=table_options("Charger"),
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True},
+                    "renameByName": {
+                        "charger": "Charger",
+                        "site": "Site",
+                        "controller_name": "Controller",
+                        "power_domain": "Power domain",
+                    },
+                },
+            }
+        ],
+    )
+
+    d.row("Limits set through the API")
+    d.add(
+        "stat",
+        "Charging enabled (API)",
+        "Whether charging is enabled through the API. Disabled means an API client has stopped charging.",
+        "none",
+        [Target(s("pulsatrix_api_limit_enabled"), "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        mappings=yes_no("enabled", "disabled", zero_color="red"),
+        options=stat_options(color_mode="background"),
+    )
+    d.add(
+        "stat",
+        "API limit active",
+        "Whether a current or power limit is set through the API (otherwise the controller decides).",
+        "none",
+        [Target(s("pulsatrix_api_limit_active"), "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        mappings=yes_no("limited", "not limited", one_color="orange", zero_color="green"),
+        options=stat_options(color_mode="background"),
+    )
+    d.add(
+        "stat",
+        "API limit timeout",
+        "Time after which limits set through the API become invalid.",
+        "s",
+        [Target(s("pulsatrix_api_limit_timeout_seconds"), "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        options=stat_options(),
+    )
+    d.add(
+        "stat",
+        "API current limit",
+        "The current limit set through the API. Empty when none is set.",
+        "amp",
+        [Target(s("pulsatrix_api_current_limit_amperes"), "{{charger}}", instant=True)],
+        w=6,
+        h=4,
+        options=stat_options(),
+        extra_defaults={"noValue": "none"},
+    )
+    d.add(
+        "timeseries",
+        "API limits over time",
+        "Current and power limits set through the API over time (gaps: no limit set).",
+        "amp",
+        [
+            Target(s("pulsatrix_api_current_limit_amperes"), "{{charger}} current limit"),
+            Target(s("pulsatrix_api_power_limit_watts"), "{{charger}} power limit"),
+        ],
+        w=24,
+        h=8,
+        custom=timeseries_custom(fill=0),
+        options=timeseries_options(LEGEND_TABLE),
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".* power limit$"},
+                "properties": [{"id": "unit", "value": "watt"}, {"id": "custom.axisPlacement", "value": "right"}],
+            }
+        ],
+        extra_defaults={"min": 0},
+    )
+    return d.to_json(variables(), links("pulsatrix-fleet", "Fleet overview"))
+
+
+DASHBOARDS: Final = {"pulsatrix-fleet.json": fleet, "pulsatrix-charger.json": charger}
+
+
+def render(dashboard: Json) -> str:
+    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+
+
+def generate() -> dict[str, str]:
+    """File name → JSON text of every dashboard."""
+    return {name: render(build()) for name, build in DASHBOARDS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed dashboard is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in generate().items():
+        path = DASHBOARDS_DIR / name
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(name)
+        else:
+            DASHBOARDS_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            sys.stdout.write(f"wrote {path}\n")
+    if stale:
+        sys.stderr.write(f"out of date (run grafana/build_dashboards.py): {', '.join(stale)}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
