@@ -1,0 +1,564 @@
+"""The deploy files (container, compose, systemd, Kubernetes, Prometheus, Alertmanager) against the code they run.
+
+Docker, systemd and Kubernetes are not available to the tests, so these files are checked statically: every file
+parses, and every reference in them (ports, HTTP paths, mounted files, config paths, secrets, alert rules) points at
+something that exists in the repository or in the exporter. Prometheus and Alertmanager configs are checked by
+promtool / amtool, and the container's health check command is run against a real exporter process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from exporter.app import create_app
+from exporter.cli import CONFIG_ENV, DEFAULT_PORT
+from exporter.config import parse_config
+from tests.support.servers import find_binary, free_port, promtool, wait_until_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+PROMETHEUS_CONFIGS = ["prometheus.yml", "prometheus-sharded.yml"]
+CREDENTIALS_RE = re.compile(r"\$\{CREDENTIALS_DIRECTORY\}/([A-Za-z0-9_.-]+)")
+ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def app_routes() -> set[str]:
+    config = parse_config("chargers: [{name: a, url: 'http://127.0.0.1:1'}]")
+    app = create_app(config)
+    return {route.resource.canonical for route in app.router.routes() if route.resource is not None}
+
+
+def url_port(url: str) -> int | None:
+    return urlsplit(url if "://" in url else f"http://{url}").port
+
+
+# -- every file parses ---------------------------------------------------------------------------------------------
+
+
+def data_files() -> list[Path]:
+    files = [
+        p
+        for base in (DEPLOY, ROOT / "grafana")
+        for p in sorted(base.rglob("*"))
+        if p.suffix in (".yml", ".yaml", ".json") and p.is_file()
+    ]
+    assert files
+    return files
+
+
+@pytest.mark.parametrize("path", data_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_yaml_and_json_file_parses(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        assert isinstance(json.loads(text), dict | list)
+    else:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        assert documents, f"{path} has no content"
+        assert all(isinstance(d, dict) for d in documents), f"{path}: every document must be a mapping"
+
+
+# -- container image -----------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    result = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def healthcheck_command() -> list[str]:
+    (rest,) = [rest for keyword, rest in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    _, _, exec_form = rest.partition("CMD ")
+    command: list[str] = json.loads(exec_form)
+    return command
+
+
+def test_dockerfile_builds_in_stages_and_runs_the_console_script_as_non_root() -> None:
+    instructions = dockerfile_instructions()
+    froms = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(froms) >= 2 and " AS " in froms[0].upper(), "the wheel is built in a separate stage"
+    assert any(k == "COPY" and rest.startswith("--from=") for k, rest in instructions)
+    final_stage = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :]
+
+    users = [rest for keyword, rest in final_stage if keyword == "USER"]
+    assert users, "the final stage sets USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0") and user.isdigit(), "a numeric non-root user (Kubernetes runAsNonRoot)"
+
+    assert [rest for keyword, rest in final_stage if keyword == "EXPOSE"] == [str(DEFAULT_PORT)]
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    (entrypoint,) = [json.loads(rest) for keyword, rest in final_stage if keyword == "ENTRYPOINT"]
+    assert entrypoint == ["pulsatrix-exporter"] and entrypoint[0] in scripts
+
+    env = dockerfile_env()
+    assert env[CONFIG_ENV] == "/etc/pulsatrix-exporter/config.yml"
+    assert env["CREDENTIALS_DIRECTORY"] == "/run/secrets"
+
+    command = " ".join(healthcheck_command())
+    assert f"http://127.0.0.1:{DEFAULT_PORT}/-/healthy" in command
+    assert "/-/healthy" in app_routes()
+
+
+def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == "*", "allow-list: ignore everything, then re-include the package sources"
+    included = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "COPY" and not rest.startswith("--from"):
+            copied += shlex.split(rest)[:-1]
+    assert copied
+    for source in copied:
+        assert source.rstrip("/") in included, f"COPY {source} is excluded by .dockerignore"
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    assert (ROOT / "exporter" / "cli.py").is_file()
+
+
+@contextlib.contextmanager
+def demo_exporter(port: int, workdir: Path) -> Iterator[None]:
+    log = workdir / "exporter.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--demo", "--demo-chargers", "1", f"--listen=127.0.0.1:{port}"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/-/ready", proc, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def test_container_healthcheck_passes_on_a_running_exporter_and_fails_without_one(tmp_path: Path) -> None:
+    command = healthcheck_command()
+    assert command[0] == "python"
+    port = free_port()
+    local = [sys.executable, *(arg.replace(f":{DEFAULT_PORT}/", f":{port}/") for arg in command[1:])]
+    with demo_exporter(port, tmp_path):
+        healthy = subprocess.run(local, capture_output=True, text=True, timeout=30, check=False)
+    assert healthy.returncode == 0, healthy.stderr
+    deadline = time.monotonic() + 10
+    while True:  # the port is free again once the process has exited
+        stopped = subprocess.run(local, capture_output=True, text=True, timeout=30, check=False)
+        if stopped.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert stopped.returncode != 0
+
+
+# -- docker compose ------------------------------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = load(DEPLOY / "docker-compose.yml")
+    return data
+
+
+def services_in(profile: str | None) -> dict[str, dict[str, Any]]:
+    """The services `docker compose --profile <profile> up` starts (no profile: plain `up`)."""
+    return {
+        name: svc
+        for name, svc in compose()["services"].items()
+        if not svc.get("profiles") or (profile is not None and profile in svc["profiles"])
+    }
+
+
+def host_names(services: dict[str, dict[str, Any]]) -> set[str]:
+    names = set(services)
+    for svc in services.values():
+        for network in (svc.get("networks") or {}).values():
+            names.update((network or {}).get("aliases", []))
+    return names
+
+
+def bind_mounts(svc: dict[str, Any]) -> list[tuple[str, str]]:
+    mounts = []
+    for volume in svc.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        if source.startswith((".", "/")):
+            mounts.append((source, target))
+    return mounts
+
+
+def flag(args: list[str], name: str) -> str:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{name}=")]
+    assert len(values) == 1, f"{name} in {args}"
+    return values[0]
+
+
+def test_compose_demo_profile_starts_the_whole_stack_with_simulated_chargers() -> None:
+    demo = services_in("demo")
+    assert set(demo) == {"pulsatrix-exporter-demo", "prometheus", "alertmanager", "grafana"}
+    assert "--demo" in demo["pulsatrix-exporter-demo"]["command"]
+    assert "pulsatrix-exporter" not in demo, "the exporter that needs a config file must stay out of the demo"
+    live = services_in("live")
+    assert set(live) == {"pulsatrix-exporter", "prometheus", "alertmanager", "grafana"}
+
+    for profile in ("demo", "live"):
+        services = services_in(profile)
+        names = host_names(services)
+        for svc in services.values():
+            for published in svc.get("ports", []):
+                host_port, container_port = str(published).split(":")[-2:]
+                if svc.get("image", "").startswith("pulsatrix-exporter"):
+                    assert int(host_port) == int(container_port) == DEFAULT_PORT
+        exporters = [svc for svc in services.values() if "build" in svc]
+        assert len(exporters) == 1
+        build = exporters[0]["build"]
+        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+        # Every host name Prometheus and Grafana talk to is a service (or alias) of this profile.
+        prom = load(DEPLOY / "prometheus" / "prometheus.yml")
+        hosts = [sd["url"] for job in prom["scrape_configs"] for sd in job.get("http_sd_configs", [])]
+        hosts += [t for job in prom["scrape_configs"] for s in job.get("static_configs", []) for t in s["targets"]]
+        hosts += [
+            r["replacement"]
+            for job in prom["scrape_configs"]
+            for r in job.get("relabel_configs", [])
+            if r.get("target_label") == "__address__"
+        ]
+        hosts += [t for am in prom["alerting"]["alertmanagers"] for s in am["static_configs"] for t in s["targets"]]
+        for datasource in (ROOT / "grafana" / "provisioning" / "datasources").glob("*.y*ml"):
+            hosts += [ds["url"] for ds in load(datasource)["datasources"]]
+        for host in hosts:
+            name = urlsplit(host if "://" in host else f"http://{host}").hostname
+            assert name == "localhost" or name in names, f"{host}: no service {name!r} in profile {profile}"
+
+
+def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
+    services = services_in("demo")
+    for name, svc in services.items():
+        for source, _ in bind_mounts(svc):
+            assert (DEPLOY / source).exists(), f"{name}: mounts {source}, which is not in the repository"
+
+    prom = services["prometheus"]
+    prom_mounts = {target: (DEPLOY / source).resolve() for source, target in bind_mounts(prom)}
+    config_file = flag(prom["command"], "--config.file")
+    assert prom_mounts[config_file] == DEPLOY / "prometheus" / "prometheus.yml"
+    for rule_file in load(DEPLOY / "prometheus" / "prometheus.yml")["rule_files"]:
+        assert prom_mounts[rule_file] == DEPLOY / "prometheus" / "alerts.yml"
+
+    am = services["alertmanager"]
+    am_mounts = {target: (DEPLOY / source).resolve() for source, target in bind_mounts(am)}
+    assert am_mounts[flag(am["command"], "--config.file")] == DEPLOY / "alertmanager" / "alertmanager.yml"
+
+    grafana_mounts = {(DEPLOY / source).resolve(): target for source, target in bind_mounts(services["grafana"])}
+    assert grafana_mounts[ROOT / "grafana" / "provisioning"] == "/etc/grafana/provisioning"
+    dashboards_target = PurePosixPath(grafana_mounts[ROOT / "grafana" / "dashboards"])
+    providers = [
+        p for f in (ROOT / "grafana" / "provisioning" / "dashboards").glob("*.y*ml") for p in load(f)["providers"]
+    ]
+    assert providers, "grafana/provisioning/dashboards has no provider"
+    for provider in providers:
+        assert PurePosixPath(provider["options"]["path"]) == dashboards_target, "dashboards mounted elsewhere"
+    assert list((ROOT / "grafana" / "dashboards").glob("*.json"))
+
+    live = compose()["services"]["pulsatrix-exporter"]
+    live_targets = {target for _, target in bind_mounts(live)}
+    env = dockerfile_env()
+    assert {env[CONFIG_ENV], env["CREDENTIALS_DIRECTORY"]} <= live_targets
+
+
+# -- Prometheus and Alertmanager configs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
+def test_promtool_accepts_the_shipped_prometheus_config(name: str, tmp_path: Path) -> None:
+    config = load(DEPLOY / "prometheus" / name)
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    shutil.copyfile(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
+    text = (DEPLOY / "prometheus" / name).read_text(encoding="utf-8")
+    (tmp_path / name).write_text(text.replace("/etc/prometheus/alerts.yml", "alerts.yml"), encoding="utf-8")
+    result = promtool("check", "config", name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout and "rules found" in result.stdout
+
+
+@pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
+def test_prometheus_configs_probe_through_exporter_routes_on_the_default_port(name: str) -> None:
+    routes = app_routes()
+    (job,) = [j for j in load(DEPLOY / "prometheus" / name)["scrape_configs"] if j["job_name"].startswith("pulsatrix")]
+    assert job["metrics_path"] == "/probe" and "/probe" in routes
+    (sd,) = job["http_sd_configs"]
+    assert urlsplit(sd["url"]).path == "/sd" and "/sd" in routes
+    assert url_port(sd["url"]) == DEFAULT_PORT
+    (address,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
+    assert url_port(address["replacement"]) == DEFAULT_PORT
+    # The alert rules select the exporter's jobs by name.
+    assert re.fullmatch("pulsatrix.*", job["job_name"])
+    assert 'job=~"pulsatrix.*"' in (DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+
+
+def test_amtool_accepts_the_alertmanager_config_and_its_inhibitions_name_real_alerts() -> None:
+    path = DEPLOY / "alertmanager" / "alertmanager.yml"
+    binary = find_binary("amtool")
+    result = subprocess.run(
+        [binary, "check-config", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    alerts = {r["alert"] for g in load(DEPLOY / "prometheus" / "alerts.yml")["groups"] for r in g["rules"]}
+    for rule in load(path)["inhibit_rules"]:
+        for matcher in rule["source_matchers"]:
+            name = re.fullmatch(r'alertname="(\w+)"', matcher)
+            assert name and name.group(1) in alerts, matcher
+
+
+# -- systemd and the example config --------------------------------------------------------------------------------
+
+
+def unit() -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for line in (DEPLOY / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8").splitlines():
+        if "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            keys.setdefault(key.strip(), []).append(value.strip())
+    return keys
+
+
+def string_values(tree: Any) -> list[str]:
+    if isinstance(tree, dict):
+        return [s for value in tree.values() for s in string_values(value)]
+    if isinstance(tree, list):
+        return [s for value in tree for s in string_values(value)]
+    return [tree] if isinstance(tree, str) else []
+
+
+def env_file() -> dict[str, str]:
+    env = {}
+    for line in (DEPLOY / "systemd" / "pulsatrix-exporter.env").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def test_systemd_unit_is_hardened() -> None:
+    keys = unit()
+    expected = {
+        "DynamicUser": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes",
+        "Restart": "on-failure",
+    }
+    for key, value in expected.items():
+        assert keys.get(key) == [value], f"{key}={value}"
+    families = set(keys["RestrictAddressFamilies"][0].split())
+    assert {"AF_INET", "AF_INET6"} <= families and "AF_PACKET" not in families
+    assert "@system-service" in keys["SystemCallFilter"]
+
+
+def test_systemd_unit_runs_the_installed_exporter_with_its_config_port_and_secrets(tmp_path: Path) -> None:
+    keys = unit()
+    (exec_start,) = keys["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert PurePosixPath(argv[0]).name == "pulsatrix-exporter"
+    assert argv[argv.index("--config") + 1] == "/etc/pulsatrix-exporter/config.yml"
+    assert url_port(argv[argv.index("--listen") + 1]) == DEFAULT_PORT
+    assert keys["EnvironmentFile"] == ["/etc/pulsatrix-exporter/pulsatrix-exporter.env"]
+
+    # The example config's secrets are exactly what the unit provides: credentials and environment variables.
+    example = (DEPLOY / "config.example.yml").read_text(encoding="utf-8")
+    values = " ".join(string_values(yaml.safe_load(example)))
+    credentials = {value.split(":", 1)[0] for value in keys["LoadCredential"]}
+    assert credentials == set(CREDENTIALS_RE.findall(values))
+    assert set(ENV_REF_RE.findall(values)) - {"CREDENTIALS_DIRECTORY"} == set(env_file())
+
+    for name in credentials:
+        (tmp_path / name).write_text("s3cret\n", encoding="utf-8")
+    env = {**env_file(), "CREDENTIALS_DIRECTORY": str(tmp_path)}
+    config = parse_config(example, source="config.example.yml", env=env)
+    assert [c.name for c in config.chargers] == ["garage", "depot-3-bay-12", "office"]
+    assert all(c.auth is not None for c in config.chargers[1:])
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze:  # an extra check where systemd's tools are installed: unknown keys, bad values
+        checked = tmp_path / "pulsatrix-exporter.service"
+        text = (DEPLOY / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8")
+        checked.write_text(text.replace(argv[0], shutil.which("true") or "/bin/true"), encoding="utf-8")
+        result = subprocess.run(
+            [analyze, "verify", str(checked)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0 and "Unknown" not in result.stderr, result.stderr
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------------------------
+
+
+def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+    kustomization = load(K8S / "kustomization.yaml")
+    manifests = sorted(p.name for p in K8S.glob("*.yml"))
+    assert sorted(kustomization["resources"]) == manifests, "kustomization.yaml lists every manifest"
+    for name in manifests:
+        for doc in yaml.safe_load_all((K8S / name).read_text(encoding="utf-8")):
+            if doc is not None:
+                key = (doc["kind"], doc["metadata"]["name"])
+                assert key not in objects, f"duplicate {key}"
+                objects[key] = doc
+    return objects
+
+
+def exporter_pod() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    objects = k8s_objects()
+    (statefulset,) = [o for (kind, _), o in objects.items() if kind == "StatefulSet"]
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return statefulset, pod, container
+
+
+def test_kubernetes_statefulset_probes_ports_resources_and_security() -> None:
+    objects = k8s_objects()
+    statefulset, pod, container = exporter_pod()
+    routes = app_routes()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": DEFAULT_PORT}
+    assert url_port(flag(container["args"], "--listen")) == DEFAULT_PORT
+    for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and path in routes
+        assert ports.get(get["port"], get["port"]) == DEFAULT_PORT
+
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    user = [rest for k, rest in dockerfile_instructions() if k == "USER"][-1].split(":")[0]
+    assert str(pod["securityContext"]["runAsUser"]) == user
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+
+    service = objects[("Service", statefulset["spec"]["serviceName"])]
+    assert service["spec"]["clusterIP"] == "None", "headless: stable per-replica names for the shards"
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["port"] == DEFAULT_PORT and service_port["targetPort"] in ports
+
+
+def test_kubernetes_configmap_is_a_valid_config_using_the_mounted_secret_files(tmp_path: Path) -> None:
+    objects = k8s_objects()
+    _, pod, container = exporter_pod()
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+
+    config_path = PurePosixPath(flag(container["args"], "--config"))
+    config_volume = mounts[str(config_path.parent)]["configMap"]
+    config_text = objects[("ConfigMap", config_volume["name"])]["data"][config_path.name]
+
+    (secret_dir,) = [path for path, volume in mounts.items() if "secret" in volume]
+    secret = objects[("Secret", mounts[secret_dir]["secret"]["secretName"])]
+    files = re.findall(r"_file: (\S+)", config_text)
+    assert files
+    for file in files:
+        assert PurePosixPath(file).parent == PurePosixPath(secret_dir), f"{file} is not in the mounted Secret"
+        assert PurePosixPath(file).name in secret["stringData"], f"{file}: no such key in the Secret"
+    for key, value in secret["stringData"].items():
+        (tmp_path / key).write_text(value, encoding="utf-8")
+
+    config = parse_config(config_text.replace(secret_dir, str(tmp_path)), source="configmap", env={})
+    assert len(config.chargers) == 3
+    assert sum(c.auth is not None for c in config.chargers) == len(files)
+
+
+def test_kubernetes_scrapeconfig_is_the_sharded_prometheus_config_for_the_statefulset() -> None:
+    objects = k8s_objects()
+    statefulset, _, _ = exporter_pod()
+    (scrape,) = [o for (kind, _), o in objects.items() if kind == "ScrapeConfig"]
+    (job,) = load(DEPLOY / "prometheus" / "prometheus-sharded.yml")["scrape_configs"]
+
+    def snake(key: str) -> str:
+        return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
+
+    relabelings = [{snake(k): v for k, v in r.items()} for r in scrape["spec"]["relabelings"]]
+    job_rule = {"target_label": "job", "replacement": job["job_name"]}
+    assert relabelings == [job_rule, *job["relabel_configs"]]
+    (sd,) = scrape["spec"]["httpSDConfigs"]
+    assert sd["url"] == job["http_sd_configs"][0]["url"]
+    assert scrape["spec"]["metricsPath"] == job["metrics_path"]
+
+    (hashmod,) = [r for r in job["relabel_configs"] if r.get("action") == "hashmod"]
+    assert hashmod["modulus"] == statefulset["spec"]["replicas"], "one shard per replica"
+    name = statefulset["metadata"]["name"]
+    service = statefulset["spec"]["serviceName"]
+    namespace = statefulset["metadata"]["namespace"]
+    (address,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
+    assert address["replacement"] == f"{name}-${{1}}.{service}.{namespace}.svc:{DEFAULT_PORT}"
+    assert urlsplit(sd["url"]).hostname == f"{service}.{namespace}.svc"
+
+
+def test_kubernetes_prometheusrule_equals_the_alert_rules_file() -> None:
+    (rule,) = [o for (kind, _), o in k8s_objects().items() if kind == "PrometheusRule"]
+    assert rule["spec"]["groups"] == load(DEPLOY / "prometheus" / "alerts.yml")["groups"]
+    result = subprocess.run(
+        [sys.executable, str(K8S / "generate_prometheusrule.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_shows_the_shipped_sharded_prometheus_config() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Scaling to thousands of chargers", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert [yaml.safe_load(b) for b in blocks] == [load(DEPLOY / "prometheus" / "prometheus-sharded.yml")]
