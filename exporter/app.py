@@ -7,36 +7,44 @@ render a registry built for this one request. Nothing is fetched inside ``collec
 from __future__ import annotations
 
 import asyncio
+import gzip
 import html
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
-from exporter.config import ChargerConfig, Config
+from exporter.config import Config
 from exporter.fetch import ChargerClient, ChargerResult, fetch_all, make_session
 from exporter.health import ExporterHealth
-from exporter.metrics import HealthCollector, StaticCollector, build_info_families, device_families
+from exporter.metrics import StaticCollector, build_info_families, device_families, health_families
 
 log = logging.getLogger("exporter.app")
 
 
 @dataclass(slots=True)
 class Runtime:
-    """What exists only while the app runs: the one shared HTTP session and a prepared client per charger."""
+    """What exists only while the app runs: the one shared HTTP session, a prepared client per charger and the
+    threads that render expositions (its own pool: the default one also resolves host names, and a hanging DNS
+    lookup must never hold up a reply)."""
 
     session: aiohttp.ClientSession | None = None
     clients: dict[str, ChargerClient] = field(default_factory=dict)
+    render_pool: ThreadPoolExecutor | None = None
     ready: bool = False
+    last_render: float = 0.0  # seconds the last build + render took
 
 
 CONFIG = web.AppKey("config", Config)
@@ -45,10 +53,12 @@ RUNTIME = web.AppKey("runtime", Runtime)
 OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer
+SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
+RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
+MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
 
 
-def scrape_budget(request: web.Request) -> float | None:
+def scrape_budget(request: web.Request, last_render: float = 0.0) -> float | None:
     """Seconds the chargers may take, from Prometheus' scrape-timeout header (None when it is absent)."""
     raw = request.headers.get(SCRAPE_TIMEOUT_HEADER)
     if raw is None:
@@ -59,50 +69,81 @@ def scrape_budget(request: web.Request) -> float | None:
         return None
     if not timeout > 0:
         return None
-    return max(timeout - min(SCRAPE_MARGIN, timeout * 0.25), 0.05)
+    margin = min(max(SCRAPE_MARGIN, RENDER_SAFETY * last_render), timeout * MAX_MARGIN_SHARE)
+    return max(timeout - margin, 0.05)
 
 
-async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    runtime = app[RUNTIME]
-    session = make_session()
-    runtime.session = session
-    runtime.clients = {c.name: ChargerClient(c, session) for c in app[CONFIG].chargers}
-    runtime.ready = True
-    log.info("polling %d charger(s) from %s", len(app[CONFIG].chargers), app[CONFIG].source)
-    try:
-        yield
-    finally:
-        runtime.ready = False
-        runtime.clients = {}
-        runtime.session = None
-        await session.close()
+def _runtime_ctx(resolver: AbstractResolver | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runtime = app[RUNTIME]
+        chargers = app[CONFIG].chargers
+        session = make_session(len(chargers), resolver)
+        runtime.session = session
+        runtime.clients = {c.name: ChargerClient(c, session) for c in chargers}
+        runtime.render_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        runtime.ready = True
+        log.info("polling %d charger(s) from %s", len(chargers), app[CONFIG].source)
+        try:
+            yield
+        finally:
+            runtime.ready = False
+            runtime.clients = {}
+            runtime.session = None
+            await session.close()
+            runtime.render_pool.shutdown(wait=False, cancel_futures=True)
+
+    return ctx
+
+
+async def _not_ready(app: web.Application) -> None:
+    app[RUNTIME].ready = False  # shutting down: say so on /-/ready while in-flight requests finish
 
 
 async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> list[ChargerResult]:
     app = request.app
-    results = await fetch_all(clients, scrape_budget(request))
+    results = await fetch_all(clients, scrape_budget(request, app[RUNTIME].last_render))
     app[HEALTH].record(results)
     return results
 
 
-async def _render(request: web.Request, registry: CollectorRegistry) -> web.StreamResponse:
-    """Render in a worker thread: for thousands of chargers this takes long enough to stall other requests."""
+async def _render(request: web.Request, registry: CollectorRegistry, started: float) -> web.StreamResponse:
+    """Render in the render threads: for thousands of chargers it takes long enough to stall other requests."""
+    runtime = request.app[RUNTIME]
     encoder, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
-    names = request.query.getall("name[]", [])
-    target = registry.restricted_registry(names) if names else registry
-    body = await asyncio.to_thread(encoder, target)
-    response = web.Response(body=body, headers={"Content-Type": content_type})
-    response.enable_compression()  # gzip when Prometheus asks for it (it does by default)
-    return response
+    headers = {"Content-Type": content_type}
+    # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+
+    def render() -> bytes:
+        body = encoder(registry)
+        return gzip.compress(body, compresslevel=6) if gzipped else body
+
+    body = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
+    runtime.last_render = time.perf_counter() - started
+    return web.Response(body=body, headers=headers)
+
+
+def _registry(*families: Sequence[Metric], extra: CollectorRegistry | None = None) -> CollectorRegistry:
+    """A registry for one request: families built on the event loop, so the render thread only reads them."""
+    registry = CollectorRegistry(auto_describe=False)
+    for group in families:
+        registry.register(StaticCollector(group))
+    if extra is not None:
+        registry.register(extra)
+    return registry
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
+    config = app[CONFIG]
     results = await _scrape(request, list(app[RUNTIME].clients.values()))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StaticCollector(device_families(results)))
-    registry.register(app[OWN_REGISTRY])
-    return await _render(request, registry)
+    started = time.perf_counter()
+    registry = _registry(
+        device_families(results), health_families(app[HEALTH], config.chargers), extra=app[OWN_REGISTRY]
+    )
+    return await _render(request, registry, started)
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
@@ -115,10 +156,9 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         # Never an open proxy: only configured charger *names* are accepted, and nothing is fetched otherwise.
         raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
     results = await _scrape(request, [client])
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StaticCollector(device_families(results)))
-    registry.register(HealthCollector(app[HEALTH], [client.charger]))
-    return await _render(request, registry)
+    started = time.perf_counter()
+    registry = _registry(device_families(results), health_families(app[HEALTH], [client.charger]))
+    return await _render(request, registry, started)
 
 
 async def handle_sd(request: web.Request) -> web.Response:
@@ -187,24 +227,24 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}
     return web.Response(text=body, content_type="text/html")
 
 
-def own_registry(health: ExporterHealth, chargers: Sequence[ChargerConfig]) -> CollectorRegistry:
-    """The exporter's long-lived metrics: build info, error counters, process and platform collectors."""
+def own_registry() -> CollectorRegistry:
+    """The exporter's long-lived metrics besides the error counters: build info, process and platform."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StaticCollector(build_info_families()))
-    registry.register(HealthCollector(health, chargers))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, resolver: AbstractResolver | None = None) -> web.Application:
+    """Wire routes and state. ``resolver`` replaces aiohttp's host-name resolver (tests use it)."""
     app = web.Application()
-    health = ExporterHealth(config.chargers)
     app[CONFIG] = config
-    app[HEALTH] = health
-    app[OWN_REGISTRY] = own_registry(health, config.chargers)
+    app[HEALTH] = ExporterHealth(config.chargers)
+    app[OWN_REGISTRY] = own_registry()
     app[RUNTIME] = Runtime()
-    app.cleanup_ctx.append(_session_ctx)
+    app.cleanup_ctx.append(_runtime_ctx(resolver))
+    app.on_shutdown.append(_not_ready)
     app.router.add_get("/", handle_index)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/probe", handle_probe)

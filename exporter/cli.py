@@ -137,7 +137,7 @@ async def _demo_app(n: int, speed: float) -> web.Application:
 
 
 def _run_simulator(args: argparse.Namespace) -> int:
-    from exporter.simulator import SimAuth, create_simulator_app
+    from exporter.simulator import SIM_BACKLOG, SimAuth, create_simulator_app
 
     auth = SimAuth()
     if args.basic:
@@ -156,7 +156,7 @@ def _run_simulator(args: argparse.Namespace) -> int:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     for name in app_names(app):
         print(f"  - name: {name}\n    url: http://{shown}:{port}/{name}", flush=True)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0)
+    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0, backlog=SIM_BACKLOG)
     return 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig
@@ -25,6 +26,7 @@ from exporter.parse import ENDPOINTS, Parsed, PayloadError, parse_endpoint
 log = logging.getLogger("exporter.fetch")
 
 MAX_BODY_BYTES: Final = 1 << 20
+MIN_CONNECTIONS: Final = 100
 REASONS: Final = ("timeout", "connect", "http_status", "unauthorized", "invalid_json", "invalid_payload")
 USER_AGENT: Final = f"pulsatrix-exporter/{__version__}"
 
@@ -103,6 +105,7 @@ class ChargerClient:
             headers["Authorization"] = f"Bearer {auth.token.reveal()}"
         self._headers = headers
         self._urls = {endpoint: f"{charger.url}/api/v1/{endpoint}" for endpoint in ENDPOINTS}
+        self._unexpected_logged: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ChargerClient({self.charger.name!r})"
@@ -128,8 +131,8 @@ class ChargerClient:
             return EndpointResult(endpoint, reason="timeout", detail="no answer before the deadline")
         except aiohttp.ClientResponseError as exc:
             return EndpointResult(endpoint, reason="invalid_payload", detail=f"bad HTTP response: {exc.message}")
-        except aiohttp.ClientSSLError as exc:
-            return EndpointResult(endpoint, reason="connect", detail=f"TLS error: {_short(exc)}")
+        except aiohttp.ClientSSLError as exc:  # os_error only: str(exc) would name the host
+            return EndpointResult(endpoint, reason="connect", detail=f"TLS error: {_short(exc.os_error)}")
         except aiohttp.ClientConnectorError as exc:
             return EndpointResult(endpoint, reason="connect", detail=f"cannot connect: {_short(exc.os_error)}")
         except (aiohttp.ClientError, OSError) as exc:
@@ -143,8 +146,11 @@ class ChargerClient:
         try:
             return await self._endpoint(endpoint, deadline)
         except Exception as exc:
-            log.exception("charger %s: %s: unexpected error", self.charger.name, endpoint)
-            return EndpointResult(endpoint, reason="invalid_payload", detail=f"unexpected error: {type(exc).__name__}")
+            kind = type(exc).__name__
+            if kind not in self._unexpected_logged:  # a traceback once per charger and kind, not every scrape
+                self._unexpected_logged.add(kind)
+                log.exception("charger %s: %s: unexpected error", self.charger.name, endpoint)
+            return EndpointResult(endpoint, reason="invalid_payload", detail=f"unexpected error: {kind}")
 
     async def _get(self, endpoint: str) -> bytes | EndpointResult:
         async with self._session.get(
@@ -162,12 +168,15 @@ class ChargerClient:
                     reason="http_status",
                     detail=f"HTTP {response.status} {response.reason or ''}".strip(),
                 )
-            body = await response.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
-                return EndpointResult(
-                    endpoint, reason="invalid_payload", detail=f"body larger than {MAX_BODY_BYTES} bytes"
-                )
-            return body
+            # Read to the end of the body (it may arrive in many segments or chunks), but never more than the cap.
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return EndpointResult(
+                        endpoint, reason="invalid_payload", detail=f"body larger than {MAX_BODY_BYTES} bytes"
+                    )
+            return bytes(body)
 
 
 def _short(exc: BaseException | None) -> str:
@@ -181,9 +190,15 @@ async def fetch_all(clients: Sequence[ChargerClient], budget: float | None = Non
     return list(await asyncio.gather(*(client.fetch(budget) for client in clients)))
 
 
-def make_session(limit: int = 256) -> aiohttp.ClientSession:
-    """The one HTTP client session of the app's life. Deadlines are enforced per charger, not here."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300)
+def make_session(chargers: int, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The one HTTP client session of the app's life. Deadlines are enforced per charger, not here.
+
+    The pool has room for every endpoint of every charger at once, so that chargers that hang (and hold their
+    connections until their deadline) can never make a healthy charger wait for a free connection.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=max(MIN_CONNECTIONS, len(ENDPOINTS) * chargers), limit_per_host=0, ttl_dns_cache=300, resolver=resolver
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),

@@ -200,7 +200,7 @@ def add_charging(fam: Families, labels: Mapping[str, str], ch: Charging) -> None
         _value(fam, "pulsatrix_current_amperes", {**labels, "phase": phase}, amps)
     _value(fam, "pulsatrix_active_power_watts", labels, ch.active_power)
     _value(fam, "pulsatrix_grid_frequency_hertz", labels, ch.frequency)
-    if ch.energy_imported is not None and ch.energy_imported >= 0:
+    if ch.energy_imported is not None:
         fam.add("pulsatrix_energy_imported_joules_total", labels, _kwh_to_joules(ch.energy_imported))
     _value(fam, "pulsatrix_allocated_current_amperes", labels, ch.allocated_current)
     _value(fam, "pulsatrix_commanded_current_amperes", labels, ch.commanded_current)
@@ -210,8 +210,9 @@ def add_charging(fam: Families, labels: Mapping[str, str], ch: Charging) -> None
 
 def add_limits(fam: Families, labels: Mapping[str, str], lim: Limits) -> None:
     _flag(fam, "pulsatrix_api_limit_enabled", labels, lim.enabled)
-    active = lim.current_limit is not None or lim.power_limit is not None
-    fam.add("pulsatrix_api_limit_active", labels, 1.0 if active else 0.0)
+    if lim.limits_reported:  # unknown (fields missing or null) is not the same as "no limit set"
+        active = lim.current_limit is not None or lim.power_limit is not None
+        fam.add("pulsatrix_api_limit_active", labels, 1.0 if active else 0.0)
     _value(fam, "pulsatrix_api_current_limit_amperes", labels, lim.current_limit)
     _value(fam, "pulsatrix_api_power_limit_watts", labels, lim.power_limit)
     if lim.timeout_ms is not None:
@@ -279,14 +280,3 @@ class StaticCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return iter(self._families)
-
-
-class HealthCollector(Collector):
-    """Renders the long-lived counters (all chargers, or the ones given) from :class:`ExporterHealth`."""
-
-    def __init__(self, health: ExporterHealth, chargers: Sequence[ChargerConfig]) -> None:
-        self._health = health
-        self._chargers = chargers
-
-    def collect(self) -> Iterable[Metric]:
-        return iter(health_families(self._health, self._chargers))

@@ -75,6 +75,8 @@ NEXT: Final = {IDLE: CONNECTED, CONNECTED: CHARGING, CHARGING: SUSPENDED, SUSPEN
 START_REASONS: Final = ("CablePluggedIn", "Authorized", "EVDetected")
 STOP_REASONS: Final = ("EVDisconnected", "StoppedByEV", "Local")
 POWER_FACTOR: Final = 0.99
+# An exporter opens 4 connections per charger at once; a simulator of many chargers needs a deep accept queue.
+SIM_BACKLOG: Final = 4096
 
 
 @dataclass(slots=True)
@@ -522,7 +524,7 @@ async def start_simulator(
     app = create_simulator_app(**kwargs)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=SIM_BACKLOG)
     await site.start()
     server = site._server
     sockets = getattr(server, "sockets", None) or []
