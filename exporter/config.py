@@ -174,10 +174,19 @@ class _Checker:
         return value
 
     def string(self, path: str, value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.error(path, f"must be a string, got {_describe(value)}")
+        if not isinstance(value, str):
+            # YAML turns unquoted 0755 into 493 and 1_000 into 1000: never guess, ask for quotes.
+            hint = "; put the value in quotes" if isinstance(value, bool | int | float) else ""
+            self.error(path, f"must be a string, got {_describe(value)}{hint}")
             return None
-        return self.expand(path, str(value))
+        return self.expand(path, value)
+
+    def header_safe(self, path: str, value: str | None) -> str | None:
+        """Credentials go into an HTTP header: refuse control characters (a second line in a secret file)."""
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            self.error(path, "contains a control character (a line break?); credentials must be one line")
+            return None
+        return value
 
     def expand(self, path: str, text: str) -> str | None:
         ok = True
@@ -240,7 +249,9 @@ class _Checker:
         except UnicodeDecodeError:
             self.error(path, f"file '{file_path}' is not UTF-8 text")
             return None
-        secret = text.rstrip("\r\n")
+        secret = self.header_safe(path, text.rstrip("\r\n"))
+        if secret is None:
+            return None
         if not secret:
             self.error(path, f"file '{file_path}' is empty")
             return None
@@ -253,7 +264,7 @@ class _Checker:
             return None
         if has_file:
             return self.secret_file(_join(path, from_file), obj[from_file])
-        text = self.string(_join(path, inline), obj[inline])
+        text = self.header_safe(_join(path, inline), self.string(_join(path, inline), obj[inline]))
         if text is None:
             return None
         if not text:
@@ -286,15 +297,17 @@ class _Checker:
                 for i, item in enumerate(raw_chargers):
                     path = f"chargers[{i}]"
                     charger = self.charger(path, item, timeout)
+                    # The name after ${VAR} expansion; for a charger with other errors, its literal name.
                     raw_name = item.get("name") if isinstance(item, Mapping) else None
-                    if isinstance(raw_name, str):
-                        if raw_name in seen:
+                    name = charger.name if charger is not None else raw_name
+                    if isinstance(name, str) and (charger is not None or "$" not in name):
+                        if name in seen:
                             self.error(
                                 f"{path}.name",
-                                f"duplicate charger name '{raw_name}' (also used by chargers[{seen[raw_name]}])",
+                                f"duplicate charger name '{name}' (also used by chargers[{seen[name]}])",
                             )
                             continue
-                        seen[raw_name] = i
+                        seen[name] = i
                     if charger is not None:
                         chargers.append(charger)
         if self.problems:
@@ -322,6 +335,8 @@ class _Checker:
         labels = self.labels(f"{path}.labels", obj["labels"]) if "labels" in obj else ()
         auth = self.auth(f"{path}.auth", obj["auth"]) if "auth" in obj else None
         tls = self.tls(f"{path}.tls", obj["tls"]) if "tls" in obj else None
+        if tls is not None and url is not None and not url.startswith("https:"):
+            self.error(f"{path}.tls", "is only used with an https:// URL")
         if len(self.problems) != before or name is None or url is None:
             return None
         return ChargerConfig(name=name, url=url, timeout=timeout, labels=labels, auth=auth, tls=tls)
@@ -384,7 +399,11 @@ class _Checker:
             if basic is None:
                 return None
             self.keys(f"{path}.basic", basic, ["username", "password", "password_file"], ["username"])
-            username = self.string(f"{path}.basic.username", basic["username"]) if "username" in basic else None
+            username = (
+                self.header_safe(f"{path}.basic.username", self.string(f"{path}.basic.username", basic["username"]))
+                if "username" in basic
+                else None
+            )
             if username is not None and ":" in username:
                 self.error(f"{path}.basic.username", "must not contain ':'")
                 username = None
@@ -423,6 +442,8 @@ class _Checker:
         insecure = False
         if "insecure_skip_verify" in obj:
             insecure = bool(self.boolean(f"{path}.insecure_skip_verify", obj["insecure_skip_verify"]))
+        if insecure and ca_file is not None:
+            self.error(path, "'ca_file' and 'insecure_skip_verify: true' contradict each other; choose one")
         return TLSConfig(ca_file=ca_file, insecure_skip_verify=insecure)
 
 

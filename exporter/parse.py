@@ -97,15 +97,19 @@ class Limits:
     current_limit: float | None = None  # A; None = NaN = not set
     power_limit: float | None = None  # W; None = NaN = not set
     timeout_ms: float | None = None
+    limits_reported: bool = False  # the device reported a current or power limit (a number or NaN)
 
 
 Reading = Configuration | Transaction | Charging | Limits
 
-# Bare tokens C firmware prints for non-finite floats; only replaced where a JSON value may stand.
-_NONFINITE_RE = re.compile(r"(?<=[\[:,])(\s*)(-?nan|-?inf(?:inity)?)(?=\s*[,\]}])", re.IGNORECASE)
+# Bare tokens C firmware prints for non-finite floats, where a JSON value may stand. Strings are matched (and kept)
+# first, so that "nan" inside a string value is never touched.
+_NONFINITE_RE = re.compile(r'"(?:[^"\\]|\\.)*"|([\[:,]\s*)(-?nan|-?inf(?:inity)?)(?=\s*[,\]}])', re.IGNORECASE)
 
 
 def _nonfinite_to_json(match: re.Match[str]) -> str:
+    if match.group(2) is None:
+        return match.group(0)  # a string literal
     token = match.group(2).lower()
     if "nan" in token:
         return match.group(1) + "NaN"
@@ -160,6 +164,27 @@ class _Fields:
     def number(self, *names: str) -> float | None:
         found = self._find(names)
         return None if found is None else self._number(found[0], found[1])
+
+    def reported(self, *names: str) -> bool:
+        """True if one of the fields holds a number or NaN (as opposed to missing, null or a wrong type)."""
+        found = self._find(names)
+        if found is None:
+            return False
+        value = found[1]
+        if isinstance(value, str):
+            return value.strip().lower() == "nan"
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    def meter(self, *names: str) -> float | None:
+        """A meter reading in kWh: a number that is never negative."""
+        found = self._find(names)
+        if found is None:
+            return None
+        value = self._number(*found)
+        if value is not None and value < 0:
+            self.problem(found[0], "negative meter reading")
+            return None
+        return value
 
     def _number(self, name: str, value: Any) -> float | None:
         if isinstance(value, str) and value.strip().lower() == "nan":
@@ -265,8 +290,8 @@ def parse_transaction(obj: Mapping[str, Any]) -> Parsed[Transaction]:
         state=f.text("state"),
         started_time=f.number("startedTime"),
         ended_time=f.number("endedTime"),
-        meter_start=f.number("meterStart"),
-        meter_stop=f.number("meterStop"),
+        meter_start=f.meter("meterStart"),
+        meter_stop=f.meter("meterStop"),
         vehicle_status=f.text("vehicleStatus"),
         charge_controller_status=f.text("chargeControllerStatus"),
         used_phases=used_phases,
@@ -288,7 +313,7 @@ def parse_charging(obj: Mapping[str, Any]) -> Parsed[Charging]:
         available_current=f.number("availableAmperage"),
         signaled_current=f.number("signaledAmperage"),
         frequency=f.number("frequency"),
-        energy_imported=f.number("energyImported"),
+        energy_imported=f.meter("energyImported"),
         active_power=f.number("lastActivePower"),
     )
     return Parsed(reading, tuple(f.problems))
@@ -296,11 +321,14 @@ def parse_charging(obj: Mapping[str, Any]) -> Parsed[Charging]:
 
 def parse_limits(obj: Mapping[str, Any]) -> Parsed[Limits]:
     f = _Fields(obj)
+    current_names = ("amperageLimit", "setAmperageLimit")
+    power_names = ("powerLimit", "sePowerLimit", "setPowerLimit")
     reading = Limits(
         enabled=f.flag("enabled"),
-        current_limit=f.number("amperageLimit", "setAmperageLimit"),
-        power_limit=f.number("powerLimit", "sePowerLimit", "setPowerLimit"),
+        current_limit=f.number(*current_names),
+        power_limit=f.number(*power_names),
         timeout_ms=f.number("timeout", "setTimeout"),
+        limits_reported=f.reported(*current_names) or f.reported(*power_names),
     )
     return Parsed(reading, tuple(f.problems))
 

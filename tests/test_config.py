@@ -96,7 +96,27 @@ def test_secrets_never_show_in_repr() -> None:
                 "'_', '.', '-'; starting with a letter or digit)",
                 "chargers[0].timeout: must be a number of seconds, got 'soon'",
                 "chargers[0].tls.insecure_skip_verify: must be true or false, got a string ('yes')",
+                "chargers[0].tls: is only used with an https:// URL",
             ],
+        ),
+        (
+            "unquoted-numbers.yml",
+            [
+                "chargers[0].name: must be a string, got int (1); put the value in quotes",
+                "chargers[0].labels.zone: must be a string, got int (8); put the value in quotes",
+                "chargers[0].auth.basic.password: must be a string, got int (493); put the value in quotes",
+            ],
+        ),
+        (
+            "multiline-secret.yml",
+            [
+                "chargers[0].auth.bearer.token_file: contains a control character (a line break?); "
+                "credentials must be one line"
+            ],
+        ),
+        (
+            "tls-conflicts.yml",
+            ["chargers[0].tls: 'ca_file' and 'insecure_skip_verify: true' contradict each other; choose one"],
         ),
         (
             "invalid-yaml.yml",
@@ -118,6 +138,12 @@ def test_secrets_never_show_in_repr() -> None:
 )
 def test_every_config_error_is_reported_with_its_key_path(fixture: str, expected: list[str]) -> None:
     assert problems(fixture) == expected
+
+
+def test_duplicate_names_are_found_after_variable_expansion() -> None:
+    assert problems("duplicate-after-env.yml", env={"FIRST": "garage", "SECOND": "garage"}) == [
+        "chargers[1].name: duplicate charger name 'garage' (also used by chargers[0])"
+    ]
 
 
 def test_rendered_error_names_the_file_on_every_line() -> None:

@@ -105,6 +105,13 @@ def test_nan_limits_are_omitted_and_active_is_zero() -> None:
     assert value(text, "pulsatrix_api_limit_enabled") == 1.0
 
 
+def test_limit_active_is_absent_when_the_device_does_not_report_limits() -> None:
+    text = render([result_from_bodies(BAY, {**bodies("firmware2"), "limits": b'{"enabled": false, "timeout": 5000}'})])
+    assert value(text, "pulsatrix_api_limit_active") is None
+    assert value(text, "pulsatrix_api_limit_enabled") == 0.0
+    assert value(text, "pulsatrix_api_limit_timeout_seconds") == 5.0
+
+
 def test_running_session_energy_uses_the_live_meter_and_has_no_end() -> None:
     text = render([result_from_bodies(BAY, bodies("firmware2"))])
     assert value(text, "pulsatrix_session_energy_joules") == pytest.approx(12.5 * 3.6e6)

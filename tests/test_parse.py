@@ -63,7 +63,9 @@ def test_openapi_sample_payloads_parse_completely() -> None:
         energy_imported=0.307999998,
         active_power=2036.600098,
     )
-    assert lim.reading == Limits(enabled=True, current_limit=15.5, power_limit=10000.0, timeout_ms=300000)
+    assert lim.reading == Limits(
+        enabled=True, current_limit=15.5, power_limit=10000.0, timeout_ms=300000, limits_reported=True
+    )
     assert conf.problems == tx.problems == ch.problems == lim.problems == ()
 
 
@@ -101,7 +103,9 @@ def test_fields_moved_between_configuration_and_transaction() -> None:
 def test_nan_literal_from_the_device() -> None:
     body = b'{"amperageLimit":NaN,"powerLimit":NaN,"timeout": 300000}'
     parsed = parse_endpoint("limits", body)
-    assert parsed.reading == Limits(enabled=None, current_limit=None, power_limit=None, timeout_ms=300000)
+    assert parsed.reading == Limits(
+        enabled=None, current_limit=None, power_limit=None, timeout_ms=300000, limits_reported=True
+    )
     assert parsed.problems == ()  # NaN means "not set", it is not an error
 
 
@@ -112,6 +116,25 @@ def test_c_style_nan_tokens_are_accepted(token: str) -> None:
     assert parsed.reading.current_limit is None
     assert parsed.reading.power_limit is None
     assert parsed.reading.timeout_ms == 5000
+
+
+def test_limits_missing_or_null_are_not_reported() -> None:
+    assert parse_limits({"enabled": True, "timeout": 1000}).reading.limits_reported is False
+    assert parse_limits({"amperageLimit": None}).reading.limits_reported is False
+    assert parse_limits({"powerLimit": "NaN"}).reading.limits_reported is True
+
+
+def test_negative_meter_readings_are_skipped_and_reported() -> None:
+    parsed = parse_charging({"energyImported": -1.5})
+    assert parsed.reading.energy_imported is None
+    assert parsed.problems == (Problem("energyImported", "negative meter reading"),)
+
+
+def test_nan_repair_never_touches_strings() -> None:
+    decoded = decode_body(b'{"ctrlrName": "Bay [1,nan]", "amperageLimit": nan, "x": "a\\"b,inf}"}')
+    assert decoded["ctrlrName"] == "Bay [1,nan]"
+    assert math.isnan(decoded["amperageLimit"])
+    assert decoded["x"] == 'a"b,inf}'
 
 
 def test_nan_inside_a_string_is_left_alone() -> None:
