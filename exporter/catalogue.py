@@ -275,12 +275,21 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("endpoint", "reason"),
     ),
     _m(
+        "pulsatrix_last_error_timestamp_seconds",
+        "gauge",
+        "seconds (Unix time)",
+        "exporter",
+        "When fetching this endpoint last failed for this reason; only reasons that occurred since the exporter "
+        "started appear.",
+        ("endpoint", "reason"),
+    ),
+    _m(
         "pulsatrix_invalid_values_total",
         "counter",
         "values",
         "exporter",
-        "Values skipped because the device sent null, a wrong type or an infinite number (the rest of the reply "
-        "is used).",
+        "Values skipped because the device sent null, a wrong type, an infinite number or a negative meter "
+        "reading (the rest of the reply is used).",
         ("endpoint", "field"),
     ),
     _m(

@@ -31,6 +31,7 @@ class ChargerStatus:
 class ChargerCounters:
     errors: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> count
     invalid_values: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, field) -> count
+    last_error: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> Unix time
 
 
 class ExporterHealth:
@@ -59,6 +60,7 @@ class ExporterHealth:
             key = (name, endpoint)
             if outcome.reason is not None:
                 counters.errors[(endpoint, outcome.reason)] = counters.errors.get((endpoint, outcome.reason), 0) + 1
+                counters.last_error[(endpoint, outcome.reason)] = now
                 status.last_error = f"{endpoint}: {outcome.reason}: {outcome.detail}"
                 status.last_error_time = now
                 if self._failing.get(key) != outcome.reason:

@@ -257,6 +257,8 @@ def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -
         counters = health.counters[charger.name]
         for (endpoint, reason), count in counters.errors.items():
             fam.add("pulsatrix_scrape_errors_total", {**labels, "endpoint": endpoint, "reason": reason}, count)
+        for (endpoint, reason), when in counters.last_error.items():
+            fam.add("pulsatrix_last_error_timestamp_seconds", {**labels, "endpoint": endpoint, "reason": reason}, when)
         for (endpoint, field), count in sorted(counters.invalid_values.items()):
             fam.add("pulsatrix_invalid_values_total", {**labels, "endpoint": endpoint, "field": field}, count)
     return list(fam)

@@ -445,8 +445,8 @@ def fleet() -> Json:
         "table",
         "Chargers",
         "One row per charger: up, state, vehicle status, power, energy of the current (or last) session, how many "
-        "of the four endpoints failed in the last scrape, scrape errors in the time range and the last scrape "
-        "duration. Click a charger for its detail dashboard.",
+        "of the four endpoints failed in the last scrape, scrape errors in the time range, the last scrape "
+        "duration and the last error (endpoint: reason, and when). Click a charger for its detail dashboard.",
         "none",
         [
             Target(f"max by (charger, site) ({s('pulsatrix_up')})", instant=True, table=True),
@@ -466,6 +466,12 @@ def fleet() -> Json:
                 table=True,
             ),
             Target(f"max by (charger) ({s('pulsatrix_scrape_duration_seconds')})", instant=True, table=True),
+            Target(
+                "max by (charger, last_error) (label_join(topk by (charger) (1, "
+                f'{s("pulsatrix_last_error_timestamp_seconds")}), "last_error", ": ", "endpoint", "reason")) * 1000',
+                instant=True,
+                table=True,
+            ),
         ],
         w=24,
         h=10,
@@ -488,6 +494,8 @@ def fleet() -> Json:
                         "Value #F": 7,
                         "Value #G": 8,
                         "Value #H": 9,
+                        "last_error": 10,
+                        "Value #I": 11,
                     },
                     "renameByName": {
                         "charger": "Charger",
@@ -500,6 +508,8 @@ def fleet() -> Json:
                         "Value #F": "Failing endpoints",
                         "Value #G": "Scrape errors (range)",
                         "Value #H": "Scrape duration",
+                        "last_error": "Last error",
+                        "Value #I": "Last error at",
                     },
                 },
             },
@@ -530,6 +540,7 @@ def fleet() -> Json:
                 custom__cellOptions={"type": "color-text"},
             ),
             override("Scrape duration", unit="s"),
+            override("Last error at", unit="dateTimeAsIso"),
         ],
     )
 
@@ -945,6 +956,36 @@ def charger() -> Json:
                 "properties": [{"id": "mappings", "value": yes_no("session", "no session", zero_color="text")}],
             }
         ],
+    )
+
+    d.add(
+        "table",
+        "Last errors",
+        "When fetching each endpoint last failed, per reason (timeout, connect, http_status, unauthorized, "
+        "invalid_json, invalid_payload), since the exporter started. Empty while nothing has failed.",
+        "dateTimeAsIso",
+        [Target(f"{s('pulsatrix_last_error_timestamp_seconds')} * 1000", instant=True, table=True)],
+        w=24,
+        h=5,
+        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+        options=table_options("Charger"),
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
+                    "indexByName": {"charger": 0, "endpoint": 1, "reason": 2, "Value": 3},
+                    "renameByName": {
+                        "charger": "Charger",
+                        "site": "Site",
+                        "endpoint": "Endpoint",
+                        "reason": "Reason",
+                        "Value": "When",
+                    },
+                },
+            }
+        ],
+        extra_defaults={"noValue": "no errors"},
     )
 
     d.row("Current session")

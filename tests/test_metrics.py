@@ -208,13 +208,16 @@ def test_health_counters_start_at_zero_and_count_reasons() -> None:
     registry.register(StaticCollector(health_families(health, [GARAGE])))
     before = generate_latest(registry).decode()
     assert value(before, "pulsatrix_scrape_errors_total", endpoint="limits", reason="timeout") == 0.0
-    health.record([dead, dead])
+    assert value(before, "pulsatrix_last_error_timestamp_seconds") is None  # nothing failed yet
+    health.record([dead, dead], now=1_800_000_000.0)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StaticCollector(health_families(health, [GARAGE])))
     after = generate_latest(registry).decode()
     assert value(after, "pulsatrix_scrape_errors_total", endpoint="limits", reason="timeout") == 2.0
     assert value(after, "pulsatrix_scrape_errors_total", endpoint="limits", reason="connect") == 0.0
     assert len([n for (n, _) in samples(after) if n == "pulsatrix_scrape_errors_total"]) == 4 * 6
+    assert value(after, "pulsatrix_last_error_timestamp_seconds", endpoint="limits", reason="timeout") == 1.8e9
+    assert value(after, "pulsatrix_last_error_timestamp_seconds", reason="connect") is None
 
 
 def test_invalid_values_are_counted_per_field() -> None:
