@@ -218,6 +218,48 @@ class Dashboard:
         )
         self._y += 1
 
+    def label_table(
+        self,
+        title: str,
+        description: str,
+        expr: str,
+        columns: dict[str, str],
+        *,
+        w: int,
+        h: int,
+        unit: str = "none",
+        value: str = "",
+        extra_defaults: Json | None = None,
+    ) -> None:
+        """A table of one instant query's series: ``columns`` maps label -> column title, in order; the sample
+        value is shown as column ``value`` (hidden when empty)."""
+        order = {label: i for i, label in enumerate(columns)}
+        rename = {"charger": "Charger", "site": "Site", **columns}
+        exclude = {"Time": True, "__name__": True, "job": True, "instance": True}
+        if value:
+            order["Value"] = len(order)
+            rename["Value"] = value
+        else:
+            exclude["Value"] = True
+        self.add(
+            "table",
+            title,
+            description,
+            unit,
+            [Target(expr, instant=True, table=True)],
+            w=w,
+            h=h,
+            custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+            options=table_options("Charger"),
+            transformations=[
+                {
+                    "id": "organize",
+                    "options": {"excludeByName": exclude, "indexByName": order, "renameByName": rename},
+                }
+            ],
+            extra_defaults=extra_defaults,
+        )
+
     def add(
         self,
         type_: str,
@@ -958,33 +1000,16 @@ def charger() -> Json:
         ],
     )
 
-    d.add(
-        "table",
+    d.label_table(
         "Last errors",
         "When fetching each endpoint last failed, per reason (timeout, connect, http_status, unauthorized, "
         "invalid_json, invalid_payload), since the exporter started. Empty while nothing has failed.",
-        "dateTimeAsIso",
-        [Target(f"{s('pulsatrix_last_error_timestamp_seconds')} * 1000", instant=True, table=True)],
+        f"{s('pulsatrix_last_error_timestamp_seconds')} * 1000",
+        {"charger": "Charger", "endpoint": "Endpoint", "reason": "Reason"},
         w=24,
         h=5,
-        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-        options=table_options("Charger"),
-        transformations=[
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
-                    "indexByName": {"charger": 0, "endpoint": 1, "reason": 2, "Value": 3},
-                    "renameByName": {
-                        "charger": "Charger",
-                        "site": "Site",
-                        "endpoint": "Endpoint",
-                        "reason": "Reason",
-                        "Value": "When",
-                    },
-                },
-            }
-        ],
+        unit="dateTimeAsIso",
+        value="When",
         extra_defaults={"noValue": "no errors"},
     )
 
@@ -1038,65 +1063,28 @@ def charger() -> Json:
         options=stat_options(),
         extra_defaults={"noValue": "session running"},
     )
-    d.add(
-        "table",
+    d.label_table(
         "Session details",
         "Why the session started and stopped, who allocates its current (allocation source) and the phases it "
         "uses (1 per phase in use, L1 L2 L3).",
-        "none",
-        [Target(s("pulsatrix_session_info"), instant=True, table=True)],
+        s("pulsatrix_session_info"),
+        {
+            "charger": "Charger",
+            "start_reason": "Start reason",
+            "stop_reason": "Stop reason",
+            "allocation_source": "Allocation source",
+            "used_phases": "Used phases",
+        },
         w=14,
         h=5,
-        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-        options=table_options("Charger"),
-        transformations=[
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True},
-                    "indexByName": {
-                        "charger": 0,
-                        "start_reason": 1,
-                        "stop_reason": 2,
-                        "allocation_source": 3,
-                        "used_phases": 4,
-                    },
-                    "renameByName": {
-                        "charger": "Charger",
-                        "site": "Site",
-                        "start_reason": "Start reason",
-                        "stop_reason": "Stop reason",
-                        "allocation_source": "Allocation source",
-                        "used_phases": "Used phases",
-                    },
-                },
-            }
-        ],
     )
-    d.add(
-        "table",
+    d.label_table(
         "Charger",
         "What the charger reports about itself: controller name and power domain.",
-        "none",
-        [Target(s("pulsatrix_charger_info"), instant=True, table=True)],
+        s("pulsatrix_charger_info"),
+        {"charger": "Charger", "controller_name": "Controller", "power_domain": "Power domain"},
         w=10,
         h=5,
-        custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-        options=table_options("Charger"),
-        transformations=[
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True},
-                    "renameByName": {
-                        "charger": "Charger",
-                        "site": "Site",
-                        "controller_name": "Controller",
-                        "power_domain": "Power domain",
-                    },
-                },
-            }
-        ],
     )
 
     d.row("Limits set through the API")

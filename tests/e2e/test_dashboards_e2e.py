@@ -23,6 +23,7 @@ import yaml
 from tests.support.servers import (
     Prometheus,
     Server,
+    put_json,
     run_exporter,
     run_prometheus,
     run_simulator,
@@ -83,14 +84,7 @@ def run_target(prom: Prometheus, target: Json, expr: str, at: float) -> list[Jso
 
 
 def put_limits(simulator: Server, charger: str, body: Json) -> None:
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{simulator.url}/{charger}/api/v1/limits",
-        data=json.dumps(body).encode(),
-        method="PUT",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        assert response.status in (200, 204)
+    assert put_json(f"{simulator.url}/{charger}/api/v1/limits", body) == 204
 
 
 def label_values(prom: Prometheus, definition: str) -> list[str]:

@@ -229,19 +229,21 @@ def simulator_names(simulator: Server) -> list[str]:
     return [c["name"] for c in simulator.get("/_sim")]
 
 
+def put_json(url: str, body: Any) -> int:
+    """PUT a JSON body to a loopback test server; return the status."""
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return int(response.status)
+
+
 def set_fault(simulator: Server, charger: str, fault: str, endpoints: Sequence[str] | None = None) -> None:
     """Set a simulator fault (see exporter.simulator.FAULTS); ``none`` clears it."""
     body: dict[str, Any] = {"fault": fault}
     if endpoints is not None:
         body["endpoints"] = list(endpoints)
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{simulator.url}/_sim/{charger}",
-        data=json.dumps(body).encode(),
-        method="PUT",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        assert response.status == 200
+    assert put_json(f"{simulator.url}/_sim/{charger}", body) == 200
 
 
 def write_config_for(simulator: Server, path: Path, timeout: float = 2.0, labels: dict[str, str] | None = None) -> Path:
