@@ -95,7 +95,13 @@ class ChargerClient:
     def __init__(self, charger: ChargerConfig, session: aiohttp.ClientSession) -> None:
         self.charger = charger
         self._session = session
-        self._ssl = _ssl_for(charger)
+        self._ssl: ssl.SSLContext | bool = True
+        self._setup_error = ""
+        try:
+            self._ssl = _ssl_for(charger)
+        except (OSError, ssl.SSLError) as exc:  # the CA file changed since the config was checked
+            self._setup_error = f"cannot load tls.ca_file: {_short(exc)}"
+            log.error("charger %s: %s", charger.name, self._setup_error)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         auth = charger.auth
         if isinstance(auth, BasicAuth):
@@ -124,6 +130,8 @@ class ChargerClient:
         )
 
     async def _endpoint(self, endpoint: str, deadline: float) -> EndpointResult:
+        if self._setup_error:
+            return EndpointResult(endpoint, reason="connect", detail=self._setup_error)
         try:
             async with asyncio.timeout_at(deadline):
                 body_or_error = await self._get(endpoint)

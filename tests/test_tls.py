@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from exporter.config import ChargerConfig, Config, TLSConfig, parse_config
-from tests.conftest import ExporterClient, ServerFactory
+from tests.conftest import ExporterClient, ServerFactory, SimulatedFleet
 from tests.test_app import get, scrape
 
 OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
@@ -87,3 +87,15 @@ def test_ca_file_from_config_is_resolved_relative_to_the_config(pki: Path) -> No
     text = "chargers:\n  - name: s\n    url: https://127.0.0.1\n    tls: {ca_file: ca.pem}\n"
     charger = parse_config(text, base_dir=pki).chargers[0]
     assert charger.tls == TLSConfig(ca_file=str(pki / "ca.pem"), insecure_skip_verify=False)
+
+
+async def test_a_ca_file_that_vanished_after_the_check_fails_only_that_charger(
+    pki: Path, https_charger: str, fleet: SimulatedFleet, exporter_client: Callable[[Config], Awaitable[ExporterClient]]
+) -> None:
+    gone = ChargerConfig("secure", https_charger, tls=TLSConfig(ca_file=str(pki / "removed.pem")))
+    client = await exporter_client(Config(chargers=(gone, *fleet.config().chargers)))
+    samples = await scrape(client)
+    assert get(samples, "pulsatrix_up", charger="secure") == 0.0
+    assert get(samples, "pulsatrix_scrape_errors_total", charger="secure", endpoint="charging", reason="connect") == 1
+    assert get(samples, "pulsatrix_up", charger="garage") == 1.0
+    assert "cannot load tls.ca_file" in await (await client.get("/")).text()
