@@ -30,6 +30,7 @@ from exporter.config import ChargerConfig, Config
 from exporter.fetch import ChargerResult, result_from_bodies
 from exporter.metrics import StaticCollector, device_families
 from exporter.parse import ENDPOINTS
+from exporter.simulator import SIMULATOR, create_simulator_app
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "payloads" / "openapi"
 
@@ -98,6 +99,37 @@ async def latency(n: int, delay: float, rounds: int) -> None:
         await server.close()
 
 
+async def probe_throughput(chargers: int, requests: int, concurrency: int) -> None:
+    """/probe requests per second one exporter process serves (simulated chargers on the same loop)."""
+    sim_app = create_simulator_app(chargers)
+    names = list(sim_app[SIMULATOR].chargers)
+    sim = TestServer(sim_app)
+    await sim.start_server()
+    base = str(sim.make_url("")).rstrip("/")
+    config = Config(chargers=tuple(ChargerConfig(n, f"{base}/{n}") for n in names))
+    client = TestClient(TestServer(create_app(config)))
+    await client.start_server()
+    try:
+        queue = [names[i % len(names)] for i in range(requests)]
+
+        async def worker() -> None:
+            while queue:
+                name = queue.pop()
+                response = await client.get("/probe", params={"target": name})
+                await response.read()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        print(
+            f"probe     {requests} requests, {concurrency} at a time, {len(names)} chargers: "
+            f"{requests / elapsed:6.0f} probes/s ({elapsed / requests * 1e3:.2f} ms each; simulator on the same core)"
+        )
+    finally:
+        await client.close()
+        await sim.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer rounds")
@@ -107,6 +139,7 @@ def main() -> None:
         pipeline(n, rounds=3 if args.quick else 5)
     for n in (10, 100) if args.quick else (10, 100, 500):
         asyncio.run(latency(n, delay=0.1, rounds=3 if args.quick else 5))
+    asyncio.run(probe_throughput(chargers=50, requests=500 if args.quick else 2000, concurrency=20))
 
 
 if __name__ == "__main__":
