@@ -161,6 +161,12 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
     return await _render(request, registry, started)
 
 
+async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
+    """The exporter's own metrics only (build info, process): contacts no charger, so it is cheap to scrape as
+    the exporter's liveness target next to a /probe job."""
+    return await _render(request, _registry(extra=request.app[OWN_REGISTRY]), time.perf_counter())
+
+
 async def handle_sd(request: web.Request) -> web.Response:
     """Prometheus HTTP service discovery: one target group per charger, for the /probe pattern."""
     groups = []
@@ -218,7 +224,8 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}
 <body><h1>pulsatrix exporter</h1>
 <p>Version {html.escape(__version__)} · {len(app[CONFIG].chargers)} charger(s) from
 {html.escape(app[CONFIG].source)}</p>
-<p><a href="metrics">/metrics</a> · <a href="sd">/sd</a> · <a href="-/healthy">/-/healthy</a> ·
+<p><a href="metrics">/metrics</a> · <a href="-/metrics">/-/metrics</a> · <a href="sd">/sd</a> ·
+<a href="-/healthy">/-/healthy</a> ·
 <a href="-/ready">/-/ready</a></p>
 <table><tr><th>charger (probe)</th><th>labels</th><th>status</th><th>last scrape</th><th>last error</th></tr>
 {"".join(rows)}
@@ -249,6 +256,7 @@ def create_app(config: Config, *, resolver: AbstractResolver | None = None) -> w
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/probe", handle_probe)
     app.router.add_get("/sd", handle_sd)
+    app.router.add_get("/-/metrics", handle_own_metrics)
     app.router.add_get("/-/healthy", handle_healthy)
     app.router.add_get("/-/ready", handle_ready)
     return app

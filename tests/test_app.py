@@ -481,3 +481,12 @@ async def test_ready_turns_503_when_shutting_down(fleet: SimulatedFleet, exporte
     await client.app.shutdown()  # what aiohttp runs first on SIGTERM, while in-flight requests finish
     assert (await client.get("/-/ready")).status == 503
     assert (await client.get("/-/healthy")).status == 200
+
+
+async def test_own_metrics_contact_no_charger(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config())
+    samples = await scrape(client, "/-/metrics")
+    assert get(samples, "pulsatrix_exporter_build_info", version=__version__) == 1.0
+    assert get(samples, "process_resident_memory_bytes") is not None
+    assert chargers_in(samples) == set()
+    assert fleet.sim.requests == 0
