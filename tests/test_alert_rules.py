@@ -22,6 +22,8 @@ RUNBOOK_BASE = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/ma
 SEVERITIES = {"critical", "warning", "info"}
 # Labels every device series has besides the catalogue's own (the extra labels are the user's and vary).
 COMMON_LABELS = {"charger", "instance", "job"}
+# The job names of README "Prometheus configuration": the exporter processes, and the /probe job of chargers.
+EXPORTER_JOB, PROBE_JOB = "pulsatrix-exporter", "pulsatrix"
 
 
 def load_alerts() -> list[dict[str, Any]]:
@@ -73,6 +75,23 @@ def is_exporter_level(rule: dict[str, Any]) -> bool:
     return "pulsatrix_" not in rule["expr"]
 
 
+def is_absence(rule: dict[str, Any]) -> bool:
+    """absent() alerts: their value is always 1, so there is nothing to show."""
+    return bool(re.fullmatch(r"absent\(.*\)", rule["expr"].strip(), re.DOTALL))
+
+
+def rule_named(name: str) -> dict[str, Any]:
+    (rule,) = [rule for rule in ALERTS if rule["alert"] == name]
+    return rule
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert match, f"README.md has no section {title!r}"
+    return match.group(1)
+
+
 def test_github_anchor_matches_github() -> None:
     seen: dict[str, int] = {}
     assert github_anchor("Scaling to thousands of chargers", seen) == "scaling-to-thousands-of-chargers"
@@ -110,7 +129,8 @@ def test_alert_has_severity_for_and_annotations(rule: dict[str, Any]) -> None:
     assert duration_seconds(rule.get("for", "0s")) >= 60, f"{rule['alert']}: for: {rule.get('for')}"
     annotations = rule.get("annotations", {})
     assert set(annotations) >= {"summary", "description", "runbook_url"}, annotations
-    assert "$value" in annotations["description"], annotations["description"]
+    if not is_absence(rule):
+        assert "$value" in annotations["description"], annotations["description"]
     if not is_exporter_level(rule):
         assert "$labels.charger" in annotations["summary"], annotations["summary"]
         assert "$labels.charger" in annotations["description"], annotations["description"]
@@ -158,3 +178,43 @@ def test_metric_names_and_labels_exist_in_the_catalogue(rule: dict[str, Any]) ->
         labels = set(re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
         allowed = COMMON_LABELS | set(BY_NAME[name].labels)
         assert labels <= allowed, f"{rule['alert']}: {name} has no label(s) {sorted(labels - allowed)}"
+
+
+def test_exporter_level_alerts_select_the_documented_jobs_exactly() -> None:
+    """No `job=~"pulsatrix.*"`: that matches the /probe job too, whose targets are chargers, so an exporter alert
+    would fire once per charger (and name a charger as the exporter)."""
+    for rule in ALERTS:
+        if not is_exporter_level(rule):
+            continue
+        expr = rule["expr"]
+        assert "job=~" not in expr and "job!~" not in expr, f"{rule['alert']}: job selected by regex: {expr}"
+        jobs = set(re.findall(r'job="([^"]*)"', expr))
+        assert jobs and jobs <= {EXPORTER_JOB, PROBE_JOB}, f"{rule['alert']}: jobs {sorted(jobs)}"
+    assert re.findall(r'job="([^"]*)"', rule_named("PulsatrixExporterDown")["expr"]) == [EXPORTER_JOB] * 2
+
+
+def test_the_documented_prometheus_configs_use_the_job_names_the_alerts_select() -> None:
+    section = readme_section("Prometheus configuration")
+    jobs: list[set[str]] = []
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL):
+        document = yaml.safe_load(block)
+        jobs.append({job["job_name"] for job in document.get("scrape_configs", [])})
+    # Single-job mode (the exporter is the target) and the /probe job beside the exporter's /-/metrics.
+    assert {EXPORTER_JOB} in jobs, jobs
+    assert {EXPORTER_JOB, PROBE_JOB} in jobs, jobs
+
+
+def test_absent_alert_watches_the_series_exporter_down_fires_on() -> None:
+    """Together they cover "a target is down" and "there is no target": the same `up` selector in both."""
+    absent = rule_named("PulsatrixExporterAbsent")
+    assert is_absence(absent)
+    (selector,) = re.findall(r"absent\((up\{[^}]*\})\)", absent["expr"])
+    assert f"({selector} == 0)" in rule_named("PulsatrixExporterDown")["expr"]
+    assert absent["labels"]["severity"] == "critical"
+
+
+def test_probe_failing_is_quiet_while_an_exporter_is_down() -> None:
+    """Otherwise a replica that is down raises one alert per charger it serves, on top of PulsatrixExporterDown."""
+    expr = " ".join(rule_named("PulsatrixProbeFailing")["expr"].split())
+    assert f'up{{job="{PROBE_JOB}"}} == 0' in expr
+    assert expr.endswith(f'unless on () (up{{job="{EXPORTER_JOB}"}} == 0)'), expr

@@ -1,9 +1,13 @@
 """End to end: simulated chargers → exporter → Prometheus with the shipped alert rules → Alertmanager → a webhook.
 
-One simulated charger is made unreachable (HTTP 500), another reports a fault (IEC 61851 status F); the alerts
-must fire in Prometheus and reach the webhook with the failed charger's labels and annotations, the healthy
-charger must never alert, and the charger-down alert must resolve once the charger answers again. The rules are the
-shipped ones with every ``for:`` shortened, so that the test takes seconds instead of minutes.
+Prometheus follows the README's job convention in the ``/probe`` setup: job ``pulsatrix`` probes each charger
+(``instance`` = charger name) through the exporter, job ``pulsatrix-exporter`` scrapes the exporter's own
+``/-/metrics``. One simulated charger is made unreachable (HTTP 500), another reports a fault (IEC 61851 status
+F); the alerts must fire in Prometheus and reach the webhook with the failed charger's labels and annotations, the
+healthy charger and the exporter must never alert, and the charger-down alert must resolve once the charger answers
+again. Last, the exporter process is stopped: PulsatrixExporterDown must fire once for it, not once per charger,
+and the chargers' failing probes must not raise PulsatrixProbeFailing on top. The rules are the shipped ones with
+every ``for:`` shortened, so that the test takes seconds instead of minutes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ pytestmark = pytest.mark.e2e
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 SHORT_FOR = "2s"
+# absent() is true until the first scrape of the exporter job after Prometheus starts; a longer `for:` keeps a slow
+# first scrape on a busy machine from firing it (the healthy test checks that it never fires).
+FOR_OVERRIDES = {"PulsatrixExporterAbsent": "15s"}
+EXPORTER_JOB, PROBE_JOB = "pulsatrix-exporter", "pulsatrix"
 TIMEOUT = 60.0
 SITE = "e2e-site"
 # Chargers from `simulate --chargers 3`: garage (OpenAPI firmware), carport (prose-doc firmware: single-letter
@@ -119,12 +127,24 @@ class Stack:
                 return alert
         return None
 
-    def notified(self, alertname: str, charger: str, status: str = "firing") -> dict[str, Any] | None:
+    def notified(self, alertname: str, charger: str | None, status: str = "firing") -> dict[str, Any] | None:
         for alert in self.webhook.alerts():
             labels = alert["labels"]
             if labels.get("alertname") == alertname and labels.get("charger") == charger and alert["status"] == status:
                 return alert
         return None
+
+    def exporter_target(self) -> str:
+        return f"127.0.0.1:{self.exporter.port}"
+
+    def alert_history(self) -> set[tuple[str, str, str, str]]:
+        """(alertname, charger, job, alertstate) of every alert Prometheus has had pending or firing so far ("" for
+        a missing label)."""
+        query = "count by (alertname, charger, job, alertstate) (count_over_time(ALERTS[10m]))"
+        labels = [s["metric"] for s in self.prometheus.query(query)]
+        return {
+            (m.get("alertname", ""), m.get("charger", ""), m.get("job", ""), m.get("alertstate", "")) for m in labels
+        }
 
 
 def shortened_rules(target: Path) -> Path:
@@ -133,7 +153,7 @@ def shortened_rules(target: Path) -> Path:
     for group in document["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
-                rule["for"] = SHORT_FOR
+                rule["for"] = FOR_OVERRIDES.get(rule["alert"], SHORT_FOR)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return target
@@ -172,8 +192,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "alerting": {
                         "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager.port}"]}]}]
                     },
+                    # README "Prometheus configuration", the /probe setup.
                     "scrape_configs": [
-                        {"job_name": "pulsatrix", "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
+                        {
+                            "job_name": PROBE_JOB,
+                            "metrics_path": "/probe",
+                            "static_configs": [{"targets": [DOWN, FAULTED, HEALTHY]}],
+                            "relabel_configs": [
+                                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                                {"source_labels": ["__param_target"], "target_label": "instance"},
+                                {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter.port}"},
+                            ],
+                        },
+                        {
+                            "job_name": EXPORTER_JOB,
+                            "metrics_path": "/-/metrics",
+                            "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+                        },
                     ],
                 },
                 root / "prometheus",
@@ -192,7 +227,8 @@ def check_notification(alert: dict[str, Any], charger: str, severity: str) -> No
     assert alert["labels"]["charger"] == charger
     assert alert["labels"]["site"] == SITE
     assert alert["labels"]["severity"] == severity
-    assert alert["labels"]["job"] == "pulsatrix"
+    assert alert["labels"]["job"] == PROBE_JOB
+    assert alert["labels"]["instance"] == charger
     assert charger in alert["annotations"]["summary"]
     assert charger in alert["annotations"]["description"]
     assert alert["annotations"]["runbook_url"].startswith("https://github.com/pulsatrix-exporter/")
@@ -225,11 +261,19 @@ def test_healthy_charger_and_exporter_do_not_alert(stack: Stack) -> None:
     stack.wait("PulsatrixChargerDown at the webhook", lambda: stack.notified("PulsatrixChargerDown", DOWN))
     stack.wait("PulsatrixChargerFault at the webhook", lambda: stack.notified("PulsatrixChargerFault", FAULTED))
     time.sleep(3)  # a few more evaluations
-    history = stack.prometheus.query("count by (alertname, charger, alertstate) (count_over_time(ALERTS[10m]))")
-    seen = {(s["metric"].get("alertname"), s["metric"].get("charger")) for s in history}
+    # The exporter job is really scraped (else the ExporterDown check below would prove nothing), and so are all
+    # three probes, the unreachable charger's included: its exporter answers the probe with pulsatrix_up 0.
+    exporter_up = stack.prometheus.query(f'up{{job="{EXPORTER_JOB}"}} == 1')
+    assert [s["metric"]["instance"] for s in exporter_up] == [stack.exporter_target()], exporter_up
+    probes_up = stack.prometheus.query(f'up{{job="{PROBE_JOB}"}} == 1')
+    assert sorted(s["metric"]["instance"] for s in probes_up) == sorted([DOWN, FAULTED, HEALTHY]), probes_up
+    history = stack.alert_history()
+    seen = {(name, charger) for name, charger, _, _ in history}
     assert {("PulsatrixChargerDown", DOWN), ("PulsatrixChargerFault", FAULTED)} <= seen, seen
     assert not {pair for pair in seen if pair[1] == HEALTHY}, f"healthy {HEALTHY} alerted: {seen}\n{stack.context()}"
-    assert ("PulsatrixExporterDown", None) not in seen, seen
+    assert not {name for name, _ in seen if name in ("PulsatrixExporterDown", "PulsatrixProbeFailing")}, seen
+    # absent() may be pending for a moment before the first scrape after start-up, but never fires.
+    assert not [h for h in history if h[0] == "PulsatrixExporterAbsent" and h[3] == "firing"], history
     # Each broken charger raises its own alert, not the other's.
     assert ("PulsatrixChargerFault", DOWN) not in seen, seen
     assert ("PulsatrixChargerDown", FAULTED) not in seen, seen
@@ -245,3 +289,46 @@ def test_charger_down_resolves_when_it_answers_again(stack: Stack) -> None:
     )
     check_notification(resolved, DOWN, "critical")
     assert stack.firing("PulsatrixChargerDown", DOWN) is None
+
+
+def test_stopped_exporter_alerts_once_not_per_charger(stack: Stack) -> None:
+    """Runs last: it stops the exporter (the fixture's stop afterwards is then a no-op)."""
+    stack.wait("PulsatrixChargerDown resolved", lambda: stack.firing("PulsatrixChargerDown", DOWN) is None)
+    stack.exporter.stop()
+    # Every probe fails now, and so does the exporter's own target.
+    stack.wait(
+        "all probes and the exporter target down",
+        lambda: len(stack.prometheus.query('up{job=~"pulsatrix|pulsatrix-exporter"} == 0')) == 4,
+        timeout=20,
+    )
+
+    def exporter_down() -> dict[str, Any] | None:
+        return next(
+            (
+                a
+                for a in stack.prometheus.alerts()
+                if a["labels"].get("alertname") == "PulsatrixExporterDown" and a["state"] == "firing"
+            ),
+            None,
+        )
+
+    firing = stack.wait("PulsatrixExporterDown firing in Prometheus", exporter_down, timeout=20)
+    assert firing["labels"]["job"] == EXPORTER_JOB and firing["labels"]["instance"] == stack.exporter_target()
+    notified = stack.wait(
+        "PulsatrixExporterDown at the webhook", lambda: stack.notified("PulsatrixExporterDown", None), timeout=20
+    )
+    assert notified["labels"]["job"] == EXPORTER_JOB
+    assert notified["labels"]["instance"] == stack.exporter_target()
+    assert notified["labels"]["severity"] == "critical"
+    assert "charger" not in notified["labels"]
+    assert stack.exporter_target() in notified["annotations"]["summary"]
+    assert notified["annotations"]["runbook_url"].endswith("#pulsatrixexporterdown")
+    # Give the probes' failures time to outlast ProbeFailing's `for:` (they would have fired by now).
+    time.sleep(4)
+    history = stack.alert_history()
+    exporter_alerts = {h for h in history if h[0] == "PulsatrixExporterDown"}
+    assert {(h[2], h[3]) for h in exporter_alerts} <= {(EXPORTER_JOB, "pending"), (EXPORTER_JOB, "firing")}, history
+    assert not [h for h in history if h[0] == "PulsatrixProbeFailing" and h[3] == "firing"], history
+    assert not [a for a in stack.webhook.alerts() if a["labels"]["alertname"] == "PulsatrixProbeFailing"]
+    down = [a for a in stack.prometheus.alerts() if a["labels"].get("alertname") == "PulsatrixExporterDown"]
+    assert len(down) == 1, down
