@@ -35,6 +35,13 @@ SUSPENDED_STATES: Final = "SuspendedEV|SuspendedEVSE|SUSPENDED_EV|SUSPENDED_EVSE
 IDLE_STATES: Final = "Idle|IDLE"
 GROUPED_STATES: Final = f"{CHARGING_STATES}|{SUSPENDED_STATES}|{IDLE_STATES}"
 
+# The Prometheus job whose targets are the exporter processes (README, "Prometheus configuration"; the alert rules
+# use the same name). The device series' job is the `job` variable instead: `pulsatrix` with one /probe scrape per
+# charger, `pulsatrix-exporter` when the exporter's /metrics is scraped as a whole. Exporter-process panels select
+# this job by name, never `$job`: in probe mode `$job` is the probe job, whose `up` counts chargers, not processes,
+# and which carries neither build info nor process metrics (those come from /-/metrics).
+EXPORTER_JOB: Final = "pulsatrix-exporter"
+
 # Grid limits (EN 50160: 230 V ± 10 %, 50 Hz; frequency band of normal operation ± 0.2 Hz).
 VOLTAGE_MIN, VOLTAGE_MAX = 207, 253
 FREQUENCY_MIN, FREQUENCY_MAX = 49.8, 50.2
@@ -53,6 +60,14 @@ def s(name: str, extra: str = "") -> str:
         raise ValueError(f"{name} has no charger label")
     matchers = 'job=~"$job", charger=~"$charger", site=~"$site"'
     return f"{name}{{{matchers}{', ' + extra if extra else ''}}}"
+
+
+def e(name: str) -> str:
+    """A selector of a metric of the exporter processes (job EXPORTER_JOB): Prometheus' ``up``, ``process_*`` or
+    a catalogue metric without a charger label (build info)."""
+    if name.startswith("pulsatrix_") and BY_NAME[m(name)].per_charger:
+        raise ValueError(f"{name} is a per-charger metric: use s()")
+    return f'{name}{{job="{EXPORTER_JOB}"}}'
 
 
 # --- field config helpers ----------------------------------------------------------------------------------------
@@ -129,7 +144,9 @@ def _target(target: Target, ref: str) -> Json:
     return out
 
 
-def timeseries_custom(fill: int = 10, bars: bool = False, stack: bool = False, thresholds: str = "off") -> Json:
+def timeseries_custom(
+    fill: int = 10, bars: bool = False, stack: bool = False, thresholds: str = "off", bar_alignment: int = 0
+) -> Json:
     return {
         "drawStyle": "bars" if bars else "line",
         "lineInterpolation": "linear",
@@ -142,7 +159,7 @@ def timeseries_custom(fill: int = 10, bars: bool = False, stack: bool = False, t
         "axisPlacement": "auto",
         "axisLabel": "",
         "axisCenteredZero": False,
-        "barAlignment": 0,
+        "barAlignment": bar_alignment,  # -1: bar ends at its timestamp, 0: centred, 1: starts there
         "stacking": {"mode": "normal" if stack else "none", "group": "A"},
         "thresholdsStyle": {"mode": thresholds},
         "hideFrom": {"legend": False, "tooltip": False, "viz": False},
@@ -390,6 +407,8 @@ def query_variable(name: str, label: str, query: str, all_value: str, multi: boo
 
 
 def variables() -> list[Json]:
+    # `job` is the job of the device series, in either setup: `pulsatrix` (the /probe job) or `pulsatrix-exporter`
+    # (the exporter's /metrics scraped as a whole). Exporter-process panels do not use it (see EXPORTER_JOB).
     up = m("pulsatrix_up")
     return [
         datasource_variable(),
@@ -612,18 +631,25 @@ def fleet() -> Json:
     d.add(
         "timeseries",
         "Energy per charger per day",
-        "Energy each charger imported per day over the last 7 days (1-day increase of the energy meter), in kWh.",
+        "Energy each charger imported per calendar day, in kWh: the last 7 days and today so far (today's bar "
+        "grows until midnight). Days are those of the dashboard's time zone (the browser's unless the dashboard "
+        "sets one): with a 1-day step Grafana evaluates the query at each midnight of that time zone, and each "
+        "bar, drawn from that midnight, is the increase of the energy meter over the 24 h after it "
+        "(`[1d] offset -1d`). Grafana uses today's UTC offset for every day, so after a daylight-saving change "
+        "the earlier days run from 23:00 or 01:00. A meter reading that steps backwards even slightly "
+        "(12345.0 → 12344.9 kWh) counts as a counter reset: that day's bar then includes the whole reading "
+        "(the PulsatrixEnergyMeterWentBackwards alert fires).",
         "kwatth",
         [
             Target(
-                f"sum by (charger) (increase({s('pulsatrix_energy_imported_joules_total')}[1d])) / 3.6e6",
+                f"sum by (charger) (increase({s('pulsatrix_energy_imported_joules_total')}[1d] offset -1d)) / 3.6e6",
                 "{{charger}}",
                 interval="1d",
             )
         ],
         w=16,
         h=8,
-        custom=timeseries_custom(bars=True, stack=True),
+        custom=timeseries_custom(bars=True, stack=True, bar_alignment=1),
         options=timeseries_options(LEGEND_TABLE),
         extra_defaults={"decimals": 1},
         time_from="7d",
@@ -631,7 +657,8 @@ def fleet() -> Json:
     d.add(
         "bargauge",
         "Energy in the last 24 h",
-        "Energy each charger imported in the last 24 hours, largest first.",
+        "Energy each charger imported in the 24 hours up to now (a sliding window, not since midnight), largest "
+        "first. A meter reading that steps backwards counts as a counter reset and adds the whole reading.",
         "kwatth",
         [
             Target(
@@ -755,30 +782,38 @@ def fleet() -> Json:
     )
     d.add(
         "stat",
-        "Exporter targets up",
-        "Prometheus' own `up` for the exporter's scrape targets: 1 per target that answered the last scrape.",
+        "Exporter processes up",
+        f"Exporter processes Prometheus reached in its last scrape (`up` of job {EXPORTER_JOB}) and those it did "
+        "not. Counts processes, not chargers, whichever chargers, sites or job are selected. Both 0 means no "
+        f"{EXPORTER_JOB} job is configured: with a /probe job, add one that scrapes the exporter's /-/metrics.",
         "none",
-        [Target('sum(up{job=~"$job"}) or vector(0)', "up", instant=True)],
+        [
+            Target(f"sum({e('up')}) or vector(0)", "up", instant=True),
+            Target(f"count({e('up')} == 0) or vector(0)", "down", instant=True),
+        ],
         w=6,
         h=4,
         thresholds=steps(("red", None), ("green", 1)),
-        options=stat_options(color_mode="background"),
+        options=stat_options(color_mode="background", text="value_and_name"),
+        overrides=[override("down", thresholds=steps(("green", None), ("red", 1)))],
     )
     d.add(
         "stat",
         "Exporter version",
-        "Version of the exporter (pulsatrix_exporter_build_info).",
+        f"Each exporter version running, with how many processes run it (pulsatrix_exporter_build_info of job "
+        f"{EXPORTER_JOB}). Two versions at once: an upgrade is under way or a replica was left behind.",
         "none",
         [
             Target(
-                f'count by (version) ({m("pulsatrix_exporter_build_info")}{{job=~"$job"}})',
+                f"count by (version) ({e(m('pulsatrix_exporter_build_info'))})",
                 "{{version}}",
                 instant=True,
             )
         ],
         w=6,
         h=4,
-        options=stat_options(text="name"),
+        options=stat_options(text="value_and_name"),
+        extra_defaults={"noValue": f"no {EXPORTER_JOB} job"},
     )
     d.add(
         "stat",
@@ -802,6 +837,32 @@ def fleet() -> Json:
         h=4,
         thresholds=steps(("green", None), ("orange", 2), ("red", 4)),
         options=stat_options(),
+    )
+    d.add(
+        "timeseries",
+        "Exporter CPU",
+        f"CPU time each exporter process uses per second (1 = one full core), from process_cpu_seconds_total of job "
+        f"{EXPORTER_JOB}. Near 1 the process is saturated: scrapes get slow; add a replica.",
+        "percentunit",
+        [Target(f"sum by (instance) (rate({e('process_cpu_seconds_total')}[$__rate_interval]))", "{{instance}}")],
+        w=12,
+        h=8,
+        custom=timeseries_custom(),
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"min": 0},
+    )
+    d.add(
+        "timeseries",
+        "Exporter memory",
+        f"Resident memory of each exporter process (process_resident_memory_bytes of job {EXPORTER_JOB}). It "
+        "should stay flat; steady growth points at a leak.",
+        "bytes",
+        [Target(f"sum by (instance) ({e('process_resident_memory_bytes')})", "{{instance}}")],
+        w=12,
+        h=8,
+        custom=timeseries_custom(),
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"min": 0},
     )
     return d.to_json(variables(), links("pulsatrix-charger", "Charger detail"))
 

@@ -30,7 +30,13 @@ PROVISIONING = GRAFANA / "provisioning"
 EXPECTED_UIDS = {"pulsatrix-fleet.json": "pulsatrix-fleet", "pulsatrix-charger.json": "pulsatrix-charger"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana unit ids the dashboards may use.
-KNOWN_UNITS = {"volt", "amp", "watt", "hertz", "kwatth", "joule", "s", "dateTimeAsIso", "none", "cps"}
+KNOWN_UNITS = {
+    "volt", "amp", "watt", "hertz", "kwatth", "joule", "s", "dateTimeAsIso", "none", "cps", "percentunit", "bytes"
+}  # fmt: skip
+# The job whose targets are the exporter processes (README, "Prometheus configuration"; alerts.yml uses it too).
+EXPORTER_JOB = "pulsatrix-exporter"
+# Metrics of the exporter processes, not of a charger: served on /-/metrics (and /metrics), never on /probe.
+PROCESS_METRIC_RE = re.compile(r"\b(up|process_\w+|python_info|pulsatrix_exporter_build_info)(\{[^}]*\})?")
 # A `$name`, `${name}`, `${name:format}` or `[[name]]` reference to a template variable.
 VARIABLE_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
 METRIC_RE = re.compile(r"\bpulsatrix_\w+")
@@ -166,6 +172,10 @@ def _expected_unit(expr: str) -> str | None:
     if expr.lstrip().startswith(("count(", "count by")):
         return "none"
     units = {BY_NAME[metric].unit for metric in METRIC_RE.findall(expr) if metric in BY_NAME}
+    if "process_cpu_seconds_total" in expr:
+        return "percentunit"  # CPU seconds per second
+    if "process_resident_memory_bytes" in expr:
+        return "bytes"
     if "volts" in units and "amperes" in units:
         return "watt"  # V × I
     if len(units) != 1:
@@ -248,11 +258,37 @@ def test_every_charger_metric_is_filtered_by_job_site_and_charger(name: str) -> 
             continue
         for metric, selector in SELECTOR_RE.findall(expr):
             assert selector, f"{name}: {where}: {metric} without a selector in {expr}"
-            wanted = ['job=~"$job"']
-            if BY_NAME[metric].per_charger:
-                wanted += ['charger=~"$charger"', 'site=~"$site"']
-            for matcher in wanted:
+            if not BY_NAME[metric].per_charger:
+                continue  # a metric of the exporter process: see the next test
+            for matcher in ('job=~"$job"', 'charger=~"$charger"', 'site=~"$site"'):
                 assert matcher in selector, f"{name}: {where}: {metric} lacks {matcher}: {expr}"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_exporter_process_metrics_select_the_exporter_job_not_the_device_job(name: str) -> None:
+    """With a /probe job, `$job` is the probe job: its `up` counts chargers, and it has no build info or process
+    metrics. Exporter-process panels must select the exporter job by name, in both setups."""
+    for where, expr in queries(DASHBOARDS[name]):
+        if where.startswith("variable"):
+            continue
+        for metric, selector in PROCESS_METRIC_RE.findall(expr):
+            if metric.startswith("pulsatrix_"):
+                assert not BY_NAME[metric].per_charger, metric
+            assert selector == f'{{job="{EXPORTER_JOB}"}}', f"{name}: {where}: {metric}{selector} in {expr}"
+
+
+def test_exporter_health_covers_processes_up_version_cpu_and_memory() -> None:
+    fleet = {p["title"]: p for p in data_panels(DASHBOARDS["pulsatrix-fleet.json"])}
+    exprs = {title: " ".join(t["expr"] for t in panel["targets"]) for title, panel in fleet.items()}
+    selector = f'{{job="{EXPORTER_JOB}"}}'
+    assert f"sum(up{selector}) or vector(0)" in exprs["Exporter processes up"]
+    assert f"count(up{selector} == 0) or vector(0)" in exprs["Exporter processes up"]
+    assert f"pulsatrix_exporter_build_info{selector}" in exprs["Exporter version"]
+    assert f"process_cpu_seconds_total{selector}" in exprs["Exporter CPU"]
+    assert f"process_resident_memory_bytes{selector}" in exprs["Exporter memory"]
+    # The alert rules watch the same job: renaming it in one place only would split them.
+    alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    assert f"up{selector}" in alerts
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -264,6 +300,30 @@ def test_sliding_windows_use_rate_interval_and_only_energy_per_day_is_fixed(name
                 assert "increase(pulsatrix_energy_imported_joules_total{" in expr, f"{name}: {where}: {expr}"
         if re.search(r"\b(rate|irate)\(", expr):
             assert "[$__rate_interval]" in expr, f"{name}: {where}: {expr}"
+
+
+def test_energy_per_day_bars_are_calendar_days_including_today() -> None:
+    """With a 1-day step Grafana evaluates a range query at each midnight of the dashboard's time zone (it aligns
+    start and end down to the step, shifted by the UTC offset). Only `[1d] offset -1d` makes the point at midnight D
+    the energy of day D (and the last point, today's midnight, today so far); the bar must start at its timestamp."""
+    fleet = DASHBOARDS["pulsatrix-fleet.json"]
+    daily = [
+        (panel, target)
+        for panel in data_panels(fleet)
+        for target in panel["targets"]
+        if "[1d]" in target["expr"] and not target["instant"]
+    ]
+    assert daily, "no energy-per-day panel"
+    for panel, target in daily:
+        assert target.get("interval") == "1d", f"{panel['title']}: the step must be one day"
+        assert "[1d] offset -1d)" in target["expr"], f"{panel['title']}: {target['expr']}"
+        assert panel["fieldConfig"]["defaults"]["custom"]["barAlignment"] == 1, panel["title"]
+        assert panel.get("timeFrom") == "7d", panel["title"]
+        assert "calendar day" in panel["description"] and "counter reset" in panel["description"]
+    for panel in data_panels(fleet):
+        for target in panel["targets"]:
+            if target["instant"]:
+                assert "offset" not in target["expr"], f"{panel['title']}: an instant query ends now"
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))

@@ -9,6 +9,7 @@ promtool / amtool, and the container's health check command is run against a rea
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import shlex
@@ -274,6 +275,52 @@ def test_compose_demo_profile_starts_the_whole_stack_with_simulated_chargers() -
             assert name == "localhost" or name in names, f"{host}: no service {name!r} in profile {profile}"
 
 
+def test_compose_publishes_every_port_on_loopback_only() -> None:
+    # Nothing in the stack asks for a password (anonymous Grafana, Prometheus with --web.enable-lifecycle,
+    # Alertmanager, the exporter): opening a port to the network is the user's explicit decision.
+    published = {name: svc.get("ports", []) for name, svc in compose()["services"].items()}
+    assert all(published.values()), f"every service publishes its port: {published}"
+    for name, ports in published.items():
+        for port in ports:
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), f"{name}: {port!r} is not on loopback"
+            assert len(port.split(":")) == 3, f"{name}: {port!r}"
+    prom = compose()["services"]["prometheus"]
+    assert "--web.enable-lifecycle" in prom["command"], "the reason for the loopback binding (update the comment)"
+
+
+def test_compose_live_profile_mounts_a_secrets_directory_that_exists_and_stays_out_of_git() -> None:
+    live = compose()["services"]["pulsatrix-exporter"]
+    credentials_dir = dockerfile_env()["CREDENTIALS_DIRECTORY"]
+    (mount,) = [v for v in live["volumes"] if isinstance(v, dict) and v["target"] == credentials_dir]
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    # Long bind syntax refuses a missing source: ship the directory, and let compose create it if it is gone.
+    assert mount["bind"]["create_host_path"] is True
+    secrets = (DEPLOY / mount["source"]).resolve()
+    assert secrets == DEPLOY / "secrets" and (secrets / ".gitkeep").is_file()
+    # The container runs as uid 10001 and a bind mount keeps host owner and mode: the README says so.
+    user = [rest for k, rest in dockerfile_instructions() if k == "USER"][-1].split(":")[0]
+    install = readme_section("Install")
+    assert f"sudo chown {user}:{user} deploy/secrets/*" in install
+    assert f"sudo chown {user}:{user} secrets/*" in install, "the docker run example mounts secrets too"
+
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: str) -> bool:
+        result = subprocess.run(
+            [git, "-C", str(ROOT), "check-ignore", "-q", "--no-index", path], timeout=30, check=False
+        )
+        assert result.returncode in (0, 1), result
+        return result.returncode == 0
+
+    # Real secrets are never committed; the placeholder and the ignore file itself are.
+    for secret in ("depot-password", "office-token", "sub/dir/key.pem", "README"):
+        assert ignored(f"deploy/secrets/{secret}"), f"deploy/secrets/{secret} would be committed"
+    assert not ignored("deploy/secrets/.gitkeep") and not ignored("deploy/secrets/.gitignore")
+    assert not ignored("deploy/docker-compose.yml"), "the secrets rule must not reach outside deploy/secrets"
+
+
 def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
     services = services_in("demo")
     for name, svc in services.items():
@@ -315,6 +362,9 @@ def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
 def test_promtool_accepts_the_shipped_prometheus_config(name: str, tmp_path: Path) -> None:
     config = load(DEPLOY / "prometheus" / name)
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    # Rules without an Alertmanager fire into the void.
+    (alertmanager,) = config["alerting"]["alertmanagers"]
+    assert [t for s in alertmanager["static_configs"] for t in s["targets"]]
     shutil.copyfile(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     text = (DEPLOY / "prometheus" / name).read_text(encoding="utf-8")
     (tmp_path / name).write_text(text.replace("/etc/prometheus/alerts.yml", "alerts.yml"), encoding="utf-8")
@@ -323,19 +373,56 @@ def test_promtool_accepts_the_shipped_prometheus_config(name: str, tmp_path: Pat
     assert "SUCCESS" in result.stdout and "rules found" in result.stdout
 
 
+def pulsatrix_jobs(name: str) -> dict[str, dict[str, Any]]:
+    jobs = {j["job_name"]: j for j in load(DEPLOY / "prometheus" / name)["scrape_configs"]}
+    pulsatrix = {n: j for n, j in jobs.items() if n.startswith("pulsatrix")}
+    # README "Prometheus configuration": `pulsatrix` probes the chargers, `pulsatrix-exporter` scrapes the exporters.
+    assert sorted(pulsatrix) == ["pulsatrix", "pulsatrix-exporter"]
+    return pulsatrix
+
+
+def alert_job_selectors() -> list[str]:
+    """The job matchers of the `up` selectors in the alert rules (job="x" or job=~"x"), as full regexes."""
+    text = (DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    selectors = []
+    for op, value in re.findall(r'\bup\{[^}]*?\bjob\s*(=~|=)\s*"([^"]*)"', text):
+        selectors.append(value if op == "=~" else re.escape(value))
+    assert selectors, "the alert rules watch `up` of the exporter's job"
+    return selectors
+
+
 @pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
 def test_prometheus_configs_probe_through_exporter_routes_on_the_default_port(name: str) -> None:
     routes = app_routes()
-    (job,) = [j for j in load(DEPLOY / "prometheus" / name)["scrape_configs"] if j["job_name"].startswith("pulsatrix")]
+    job = pulsatrix_jobs(name)["pulsatrix"]
     assert job["metrics_path"] == "/probe" and "/probe" in routes
     (sd,) = job["http_sd_configs"]
     assert urlsplit(sd["url"]).path == "/sd" and "/sd" in routes
     assert url_port(sd["url"]) == DEFAULT_PORT
     (address,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
     assert url_port(address["replacement"]) == DEFAULT_PORT
-    # The alert rules select the exporter's jobs by name.
-    assert re.fullmatch("pulsatrix.*", job["job_name"])
-    assert 'job=~"pulsatrix.*"' in (DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
+def test_prometheus_configs_scrape_every_exporter_process_on_its_own_metrics_path(name: str) -> None:
+    jobs = pulsatrix_jobs(name)
+    probe, own = jobs["pulsatrix"], jobs["pulsatrix-exporter"]
+    assert own["metrics_path"] == "/-/metrics" and "/-/metrics" in app_routes()
+    targets = [t for s in own["static_configs"] for t in s["targets"]]
+    assert all(url_port(t) == DEFAULT_PORT for t in targets)
+    # Exactly the processes the probe job sends its scrapes to: one target per exporter (per replica, sharded).
+    (address,) = [r for r in probe["relabel_configs"] if r.get("target_label") == "__address__"]
+    hashmods = [r["modulus"] for r in probe["relabel_configs"] if r.get("action") == "hashmod"]
+    if hashmods:
+        (modulus,) = hashmods
+        assert "${1}" in address["replacement"]
+        assert targets == [address["replacement"].replace("${1}", str(i)) for i in range(modulus)]
+    else:
+        assert targets == [address["replacement"]]
+    # The alert rules watch `up` of these jobs by name (PulsatrixExporterDown, absent(...)).
+    for selector in alert_job_selectors():
+        assert any(re.fullmatch(selector, job) for job in jobs), f"alerts select job {selector!r}: not scraped"
+    assert any(re.fullmatch(selector, "pulsatrix-exporter") for selector in alert_job_selectors())
 
 
 def test_amtool_accepts_the_alertmanager_config_and_its_inhibitions_name_real_alerts() -> None:
@@ -355,13 +442,23 @@ def test_amtool_accepts_the_alertmanager_config_and_its_inhibitions_name_real_al
 # -- systemd and the example config --------------------------------------------------------------------------------
 
 
-def unit() -> dict[str, list[str]]:
+def unit(commented: bool = False) -> dict[str, list[str]]:
+    """The unit's keys; ``commented``: the commented-out example lines (``#Key=value``) instead."""
     keys: dict[str, list[str]] = {}
     for line in (DEPLOY / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8").splitlines():
-        if "=" in line and not line.startswith(("#", ";")):
+        if commented:
+            match = re.fullmatch(r"#([A-Z][A-Za-z]+)=(.*)", line)
+            if match:
+                keys.setdefault(match.group(1), []).append(match.group(2).strip())
+        elif "=" in line and not line.startswith(("#", ";")):
             key, _, value = line.partition("=")
             keys.setdefault(key.strip(), []).append(value.strip())
     return keys
+
+
+def readme_section(title: str) -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
 def string_values(tree: Any) -> list[str]:
@@ -396,10 +493,13 @@ def test_systemd_unit_is_hardened() -> None:
         "ProtectControlGroups": "yes",
         "RestrictSUIDSGID": "yes",
         "LockPersonality": "yes",
+        "ProtectProc": "invisible",
         "Restart": "on-failure",
     }
     for key, value in expected.items():
         assert keys.get(key) == [value], f"{key}={value}"
+    # ProcSubset=pid hides /proc/stat: prometheus_client's ProcessCollector then exports no process_* metric.
+    assert "ProcSubset" not in keys
     families = set(keys["RestrictAddressFamilies"][0].split())
     assert {"AF_INET", "AF_INET6"} <= families and "AF_PACKET" not in families
     assert "@system-service" in keys["SystemCallFilter"]
@@ -412,13 +512,18 @@ def test_systemd_unit_runs_the_installed_exporter_with_its_config_port_and_secre
     assert PurePosixPath(argv[0]).name == "pulsatrix-exporter"
     assert argv[argv.index("--config") + 1] == "/etc/pulsatrix-exporter/config.yml"
     assert url_port(argv[argv.index("--listen") + 1]) == DEFAULT_PORT
-    assert keys["EnvironmentFile"] == ["/etc/pulsatrix-exporter/pulsatrix-exporter.env"]
+    # Optional ('-'): a missing environment file must not keep the service from starting.
+    assert keys["EnvironmentFile"] == ["-/etc/pulsatrix-exporter/pulsatrix-exporter.env"]
 
-    # The example config's secrets are exactly what the unit provides: credentials and environment variables.
+    # A LoadCredential= whose file is missing is fatal, so the unit ships none active, only a commented example;
+    # the example config's secrets are exactly what that example and the environment file provide.
+    assert "LoadCredential" not in keys
+    example_credentials = unit(commented=True)["LoadCredential"]
     example = (DEPLOY / "config.example.yml").read_text(encoding="utf-8")
     values = " ".join(string_values(yaml.safe_load(example)))
-    credentials = {value.split(":", 1)[0] for value in keys["LoadCredential"]}
+    credentials = {value.split(":", 1)[0] for value in example_credentials}
     assert credentials == set(CREDENTIALS_RE.findall(values))
+    assert all(value.split(":", 1)[1].startswith("/etc/pulsatrix-exporter/secrets/") for value in example_credentials)
     assert set(ENV_REF_RE.findall(values)) - {"CREDENTIALS_DIRECTORY"} == set(env_file())
 
     for name in credentials:
@@ -432,28 +537,109 @@ def test_systemd_unit_runs_the_installed_exporter_with_its_config_port_and_secre
     if analyze:  # an extra check where systemd's tools are installed: unknown keys, bad values
         checked = tmp_path / "pulsatrix-exporter.service"
         text = (DEPLOY / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8")
-        checked.write_text(text.replace(argv[0], shutil.which("true") or "/bin/true"), encoding="utf-8")
+        text = text.replace(argv[0], shutil.which("true") or "/bin/true")
+        # ... also with the example credentials switched on, as the README's drop-in does.
+        text = text.replace("\n#LoadCredential=", "\nLoadCredential=")
+        checked.write_text(text, encoding="utf-8")
         result = subprocess.run(
             [analyze, "verify", str(checked)], capture_output=True, text=True, timeout=60, check=False
         )
         assert result.returncode == 0 and "Unknown" not in result.stderr, result.stderr
 
 
+def shell_commands(text: str) -> list[list[str]]:
+    """The commands of the ```sh blocks in ``text``, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(words)
+    return commands
+
+
+def test_readme_checks_the_config_with_the_secrets_of_the_service() -> None:
+    install = readme_section("Install")
+    commands = shell_commands(install)
+
+    # systemd: a throw-away unit with the service's credentials and environment file runs the unit's command.
+    (run,) = [c for c in commands if "systemd-run" in c]
+    properties: dict[str, list[str]] = {}
+    for flag_, value in itertools.pairwise(run):
+        if flag_ == "-p":
+            key, _, setting = value.partition("=")
+            properties.setdefault(key, []).append(setting)
+    keys, examples = unit(), unit(commented=True)
+    assert properties["DynamicUser"] == keys["DynamicUser"] == ["yes"]
+    assert properties["EnvironmentFile"] == keys["EnvironmentFile"]
+    assert properties["LoadCredential"] == examples["LoadCredential"]
+    exec_start = shlex.split(keys["ExecStart"][0])
+    command = run[run.index(exec_start[0]) :]
+    assert command == [*exec_start[: exec_start.index("--listen")], "--check-config"]
+    # ... and the drop-in of the install steps switches on the same credentials.
+    drop_in = [c for c in commands if c[:2] == ["printf", "[Service]\\nLoadCredential=%s\\n"]]
+    assert [c[2] for c in drop_in] == examples["LoadCredential"]
+
+    # compose: `run` the live exporter with its mounts and env file; the argument goes to the image's entrypoint.
+    live = compose()["services"]["pulsatrix-exporter"]
+    assert "command" not in live and "entrypoint" not in live
+    check = ["docker", "compose", "-f", "deploy/docker-compose.yml", "--profile", "live", "run", "--rm"]
+    assert [*check, "pulsatrix-exporter", "--check-config"] in commands
+    assert "live" in live["profiles"]
+
+    # Kubernetes: inside a pod of the StatefulSet, with its mounted ConfigMap and Secret.
+    statefulset, _, container = exporter_pod()
+    name, namespace = statefulset["metadata"]["name"], statefulset["metadata"]["namespace"]
+    config = flag(container["args"], "--config")
+    expected = f"kubectl -n {namespace} exec {name}-0 -- pulsatrix-exporter --config {config} --check-config"
+    assert expected in install
+
+
 # -- Kubernetes ----------------------------------------------------------------------------------------------------
 
 
-def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+K8S_EXAMPLES = ["secret.example.yml"]  # applied by the user, never by `kubectl apply -k`
+
+
+def k8s_documents(names: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
     objects: dict[tuple[str, str], dict[str, Any]] = {}
-    kustomization = load(K8S / "kustomization.yaml")
-    manifests = sorted(p.name for p in K8S.glob("*.yml"))
-    assert sorted(kustomization["resources"]) == manifests, "kustomization.yaml lists every manifest"
-    for name in manifests:
+    for name in names:
         for doc in yaml.safe_load_all((K8S / name).read_text(encoding="utf-8")):
             if doc is not None:
                 key = (doc["kind"], doc["metadata"]["name"])
                 assert key not in objects, f"duplicate {key}"
                 objects[key] = doc
     return objects
+
+
+def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    """What `kubectl apply -k deploy/kubernetes/` applies."""
+    kustomization = load(K8S / "kustomization.yaml")
+    manifests = sorted(p.name for p in K8S.glob("*.yml") if p.name not in K8S_EXAMPLES)
+    assert sorted(kustomization["resources"]) == manifests, "kustomization.yaml lists every manifest"
+    assert not set(K8S_EXAMPLES) & set(kustomization["resources"])
+    assert not kustomization.get("secretGenerator")
+    return k8s_documents(manifests)
+
+
+def test_kubernetes_kustomization_never_overwrites_the_users_secret() -> None:
+    applied = k8s_objects()
+    # A Secret in the kustomization would replace the user's credentials with placeholders on every apply.
+    assert not [key for key in applied if key[0] == "Secret"]
+    _, pod, _ = exporter_pod()
+    (secret_name,) = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    (example,) = [o for (kind, name), o in k8s_documents(K8S_EXAMPLES).items() if kind == "Secret"]
+    assert example["metadata"]["name"] == secret_name
+    assert example["metadata"]["namespace"] == load(K8S / "kustomization.yaml")["namespace"]
+    comments = [line.lstrip("#").strip() for line in (K8S / "secret.example.yml").read_text().splitlines()]
+    text = " ".join(comments).replace("\\ ", " ")  # the shell command, its continuation lines joined
+    create = re.search(r"kubectl -n (\S+) create secret generic (\S+)((?:\s+--from-file=\S+)+)", text)
+    assert create, "secret.example.yml shows how to create the real Secret"
+    assert (create.group(1), create.group(2)) == (example["metadata"]["namespace"], secret_name)
+    keys = set(re.findall(r"--from-file=([^=\s]+)=", create.group(3)))
+    assert keys == set(example["stringData"])
+    install = readme_section("Install")
+    assert f"create secret generic {secret_name}" in install and "secret.example.yml" in install
 
 
 def exporter_pod() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -504,7 +690,7 @@ def test_kubernetes_configmap_is_a_valid_config_using_the_mounted_secret_files(t
     config_text = objects[("ConfigMap", config_volume["name"])]["data"][config_path.name]
 
     (secret_dir,) = [path for path, volume in mounts.items() if "secret" in volume]
-    secret = objects[("Secret", mounts[secret_dir]["secret"]["secretName"])]
+    secret = k8s_documents(K8S_EXAMPLES)[("Secret", mounts[secret_dir]["secret"]["secretName"])]
     files = re.findall(r"_file: (\S+)", config_text)
     assert files
     for file in files:
@@ -521,18 +707,35 @@ def test_kubernetes_configmap_is_a_valid_config_using_the_mounted_secret_files(t
 def test_kubernetes_scrapeconfig_is_the_sharded_prometheus_config_for_the_statefulset() -> None:
     objects = k8s_objects()
     statefulset, _, _ = exporter_pod()
-    (scrape,) = [o for (kind, _), o in objects.items() if kind == "ScrapeConfig"]
-    (job,) = load(DEPLOY / "prometheus" / "prometheus-sharded.yml")["scrape_configs"]
+    sharded = load(DEPLOY / "prometheus" / "prometheus-sharded.yml")
+    jobs = {j["job_name"]: j for j in sharded["scrape_configs"]}
+    scrapes = [o for (kind, _), o in objects.items() if kind == "ScrapeConfig"]
+    assert len(scrapes) == len(jobs), "one ScrapeConfig per job of prometheus-sharded.yml"
 
     def snake(key: str) -> str:
         return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
 
-    relabelings = [{snake(k): v for k, v in r.items()} for r in scrape["spec"]["relabelings"]]
-    job_rule = {"target_label": "job", "replacement": job["job_name"]}
-    assert relabelings == [job_rule, *job["relabel_configs"]]
-    (sd,) = scrape["spec"]["httpSDConfigs"]
-    assert sd["url"] == job["http_sd_configs"][0]["url"]
-    assert scrape["spec"]["metricsPath"] == job["metrics_path"]
+    by_job: dict[str, dict[str, Any]] = {}
+    for scrape in scrapes:
+        # The operator names the job scrapeConfig/<namespace>/<name>: the first relabeling sets the real name.
+        relabelings = [{snake(k): v for k, v in r.items()} for r in scrape["spec"]["relabelings"]]
+        job_rule, *rest = relabelings
+        assert job_rule.keys() == {"target_label", "replacement"} and job_rule["target_label"] == "job"
+        job = jobs[job_rule["replacement"]]
+        by_job[job["job_name"]] = scrape
+        assert rest == job.get("relabel_configs", [])
+        assert scrape["spec"]["metricsPath"] == job["metrics_path"]
+        assert scrape["spec"]["scrapeInterval"] == sharded["global"]["scrape_interval"]
+        assert scrape["spec"]["scrapeTimeout"] == sharded["global"]["scrape_timeout"]
+        assert [s["targets"] for s in scrape["spec"].get("staticConfigs", [])] == [
+            s["targets"] for s in job.get("static_configs", [])
+        ]
+        assert [s["url"] for s in scrape["spec"].get("httpSDConfigs", [])] == [
+            s["url"] for s in job.get("http_sd_configs", [])
+        ]
+    assert sorted(by_job) == ["pulsatrix", "pulsatrix-exporter"]
+    job = jobs["pulsatrix"]
+    (sd,) = by_job["pulsatrix"]["spec"]["httpSDConfigs"]
 
     (hashmod,) = [r for r in job["relabel_configs"] if r.get("action") == "hashmod"]
     assert hashmod["modulus"] == statefulset["spec"]["replicas"], "one shard per replica"
@@ -542,6 +745,21 @@ def test_kubernetes_scrapeconfig_is_the_sharded_prometheus_config_for_the_statef
     (address,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
     assert address["replacement"] == f"{name}-${{1}}.{service}.{namespace}.svc:{DEFAULT_PORT}"
     assert urlsplit(sd["url"]).hostname == f"{service}.{namespace}.svc"
+    # Every replica, by its stable name, is a target of the exporters' own job.
+    (own,) = by_job["pulsatrix-exporter"]["spec"]["staticConfigs"]
+    replicas = statefulset["spec"]["replicas"]
+    assert own["targets"] == [f"{name}-{i}.{service}.{namespace}.svc:{DEFAULT_PORT}" for i in range(replicas)]
+
+
+def test_kubernetes_docs_name_the_operator_version_the_scrapeconfig_needs() -> None:
+    # ScrapeConfig appeared in prometheus-operator v0.65; spec.scrapeInterval / scrapeTimeout only in v0.67.
+    specs = [o["spec"] for (kind, _), o in k8s_objects().items() if kind == "ScrapeConfig"]
+    needed = 67 if any({"scrapeInterval", "scrapeTimeout"} & spec.keys() for spec in specs) else 65
+    texts = {"README.md": readme_section("Install"), "scrapeconfig.yml": (K8S / "scrapeconfig.yml").read_text()}
+    for where, text in texts.items():
+        versions = [int(v) for v in re.findall(r"(?:operator|Prometheus-operator) \(?v0\.(\d+)\+", text)]
+        assert versions, f"{where} names the operator version"
+        assert min(versions) >= needed, f"{where}: v0.{min(versions)}+, but the ScrapeConfig needs v0.{needed}+"
 
 
 def test_kubernetes_prometheusrule_equals_the_alert_rules_file() -> None:

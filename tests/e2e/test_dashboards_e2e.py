@@ -1,18 +1,24 @@
 """Every dashboard query against a real Prometheus scraping a real exporter in front of simulated chargers.
 
 Grafana is not available here, so the test does what Grafana would do with each panel: expand the template
-variables (All → the variable's allValue, a multi-selection → ``(a|b)``, ``$__rate_interval`` etc.) and run the query
-through Prometheus' HTTP API. Every panel query must return data on a fleet with one charger down, API limits set on
-one charger and one charger without the ``site`` label.
+variables (All → the variable's allValue, a multi-selection → ``(a|b)``, ``$__rate_interval`` etc.), align range
+queries to their step like Grafana does (dashboard time zone UTC) and run the query through Prometheus' HTTP API.
+Every panel query must return data on a fleet with one charger down, API limits set on one charger and one charger
+without the ``site`` label, in both setups at once (two Prometheus servers scraping the same exporter):
+
+- the shipped one: ``deploy/prometheus/prometheus.yml`` read as is, only the exporter's address substituted — a
+  ``pulsatrix`` job probing each charger discovered from ``/sd`` and a ``pulsatrix-exporter`` job on ``/-/metrics``;
+- the single-job one: job ``pulsatrix-exporter`` scraping the exporter's ``/metrics``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import re
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import __version__
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -34,7 +41,14 @@ from tests.support.servers import (
 
 pytestmark = pytest.mark.e2e
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+SHIPPED_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+SHIPPED_EXPORTER = "pulsatrix-exporter:9821"  # the exporter's address in the shipped config
+PROBE_JOB, EXPORTER_JOB = "pulsatrix", "pulsatrix-exporter"  # README, "Prometheus configuration"
+DAY = 86400
+LEGEND_RE = re.compile(r"\{\{(\w+)\}\}")
+DURATION_RE = re.compile(r"^(\d+)([smhd])$")
 VARIABLE_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
 LABEL_VALUES_RE = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 BUILTINS = {"__rate_interval": "10s", "__interval": "2s", "__range": "5m"}
@@ -77,10 +91,31 @@ def expander(dashboard: Json, selection: dict[str, list[str] | None]) -> Callabl
     return expand
 
 
-def run_target(prom: Prometheus, target: Json, expr: str, at: float) -> list[Json]:
+def seconds(duration: str) -> int:
+    match = DURATION_RE.match(duration)
+    assert match, f"not a simple duration: {duration}"
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": DAY}[match[2]]
+
+
+def query_range_like_grafana(prom: Prometheus, panel: Json, target: Json, expr: str, at: float) -> list[Json]:
+    """Grafana's range query for the panel at ``at``: the step is the target's (or panel's) min interval when that
+    is larger than the automatic one (2 s here); the range is the panel's relative time (``timeFrom``) or 20 s; start
+    and end are aligned down to a multiple of the step (in the dashboard's time zone, UTC here)."""
+    step = max(2, seconds(target.get("interval") or panel.get("interval") or "0s"))
+    span = seconds(panel["timeFrom"]) if panel.get("timeFrom") else 20
+    start, end = math.floor((at - span) / step) * step, math.floor(at / step) * step
+    return prom.query_range(expr, start=start, end=end, step=step)
+
+
+def run_target(prom: Prometheus, panel: Json, target: Json, expr: str, at: float) -> list[Json]:
     if target.get("instant"):
         return prom.query(expr, at=at)
-    return prom.query_range(expr, start=at - 20, end=at, step=2)
+    return query_range_like_grafana(prom, panel, target, expr, at)
+
+
+def fill_legend(legend: str, labels: dict[str, str]) -> str:
+    """A legend format with its ``{{label}}`` references filled in, as Grafana names the series."""
+    return LEGEND_RE.sub(lambda match: labels.get(match[1], ""), legend)
 
 
 def put_limits(simulator: Server, charger: str, body: Json) -> None:
@@ -97,6 +132,135 @@ def label_values(prom: Prometheus, definition: str) -> list[str]:
     return values
 
 
+def shipped_prometheus_config(exporter: Server) -> Json:
+    """The scrape jobs of ``deploy/prometheus/prometheus.yml`` as shipped, with the exporter's address substituted
+    and every interval 1 s. The other jobs (Prometheus, Alertmanager), the rules and alerting are left out."""
+    text = SHIPPED_PROMETHEUS.read_text(encoding="utf-8")
+    assert SHIPPED_EXPORTER in text, f"{SHIPPED_PROMETHEUS}: the exporter is no longer {SHIPPED_EXPORTER}"
+    address = f"127.0.0.1:{exporter.port}"
+    jobs = {job["job_name"]: job for job in yaml.safe_load(text.replace(SHIPPED_EXPORTER, address))["scrape_configs"]}
+    assert {PROBE_JOB, EXPORTER_JOB} <= set(jobs), f"{SHIPPED_PROMETHEUS}: jobs {sorted(jobs)}"
+    probe, own = jobs[PROBE_JOB], jobs[EXPORTER_JOB]
+    # The structure the dashboards are proven against: chargers from /sd probed through /probe, the exporter's own
+    # metrics from /-/metrics; nothing left pointing at the compose host name.
+    assert probe["metrics_path"] == "/probe", probe
+    assert [sd["url"] for sd in probe["http_sd_configs"]] == [f"http://{address}/sd"], probe
+    assert own.get("metrics_path") == "/-/metrics", own
+    assert "pulsatrix-exporter:" not in yaml.safe_dump([probe, own]), (probe, own)
+    for job in (probe, own):
+        job.update(scrape_interval="1s", scrape_timeout="1s")
+        for sd in job.get("http_sd_configs", []):
+            sd["refresh_interval"] = "5s"
+    return {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [probe, own]}
+
+
+def single_job_prometheus_config(exporter: Server) -> Json:
+    """All chargers in one scrape of /metrics, in job pulsatrix-exporter (README, "Prometheus configuration")."""
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": EXPORTER_JOB,
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+            }
+        ],
+    }
+
+
+def wait_for_data(prom: Prometheus, names: list[str]) -> None:
+    """Data flows, with enough samples for rate()/increase(), an ended session and the fault counted."""
+    prom.wait_for(f"count(pulsatrix_up) == {len(names)}", timeout=30)
+    prom.wait_for(f'count_over_time(pulsatrix_up{{charger="{LIMITED}"}}[1m]) >= 8', timeout=30)
+    prom.wait_for(f'count_over_time(up{{job="{EXPORTER_JOB}"}}[1m]) >= 8', timeout=30)
+    prom.wait_for("pulsatrix_api_current_limit_amperes", timeout=30)
+    prom.wait_for('increase(pulsatrix_scrape_errors_total{reason="http_status"}[10s]) > 0', timeout=30)
+    prom.wait_for("pulsatrix_session_end_timestamp_seconds", timeout=60)
+
+
+def check_dashboards(prom: Prometheus, names: list[str], device_job: str) -> None:
+    at = time.time()
+    everything: dict[str, list[str] | None] = {"job": [device_job], "site": None, "charger": None}
+
+    failures: list[str] = []
+    for dashboard in dashboards().values():
+        expand = expander(dashboard, everything)
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
+                expr = expand(target["expr"])
+                if not run_target(prom, panel, target, expr, at):
+                    failures.append(f"{dashboard['title']} / {panel['title']} / {target['refId']}: {expr}")
+    assert not failures, "queries without data:\n" + "\n".join(failures)
+
+    # The template variables resolve to the chargers, the site and the job of the device series.
+    for dashboard in dashboards().values():
+        expand = expander(dashboard, everything)
+        resolved = {
+            v["name"]: set(label_values(prom, expand(v["definition"])))
+            for v in dashboard["templating"]["list"]
+            if v["type"] == "query"
+        }
+        assert resolved == {"job": {device_job}, "site": {SITE}, "charger": set(names)}, dashboard["title"]
+
+    fleet = dashboards()["pulsatrix-fleet.json"]
+    fleet_panels = {p["title"]: p for p in panels(fleet)}
+    expand = expander(fleet, everything)
+
+    def stat_values(title: str) -> dict[str, float]:
+        """legend → value of every series of a stat panel (legend ``{{label}}`` filled in)."""
+        values = {}
+        for target in fleet_panels[title]["targets"]:
+            for series in prom.query(expand(target["expr"]), at=at):
+                legend = fill_legend(target["legendFormat"], series["metric"])
+                values[legend] = float(series["value"][1])
+        return values
+
+    def stat_value(title: str) -> float:
+        [value] = stat_values(title).values()
+        return value
+
+    # Site = All counts the charger without a site label too: it is the one down.
+    assert stat_value("Down") == 1
+    # Every charger that reports a state is counted in exactly one of the state tiles.
+    by_state = sum(stat_value(t) for t in ("Charging", "Suspended", "Idle", "Other state"))
+    assert by_state == len(names)
+    # Exporter processes, not chargers (with the probe job, its `up` would count the chargers), and its version.
+    assert stat_values("Exporter processes up") == {"up": 1, "down": 0}
+    assert stat_values("Exporter version") == {__version__: 1}
+
+    # Energy per day: with Grafana's 1-day step the last point is today's midnight; it must be there and hold the
+    # energy since midnight (the meter's rise over the same samples, plus increase()'s extrapolation of at most
+    # half a scrape interval at each end).
+    [daily_panel] = [p for p in panels(fleet) if p.get("timeFrom")]
+    [daily_target] = daily_panel["targets"]
+    bars = query_range_like_grafana(prom, daily_panel, daily_target, expand(daily_target["expr"]), at)
+    midnight = math.floor(at / DAY) * DAY
+    today = {s["metric"]["charger"]: float(s["values"][-1][1]) for s in bars if s["values"][-1][0] == midnight}
+    assert set(today) == set(names), f"no bar for today: {bars}"
+    meter = f'pulsatrix_energy_imported_joules_total{{job="{device_job}"}}[1d] offset -1d'
+    risen = {
+        s["metric"]["charger"]: float(s["value"][1])
+        for s in prom.query(f"sum by (charger) (max_over_time({meter}) - min_over_time({meter})) / 3.6e6", at=midnight)
+    }
+    assert sum(risen.values()) > 0, "no charger charged: the check below would prove nothing"
+    for charger, kwh in today.items():
+        assert risen[charger] * 0.999 <= kwh <= risen[charger] * 1.25 + 1e-9, (charger, kwh, risen[charger])
+
+    # Selecting chargers narrows every per-charger panel of the detail dashboard to them.
+    detail = dashboards()["pulsatrix-charger.json"]
+    chosen = [LIMITED, DOWN]
+    expand = expander(detail, {"job": [device_job], "site": None, "charger": chosen})
+    seen: set[str] = set()
+    for panel in panels(detail):
+        for target in panel["targets"]:
+            for series in run_target(prom, panel, target, expand(target["expr"]), at):
+                charger = series["metric"].get("charger")
+                assert charger in chosen, f"{panel['title']}: series of {charger}: {target['expr']}"
+                seen.add(charger)
+    assert seen == set(chosen)
+
+
 def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
     with run_simulator(tmp_path / "sim", chargers=4, speed=20, seed=3) as simulator:
         names = simulator_names(simulator)
@@ -110,75 +274,19 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         set_fault(simulator, DOWN, "http_500", ["limits"])
         put_limits(simulator, LIMITED, {"amperageLimit": 12.0, "powerLimit": 8000.0, "timeout": 600_000})
 
-        with (
-            run_exporter(config_path, tmp_path / "exporter") as exporter,
-            run_prometheus(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "scrape_configs": [
-                        {
-                            "job_name": "pulsatrix",
-                            "scrape_interval": "1s",
-                            "scrape_timeout": "1s",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-                        }
-                    ],
-                },
-                tmp_path / "prometheus",
-            ) as prom,
-        ):
-            # Data flows, with enough samples for rate()/increase(), an ended session and the fault counted.
-            prom.wait_for(f"count(pulsatrix_up) == {len(names)}", timeout=30)
-            prom.wait_for(f'count_over_time(pulsatrix_up{{charger="{LIMITED}"}}[1m]) >= 8', timeout=30)
-            prom.wait_for("pulsatrix_api_current_limit_amperes", timeout=30)
-            prom.wait_for('increase(pulsatrix_scrape_errors_total{reason="http_status"}[10s]) > 0', timeout=30)
-            prom.wait_for("pulsatrix_session_end_timestamp_seconds", timeout=60)
-            at = time.time()
-
-            failures: list[str] = []
-            everything: dict[str, list[str] | None] = {"job": ["pulsatrix"], "site": None, "charger": None}
-            for dashboard in dashboards().values():
-                expand = expander(dashboard, everything)
-                for panel in panels(dashboard):
-                    for target in panel["targets"]:
-                        expr = expand(target["expr"])
-                        if not run_target(prom, target, expr, at):
-                            failures.append(f"{dashboard['title']} / {panel['title']} / {target['refId']}: {expr}")
-            assert not failures, "queries without data:\n" + "\n".join(failures)
-
-            # The template variables resolve to the chargers, the site and the job.
-            for dashboard in dashboards().values():
-                expand = expander(dashboard, everything)
-                resolved = {
-                    v["name"]: set(label_values(prom, expand(v["definition"])))
-                    for v in dashboard["templating"]["list"]
-                    if v["type"] == "query"
-                }
-                assert resolved == {"job": {"pulsatrix"}, "site": {SITE}, "charger": set(names)}, dashboard["title"]
-
-            fleet = dashboards()["pulsatrix-fleet.json"]
-            stat = {p["title"]: p for p in panels(fleet) if p["type"] == "stat"}
-            expand = expander(fleet, everything)
-
-            def stat_value(title: str) -> float:
-                [series] = prom.query(expand(stat[title]["targets"][0]["expr"]), at=at)
-                return float(series["value"][1])
-
-            # Site = All counts the charger without a site label too: it is the one down.
-            assert stat_value("Down") == 1
-            # Every charger that reports a state is counted in exactly one of the state tiles.
-            by_state = sum(stat_value(t) for t in ("Charging", "Suspended", "Idle", "Other state"))
-            assert by_state == len(names)
-
-            # Selecting chargers narrows every per-charger panel of the detail dashboard to them.
-            detail = dashboards()["pulsatrix-charger.json"]
-            chosen = [LIMITED, DOWN]
-            expand = expander(detail, {"job": ["pulsatrix"], "site": None, "charger": chosen})
-            seen: set[str] = set()
-            for panel in panels(detail):
-                for target in panel["targets"]:
-                    for series in run_target(prom, target, expand(target["expr"]), at):
-                        charger = series["metric"].get("charger")
-                        assert charger in chosen, f"{panel['title']}: series of {charger}: {target['expr']}"
-                        seen.add(charger)
-            assert seen == set(chosen)
+        with run_exporter(config_path, tmp_path / "exporter") as exporter, contextlib.ExitStack() as stack:
+            setups = {
+                "shipped probe setup": (shipped_prometheus_config(exporter), PROBE_JOB),
+                "single job": (single_job_prometheus_config(exporter), EXPORTER_JOB),
+            }
+            proms = {
+                name: stack.enter_context(run_prometheus(config, tmp_path / f"prometheus-{i}"))
+                for i, (name, (config, _)) in enumerate(setups.items())
+            }
+            for prom in proms.values():
+                wait_for_data(prom, names)
+            for name, prom in proms.items():
+                try:
+                    check_dashboards(prom, names, device_job=setups[name][1])
+                except AssertionError as error:
+                    raise AssertionError(f"{name}: {error}") from error

@@ -6,9 +6,11 @@ The Prometheus config is deploy/prometheus/prometheus-sharded.yml with only the 
 * the replica address ``pulsatrix-exporter-${1}.pulsatrix-exporter.monitoring.svc:9821`` becomes
   ``127.0.0.1:<prefix>${1}``: replica i listens on port ``<prefix>*10 + i``, so the shard number picks the
   replica the same way the pod ordinal does in Kubernetes;
-* the global scrape interval is shortened for the test.
+* the targets of the self-scrape job ``pulsatrix-exporter`` (``pulsatrix-exporter-<i>.pulsatrix-exporter...``)
+  become the same loopback addresses;
+* the global scrape interval is shortened for the test, and the Alertmanager (a cluster name) is left out.
 
-Every relabeling rule (hashmod, modulus, regexes) is used exactly as shipped.
+Every relabeling rule (hashmod, modulus, regexes) and metrics path is used exactly as shipped.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARDED = ROOT / "deploy" / "prometheus" / "prometheus-sharded.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SHIPPED_ADDRESS = "pulsatrix-exporter-${1}.pulsatrix-exporter.monitoring.svc:9821"
+SHIPPED_REPLICA = "pulsatrix-exporter-{}.pulsatrix-exporter.monitoring.svc:9821"
 CHARGERS = 12
 
 
@@ -95,17 +98,26 @@ def run_replica(config: Path, port: int, workdir: Path) -> Iterator[Server]:
 def sharded_config(sd_url: str, prefix: int) -> tuple[dict[str, Any], int]:
     shipped = yaml.safe_load(SHARDED.read_text(encoding="utf-8"))
     config = copy.deepcopy(shipped)
-    (job,) = config["scrape_configs"]
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert sorted(jobs) == ["pulsatrix", "pulsatrix-exporter"], "the probe job and the exporters' own job"
+    job, own = jobs["pulsatrix"], jobs["pulsatrix-exporter"]
     job["http_sd_configs"][0]["url"] = sd_url
     (address,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
     assert address["replacement"] == SHIPPED_ADDRESS
     address["replacement"] = f"127.0.0.1:{prefix}${{1}}"
+    (modulus,) = [r["modulus"] for r in job["relabel_configs"] if r.get("action") == "hashmod"]
+    (static,) = own["static_configs"]
+    assert static["targets"] == [SHIPPED_REPLICA.format(i) for i in range(modulus)], "one target per replica"
+    static["targets"] = [f"127.0.0.1:{prefix}{i}" for i in range(modulus)]
+    assert shipped["alerting"]["alertmanagers"], "the shipped config sends its alerts somewhere"
+    del config["alerting"]
     config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
     # Nothing else differs from the shipped file.
-    (shipped_job,) = shipped["scrape_configs"]
+    shipped_jobs = {j["job_name"]: j for j in shipped["scrape_configs"]}
     others = [r for r in job["relabel_configs"] if r is not address]
-    assert others == [r for r in shipped_job["relabel_configs"] if r.get("target_label") != "__address__"]
-    (modulus,) = [r["modulus"] for r in job["relabel_configs"] if r.get("action") == "hashmod"]
+    assert others == [r for r in shipped_jobs["pulsatrix"]["relabel_configs"] if r.get("target_label") != "__address__"]
+    assert own == {**shipped_jobs["pulsatrix-exporter"], "static_configs": [static]}
+    assert own["metrics_path"] == "/-/metrics"
     return config, modulus
 
 
@@ -167,6 +179,35 @@ def test_sharded_config_scrapes_every_charger_exactly_once_through_its_replica(t
                     assert row, charger
                     scraped = "not scraped yet" not in row.group(0)
                     assert scraped == (charger in served[shard]), f"replica {shard}, {charger}"
+
+            # The exporters' own job: every replica is a target of its own, up, with its build info.
+            own = wait_for_series(prometheus, 'up{job="pulsatrix-exporter"} == 1', len(replicas))
+            instances = [f"127.0.0.1:{replica.port}" for replica in replicas]
+            assert sorted(s["metric"]["instance"] for s in own) == sorted(instances)
+            own_targets = [t for t in prometheus.targets() if t["labels"].get("job") == "pulsatrix-exporter"]
+            assert sorted(urlsplit(t["scrapeUrl"]).path for t in own_targets) == ["/-/metrics"] * len(replicas)
+            info = wait_for_series(prometheus, 'pulsatrix_exporter_build_info{job="pulsatrix-exporter"}', len(replicas))
+            assert sorted(s["metric"]["instance"] for s in info) == sorted(instances)
+            # /-/metrics polls no charger: the exporters' job carries no charger series.
+            assert prometheus.query('count(pulsatrix_up{job="pulsatrix-exporter"})') == []
+
+            # A replica that stops stays a target of that job, with up == 0 (what PulsatrixExporterDown watches).
+            replicas[-1].stop()
+            down = wait_for_series(prometheus, 'up{job="pulsatrix-exporter"} == 0', 1)
+            assert [s["metric"]["instance"] for s in down] == [instances[-1]]
+            assert len(prometheus.query('up{job="pulsatrix-exporter"}')) == len(replicas)
+
+
+def wait_for_series(prometheus: Prometheus, expr: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Poll ``expr`` until it returns exactly ``count`` series; fail with what it returned last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = prometheus.query(expr)
+        if len(result) == count:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expr!r}: {len(result)} series after {timeout}s, expected {count}: {result}")
+        time.sleep(0.5)
 
 
 def urllib_text(url: str) -> str:
