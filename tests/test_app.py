@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
@@ -49,6 +50,19 @@ def get(samples: Samples, name: str, **labels: str) -> float | None:
 
 def chargers_in(samples: Samples) -> set[str]:
     return {dict(labels)["charger"] for (_, labels) in samples if "charger" in dict(labels)}
+
+
+async def recording_server(aiohttp_server: ServerFactory) -> tuple[TestServer, list[str]]:
+    """A server that records every path it is asked for: proof that the exporter did not go there."""
+    hits: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", record)
+    return await aiohttp_server(app), hits
 
 
 async def scrape(client: ExporterClient, path: str = "/metrics", **headers: str) -> Samples:
@@ -177,15 +191,7 @@ async def test_probe_returns_only_the_target(fleet: SimulatedFleet, exporter_cli
 async def test_probe_never_fetches_an_unconfigured_target(
     fleet: SimulatedFleet, exporter_client: MakeClient, aiohttp_server: ServerFactory, target: str
 ) -> None:
-    hits: list[str] = []
-
-    async def record(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.json_response({})
-
-    other = web.Application()
-    other.router.add_get("/{tail:.*}", record)
-    other_server = await aiohttp_server(other)
+    other_server, hits = await recording_server(aiohttp_server)
     client = await exporter_client(fleet.config())
     before = fleet.sim.requests
     response = await client.get("/probe", params={"target": target.format(other=f"127.0.0.1:{other_server.port}")})
@@ -325,15 +331,7 @@ async def test_malformed_values_counted_and_logged_once_per_field(
 
 
 async def test_redirects_are_not_followed(aiohttp_server: ServerFactory, exporter_client: MakeClient) -> None:
-    elsewhere_hits: list[str] = []
-
-    async def elsewhere(request: web.Request) -> web.Response:
-        elsewhere_hits.append(request.path)
-        return web.json_response({})
-
-    other = web.Application()
-    other.router.add_get("/{tail:.*}", elsewhere)
-    other_server = await aiohttp_server(other)
+    other_server, elsewhere_hits = await recording_server(aiohttp_server)
 
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound(str(other_server.make_url(request.path)))
