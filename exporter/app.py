@@ -44,7 +44,7 @@ class Runtime:
     clients: dict[str, ChargerClient] = field(default_factory=dict)
     render_pool: ThreadPoolExecutor | None = None
     ready: bool = False
-    last_render: float = 0.0  # seconds the last build + render took
+    last_render: dict[str, float] = field(default_factory=dict)  # route path -> seconds its last render took
 
 
 CONFIG = web.AppKey("config", Config)
@@ -101,7 +101,8 @@ async def _not_ready(app: web.Application) -> None:
 
 async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> list[ChargerResult]:
     app = request.app
-    results = await fetch_all(clients, scrape_budget(request, app[RUNTIME].last_render))
+    last_render = app[RUNTIME].last_render.get(request.path, 0.0)  # /metrics renders far more than /probe
+    results = await fetch_all(clients, scrape_budget(request, last_render))
     app[HEALTH].record(results)
     return results
 
@@ -121,7 +122,7 @@ async def _render(request: web.Request, registry: CollectorRegistry, started: fl
         return gzip.compress(body, compresslevel=6) if gzipped else body
 
     body = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
-    runtime.last_render = time.perf_counter() - started
+    runtime.last_render[request.path] = time.perf_counter() - started
     return web.Response(body=body, headers=headers)
 
 
