@@ -235,6 +235,13 @@ class Dashboard:
         )
         self._y += 1
 
+    def stat(self, title: str, description: str, unit: str, targets: list[Target], **kw: Any) -> None:
+        """A stat panel (4×4 with the default stat options unless told otherwise)."""
+        kw.setdefault("w", 4)
+        kw.setdefault("h", 4)
+        kw.setdefault("options", stat_options())
+        self.add("stat", title, description, unit, targets, **kw)
+
     def label_table(
         self,
         title: str,
@@ -463,8 +470,7 @@ def fleet() -> Json:
             color={"mode": "fixed", "fixedColor": color},
             options=stat_options(),
         )
-    d.add(
-        "stat",
+    d.stat(
         "Other state",
         "Chargers in any other state (EVConnected, Finishing, Reserved, Unavailable, Faulted, ...).",
         "none",
@@ -475,30 +481,22 @@ def fleet() -> Json:
                 instant=True,
             )
         ],
-        w=4,
-        h=4,
         thresholds=steps(("green", None), ("orange", 1)),
         options=stat_options(),
     )
-    d.add(
-        "stat",
+    d.stat(
         "Down",
         "Chargers for which at least one endpoint gave no usable reply in the last scrape (pulsatrix_up = 0).",
         "none",
         [Target(f"count({s('pulsatrix_up')} == 0) or vector(0)", "down", instant=True)],
-        w=4,
-        h=4,
         thresholds=steps(("green", None), ("red", 1)),
         options=stat_options(color_mode="background"),
     )
-    d.add(
-        "stat",
+    d.stat(
         "Total power",
         "Sum of the active power of all selected chargers right now.",
         "watt",
         [Target(f"sum({s('pulsatrix_active_power_watts')}) or vector(0)", "total", instant=True)],
-        w=4,
-        h=4,
         options=stat_options(),
     )
 
@@ -780,8 +778,7 @@ def fleet() -> Json:
         },
         extra_defaults={"decimals": 0, "min": 0},
     )
-    d.add(
-        "stat",
+    d.stat(
         "Exporter processes up",
         f"Exporter processes Prometheus reached in its last scrape (`up` of job {EXPORTER_JOB}) and those it did "
         "not. Counts processes, not chargers, whichever chargers, sites or job are selected. Both 0 means no "
@@ -792,13 +789,11 @@ def fleet() -> Json:
             Target(f"count({e('up')} == 0) or vector(0)", "down", instant=True),
         ],
         w=6,
-        h=4,
         thresholds=steps(("red", None), ("green", 1)),
         options=stat_options(color_mode="background", text="value_and_name"),
         overrides=[override("down", thresholds=steps(("green", None), ("red", 1)))],
     )
-    d.add(
-        "stat",
+    d.stat(
         "Exporter version",
         f"Each exporter version running, with how many processes run it (pulsatrix_exporter_build_info of job "
         f"{EXPORTER_JOB}). Two versions at once: an upgrade is under way or a replica was left behind.",
@@ -811,30 +806,24 @@ def fleet() -> Json:
             )
         ],
         w=6,
-        h=4,
         options=stat_options(text="value_and_name"),
         extra_defaults={"noValue": f"no {EXPORTER_JOB} job"},
     )
-    d.add(
-        "stat",
+    d.stat(
         "Invalid values skipped",
         "Device values skipped in the time range because they were null, of a wrong type or infinite.",
         "none",
         [Target(f"sum(increase({s('pulsatrix_invalid_values_total')}[$__range])) or vector(0)", instant=True)],
         w=6,
-        h=4,
         thresholds=steps(("green", None), ("orange", 1)),
-        options=stat_options(),
         extra_defaults={"decimals": 0},
     )
-    d.add(
-        "stat",
+    d.stat(
         "Slowest charger scrape",
         "The longest scrape duration of any selected charger in the last scrape.",
         "s",
         [Target(f"max({s('pulsatrix_scrape_duration_seconds')})", instant=True)],
         w=6,
-        h=4,
         thresholds=steps(("green", None), ("orange", 2), ("red", 4)),
         options=stat_options(),
     )
@@ -1075,18 +1064,15 @@ def charger() -> Json:
     )
 
     d.row("Current session")
-    d.add(
-        "stat",
+    d.stat(
         "Session start",
         "When the current (or last) session started.",
         "dateTimeAsIso",
         [Target(f"{s('pulsatrix_session_start_timestamp_seconds')} * 1000", "{{charger}}", instant=True)],
         w=6,
-        h=4,
         options=stat_options(),
     )
-    d.add(
-        "stat",
+    d.stat(
         "Session duration",
         "How long the current session has been running, or how long the last one lasted.",
         "s",
@@ -1099,29 +1085,23 @@ def charger() -> Json:
             )
         ],
         w=6,
-        h=4,
         options=stat_options(),
     )
-    d.add(
-        "stat",
+    d.stat(
         "Session energy",
         "Energy of the current session (meter now − meter at start), or of the last one.",
         "kwatth",
         [Target(f"{s('pulsatrix_session_energy_joules')} / 3.6e6", "{{charger}}", instant=True)],
         w=6,
-        h=4,
         options=stat_options(graph=True),
         extra_defaults={"decimals": 2},
     )
-    d.add(
-        "stat",
+    d.stat(
         "Session end",
         "When the last session ended. Empty while a session is running.",
         "dateTimeAsIso",
         [Target(f"{s('pulsatrix_session_end_timestamp_seconds')} * 1000", "{{charger}}", instant=True)],
         w=6,
-        h=4,
-        options=stat_options(),
         extra_defaults={"noValue": "session running"},
     )
     d.label_table(
@@ -1149,47 +1129,38 @@ def charger() -> Json:
     )
 
     d.row("Limits set through the API")
-    d.add(
-        "stat",
+    d.stat(
         "Charging enabled (API)",
         "Whether charging is enabled through the API. Disabled means an API client has stopped charging.",
         "none",
         [Target(s("pulsatrix_api_limit_enabled"), "{{charger}}", instant=True)],
         w=6,
-        h=4,
         mappings=yes_no("enabled", "disabled", zero_color="red"),
         options=stat_options(color_mode="background"),
     )
-    d.add(
-        "stat",
+    d.stat(
         "API limit active",
         "Whether a current or power limit is set through the API (otherwise the controller decides).",
         "none",
         [Target(s("pulsatrix_api_limit_active"), "{{charger}}", instant=True)],
         w=6,
-        h=4,
         mappings=yes_no("limited", "not limited", one_color="orange", zero_color="green"),
         options=stat_options(color_mode="background"),
     )
-    d.add(
-        "stat",
+    d.stat(
         "API limit timeout",
         "Time after which limits set through the API become invalid.",
         "s",
         [Target(s("pulsatrix_api_limit_timeout_seconds"), "{{charger}}", instant=True)],
         w=6,
-        h=4,
         options=stat_options(),
     )
-    d.add(
-        "stat",
+    d.stat(
         "API current limit",
         "The current limit set through the API. Empty when none is set.",
         "amp",
         [Target(s("pulsatrix_api_current_limit_amperes"), "{{charger}}", instant=True)],
         w=6,
-        h=4,
-        options=stat_options(),
         extra_defaults={"noValue": "none"},
     )
     d.add(
