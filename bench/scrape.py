@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exporter.app import create_app
 from exporter.config import ChargerConfig, Config
-from exporter.fetch import ChargerResult, result_from_bodies
 from exporter.metrics import StaticCollector, device_families
-from exporter.parse import ENDPOINTS
+from exporter.model import ENDPOINTS, ChargerResult
 from exporter.simulator import SIMULATOR, create_simulator_app
+from tests.support.readings import result_from_bodies
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "payloads" / "openapi"
 

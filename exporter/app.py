@@ -27,9 +27,11 @@ from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.fetch import ChargerClient, ChargerResult, fetch_all, make_session
+from exporter.fetch import ChargerClient, fetch_all, make_session
 from exporter.health import ExporterHealth
 from exporter.metrics import StaticCollector, build_info_families, device_families, health_families
+from exporter.model import ChargerResult
+from exporter.parse import parse_charger
 
 log = logging.getLogger("exporter.app")
 
@@ -102,7 +104,8 @@ async def _not_ready(app: web.Application) -> None:
 async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> list[ChargerResult]:
     app = request.app
     last_render = app[RUNTIME].last_render.get(request.path, 0.0)  # /metrics renders far more than /probe
-    results = await fetch_all(clients, scrape_budget(request, last_render))
+    fetched = await fetch_all(clients, scrape_budget(request, last_render))
+    results = [parse_charger(f) for f in fetched]
     app[HEALTH].record(results)
     return results
 

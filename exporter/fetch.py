@@ -1,9 +1,9 @@
 """Fetch the data endpoints of every charger concurrently, each charger under its own deadline.
 
-Nothing here raises: every endpoint ends as an :class:`EndpointResult` holding either the parsed reading or an
-error reason (the ``reason`` label of ``pulsatrix_scrape_errors_total``) with a message that is safe to show
-(it never contains a credential). The only hosts ever contacted are the configured chargers' URLs; redirects are
-not followed.
+Nothing here raises and nothing here parses: every endpoint ends as an :class:`EndpointFetch` holding either the
+body of a 200 reply or an error reason (:class:`Reason`) with a message that is safe to show (it never contains a
+credential). :mod:`exporter.parse` turns the bodies into readings. The only hosts ever contacted are the
+configured chargers' URLs; redirects are not followed.
 """
 
 from __future__ import annotations
@@ -12,71 +12,22 @@ import asyncio
 import base64
 import logging
 import ssl
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+import time
+from collections.abc import Sequence
+from typing import Final
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig
-from exporter.parse import ENDPOINTS, Parsed, PayloadError, parse_endpoint
+from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 
 log = logging.getLogger("exporter.fetch")
 
 MAX_BODY_BYTES: Final = 1 << 20
 MIN_CONNECTIONS: Final = 100
-REASONS: Final = ("timeout", "connect", "http_status", "unauthorized", "invalid_json", "invalid_payload")
 USER_AGENT: Final = f"pulsatrix-exporter/{__version__}"
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointResult:
-    endpoint: str
-    parsed: Parsed[Any] | None = None
-    reason: str | None = None  # one of REASONS when the endpoint failed
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.parsed is not None
-
-
-@dataclass(frozen=True, slots=True)
-class ChargerResult:
-    charger: ChargerConfig
-    endpoints: Mapping[str, EndpointResult]
-    duration: float  # seconds from the first request to the last answer (or the deadline)
-
-    @property
-    def up(self) -> bool:
-        return all(result.ok for result in self.endpoints.values())
-
-    def reading(self, endpoint: str) -> Any:
-        result = self.endpoints.get(endpoint)
-        return result.parsed.reading if result is not None and result.parsed is not None else None
-
-    def first_error(self) -> EndpointResult | None:
-        return next((r for r in self.endpoints.values() if not r.ok), None)
-
-
-def outcome_from_body(endpoint: str, body: bytes) -> EndpointResult:
-    """Parse one endpoint's 200 body into a result (pure; the fetch step's last stage)."""
-    try:
-        parsed = parse_endpoint(endpoint, body)
-    except PayloadError as exc:
-        return EndpointResult(endpoint, reason=exc.reason, detail=exc.message)
-    return EndpointResult(endpoint, parsed=parsed)
-
-
-def result_from_bodies(charger: ChargerConfig, bodies: Mapping[str, bytes], duration: float = 0.0) -> ChargerResult:
-    """A ChargerResult for bodies obtained elsewhere (tests, benchmarks); a missing endpoint counts as a timeout."""
-    endpoints = {
-        ep: outcome_from_body(ep, bodies[ep]) if ep in bodies else EndpointResult(ep, reason="timeout", detail="")
-        for ep in ENDPOINTS
-    }
-    return ChargerResult(charger=charger, endpoints=endpoints, duration=duration)
 
 
 def _ssl_for(charger: ChargerConfig) -> ssl.SSLContext | bool:
@@ -116,40 +67,42 @@ class ChargerClient:
     def __repr__(self) -> str:
         return f"ChargerClient({self.charger.name!r})"
 
-    async def fetch(self, budget: float | None = None) -> ChargerResult:
+    async def fetch(self, budget: float | None = None) -> ChargerFetch:
         """Fetch all endpoints concurrently; give up on each at ``min(timeout, budget)`` seconds from now."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         limit = self.charger.timeout if budget is None else min(self.charger.timeout, budget)
         deadline = start + max(limit, 0.0)
+        taken_at = time.time()
         results = await asyncio.gather(*(self._endpoint_guarded(ep, deadline) for ep in ENDPOINTS))
-        return ChargerResult(
+        return ChargerFetch(
             charger=self.charger,
             endpoints={r.endpoint: r for r in results},
             duration=loop.time() - start,
+            taken_at=taken_at,
         )
 
-    async def _endpoint(self, endpoint: str, deadline: float) -> EndpointResult:
+    async def _endpoint(self, endpoint: str, deadline: float) -> EndpointFetch:
         if self._setup_error:
-            return EndpointResult(endpoint, reason="connect", detail=self._setup_error)
+            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=self._setup_error)
         try:
             async with asyncio.timeout_at(deadline):
                 body_or_error = await self._get(endpoint)
         except TimeoutError:
-            return EndpointResult(endpoint, reason="timeout", detail="no answer before the deadline")
+            return EndpointFetch(endpoint, reason=Reason.TIMEOUT, detail="no answer before the deadline")
         except aiohttp.ClientResponseError as exc:
-            return EndpointResult(endpoint, reason="invalid_payload", detail=f"bad HTTP response: {exc.message}")
+            return EndpointFetch(endpoint, reason=Reason.INVALID_PAYLOAD, detail=f"bad HTTP response: {exc.message}")
         except aiohttp.ClientSSLError as exc:  # os_error only: str(exc) would name the host
-            return EndpointResult(endpoint, reason="connect", detail=f"TLS error: {_short(exc.os_error)}")
+            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"TLS error: {_short(exc.os_error)}")
         except aiohttp.ClientConnectorError as exc:
-            return EndpointResult(endpoint, reason="connect", detail=f"cannot connect: {_short(exc.os_error)}")
+            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"cannot connect: {_short(exc.os_error)}")
         except (aiohttp.ClientError, OSError) as exc:
-            return EndpointResult(endpoint, reason="connect", detail=f"{type(exc).__name__}: {_short(exc)}")
-        if isinstance(body_or_error, EndpointResult):
+            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"{type(exc).__name__}: {_short(exc)}")
+        if isinstance(body_or_error, EndpointFetch):
             return body_or_error
-        return outcome_from_body(endpoint, body_or_error)
+        return EndpointFetch(endpoint, body=body_or_error)
 
-    async def _endpoint_guarded(self, endpoint: str, deadline: float) -> EndpointResult:
+    async def _endpoint_guarded(self, endpoint: str, deadline: float) -> EndpointFetch:
         """Never let an unexpected error of one endpoint take the scrape of every charger down with it."""
         try:
             return await self._endpoint(endpoint, deadline)
@@ -158,22 +111,22 @@ class ChargerClient:
             if kind not in self._unexpected_logged:  # a traceback once per charger and kind, not every scrape
                 self._unexpected_logged.add(kind)
                 log.exception("charger %s: %s: unexpected error", self.charger.name, endpoint)
-            return EndpointResult(endpoint, reason="invalid_payload", detail=f"unexpected error: {kind}")
+            return EndpointFetch(endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {kind}")
 
-    async def _get(self, endpoint: str) -> bytes | EndpointResult:
+    async def _get(self, endpoint: str) -> bytes | EndpointFetch:
         async with self._session.get(
             self._urls[endpoint], headers=self._headers, ssl=self._ssl, allow_redirects=False
         ) as response:
             if response.status in (401, 403):
-                return EndpointResult(
+                return EndpointFetch(
                     endpoint,
-                    reason="unauthorized",
+                    reason=Reason.UNAUTHORIZED,
                     detail=f"HTTP {response.status} {response.reason or ''}".strip(),
                 )
             if response.status != 200:
-                return EndpointResult(
+                return EndpointFetch(
                     endpoint,
-                    reason="http_status",
+                    reason=Reason.HTTP_STATUS,
                     detail=f"HTTP {response.status} {response.reason or ''}".strip(),
                 )
             # Read to the end of the body (it may arrive in many segments or chunks), but never more than the cap.
@@ -181,8 +134,8 @@ class ChargerClient:
             async for chunk in response.content.iter_chunked(64 * 1024):
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    return EndpointResult(
-                        endpoint, reason="invalid_payload", detail=f"body larger than {MAX_BODY_BYTES} bytes"
+                    return EndpointFetch(
+                        endpoint, reason=Reason.INVALID_PAYLOAD, detail=f"body larger than {MAX_BODY_BYTES} bytes"
                     )
             return bytes(body)
 
@@ -193,7 +146,7 @@ def _short(exc: BaseException | None) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-async def fetch_all(clients: Sequence[ChargerClient], budget: float | None = None) -> list[ChargerResult]:
+async def fetch_all(clients: Sequence[ChargerClient], budget: float | None = None) -> list[ChargerFetch]:
     """Fetch every charger concurrently. One charger's failure or slowness never affects another's result."""
     return list(await asyncio.gather(*(client.fetch(budget) for client in clients)))
 

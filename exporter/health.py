@@ -13,10 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import ChargerConfig
-from exporter.fetch import REASONS, ChargerResult
-from exporter.parse import ENDPOINTS
+from exporter.model import ENDPOINTS, ChargerResult, Reason
 
 log = logging.getLogger("exporter.health")
+
+# The reasons a charger can cause; exporter_error appears only once it happened.
+DEVICE_REASONS = tuple(r.value for r in Reason if r is not Reason.EXPORTER_ERROR)
 
 
 @dataclass(slots=True)
@@ -39,7 +41,7 @@ class ExporterHealth:
         self.chargers = {c.name: c for c in chargers}
         # Every (endpoint, reason) starts at 0 so that increase() sees the first error.
         self.counters = {
-            c.name: ChargerCounters(errors={(ep, r): 0.0 for ep in ENDPOINTS for r in REASONS}) for c in chargers
+            c.name: ChargerCounters(errors={(ep, r): 0.0 for ep in ENDPOINTS for r in DEVICE_REASONS}) for c in chargers
         }
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[tuple[str, str], str] = {}  # (charger, endpoint) -> reason currently failing

@@ -18,9 +18,9 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.catalogue import BY_NAME, CATALOGUE
 from exporter.config import ChargerConfig
-from exporter.fetch import ChargerResult
 from exporter.health import ExporterHealth
-from exporter.parse import ENDPOINTS, Charging, Configuration, Limits, Transaction
+from exporter.model import ENDPOINTS, ChargerResult
+from exporter.parse import Charging, Configuration, Limits, Transaction
 
 log = logging.getLogger("exporter.metrics")
 

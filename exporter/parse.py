@@ -16,40 +16,36 @@ Pure functions, no I/O. What real devices send differs from the vendor's OpenAPI
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
-ENDPOINTS: Final = ("configuration", "transaction", "charging", "limits")
+from exporter.model import (
+    ChargerFetch,
+    ChargerResult,
+    EndpointFetch,
+    EndpointResult,
+    Parsed,
+    Problem,
+    Reason,
+)
+
 MAX_PHASES: Final = 3
 MAX_LABEL_LEN: Final = 64
 
-T = TypeVar("T")
+log = logging.getLogger("exporter.parse")
 
 
 class PayloadError(Exception):
     """The body as a whole is unusable. ``reason`` is ``invalid_json`` or ``invalid_payload``."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One value that was skipped: the device field it came from and why."""
-
-    field: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed(Generic[T]):
-    reading: T
-    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +96,6 @@ class Limits:
     limits_reported: bool = False  # the device reported a current or power limit (a number or NaN)
 
 
-Reading = Configuration | Transaction | Charging | Limits
-
 # Bare tokens C firmware prints for non-finite floats, where a JSON value may stand. Strings are matched (and kept)
 # first, so that "nan" inside a string value is never touched.
 _NONFINITE_RE = re.compile(r'"(?:[^"\\]|\\.)*"|([\[:,]\s*)(-?nan|-?inf(?:inity)?)(?=\s*[,\]}])', re.IGNORECASE)
@@ -121,11 +115,11 @@ def decode_body(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise PayloadError("invalid_json", f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise PayloadError(Reason.INVALID_JSON, f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         data = json.loads(text)
     except RecursionError:
-        raise PayloadError("invalid_json", "body is nested too deeply") from None
+        raise PayloadError(Reason.INVALID_JSON, "body is nested too deeply") from None
     except json.JSONDecodeError as first:
         repaired = _NONFINITE_RE.sub(_nonfinite_to_json, text)
         try:
@@ -134,14 +128,14 @@ def decode_body(body: bytes) -> dict[str, Any]:
             data = None
         if data is None:
             raise PayloadError(
-                "invalid_json", f"body is not JSON: {first.msg} at line {first.lineno} column {first.colno}"
+                Reason.INVALID_JSON, f"body is not JSON: {first.msg} at line {first.lineno} column {first.colno}"
             ) from None
     except ValueError as exc:  # e.g. an integer literal longer than Python converts
-        raise PayloadError("invalid_json", f"body is not usable JSON: {str(exc)[:80]}") from None
+        raise PayloadError(Reason.INVALID_JSON, f"body is not usable JSON: {str(exc)[:80]}") from None
     if isinstance(data, dict) and isinstance(data.get("message"), dict) and "topic" in data:
         data = data["message"]  # WebSocket envelope
     if not isinstance(data, dict):
-        raise PayloadError("invalid_payload", f"expected a JSON object, got {_json_type(data)}")
+        raise PayloadError(Reason.INVALID_PAYLOAD, f"expected a JSON object, got {_json_type(data)}")
     return data
 
 
@@ -344,3 +338,29 @@ PARSERS: Final[Mapping[str, Callable[[Mapping[str, Any]], Parsed[Any]]]] = {
 def parse_endpoint(endpoint: str, body: bytes) -> Parsed[Any]:
     """Decode and parse one endpoint's body; raise :class:`PayloadError` if the body is unusable as a whole."""
     return PARSERS[endpoint](decode_body(body))
+
+
+def parse_fetched(fetched: EndpointFetch) -> EndpointResult:
+    """One endpoint's fetch outcome → its reading, or the reason it is unusable. Never raises."""
+    if fetched.body is None:
+        return EndpointResult(fetched.endpoint, reason=fetched.reason, detail=fetched.detail)
+    try:
+        parsed = parse_endpoint(fetched.endpoint, fetched.body)
+    except PayloadError as exc:
+        return EndpointResult(fetched.endpoint, reason=exc.reason, detail=exc.message)
+    except Exception as exc:  # a parser bug is the exporter's fault, not the charger's
+        log.exception("%s: unexpected error while parsing", fetched.endpoint)
+        return EndpointResult(
+            fetched.endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {type(exc).__name__}"
+        )
+    return EndpointResult(fetched.endpoint, parsed=parsed)
+
+
+def parse_charger(fetched: ChargerFetch) -> ChargerResult:
+    """Parse every endpoint of one charger's fetch (pure; the step between fetch and metrics)."""
+    return ChargerResult(
+        charger=fetched.charger,
+        endpoints={ep: parse_fetched(outcome) for ep, outcome in fetched.endpoints.items()},
+        duration=fetched.duration,
+        taken_at=fetched.taken_at,
+    )

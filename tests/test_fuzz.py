@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.config import ChargerConfig
-from exporter.fetch import result_from_bodies
 from exporter.metrics import StaticCollector, device_families
-from exporter.parse import ENDPOINTS, PayloadError, parse_endpoint
+from exporter.model import ENDPOINTS
+from exporter.parse import PayloadError, parse_endpoint
+from tests.support.readings import result_from_bodies
 
 FIELDS = [
     "pdName", "powerDomainName", "ctrlrName", "controllerName", "effectiveAmperageLimit", "hasPhaseRotation",

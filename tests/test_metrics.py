@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.catalogue import BY_NAME, CATALOGUE
 from exporter.config import ChargerConfig
-from exporter.fetch import ChargerResult, EndpointResult, result_from_bodies
 from exporter.health import ExporterHealth
 from exporter.metrics import StaticCollector, device_families, health_families
-from exporter.parse import ENDPOINTS
+from exporter.model import ENDPOINTS, ChargerResult, EndpointResult, Reason
+from tests.support.readings import result_from_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
@@ -190,7 +190,7 @@ def test_failed_endpoint_keeps_the_others() -> None:
 def test_dead_charger_exports_only_health() -> None:
     dead = ChargerResult(
         charger=GARAGE,
-        endpoints={ep: EndpointResult(ep, reason="connect", detail="refused") for ep in ENDPOINTS},
+        endpoints={ep: EndpointResult(ep, reason=Reason.CONNECT, detail="refused") for ep in ENDPOINTS},
         duration=0.001,
     )
     names = {name for (name, _) in samples(render([dead]))}
@@ -201,7 +201,7 @@ def test_health_counters_start_at_zero_and_count_reasons() -> None:
     health = ExporterHealth([GARAGE])
     dead = ChargerResult(
         charger=GARAGE,
-        endpoints={ep: EndpointResult(ep, reason="timeout", detail="") for ep in ENDPOINTS},
+        endpoints={ep: EndpointResult(ep, reason=Reason.TIMEOUT, detail="") for ep in ENDPOINTS},
         duration=1.0,
     )
     registry = CollectorRegistry(auto_describe=False)

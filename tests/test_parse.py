@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from exporter import parse
+from exporter.model import EndpointFetch, Problem, Reason
 from exporter.parse import (
     Charging,
     Configuration,
     Limits,
     PayloadError,
-    Problem,
     Transaction,
     decode_body,
     parse_charging,
     parse_configuration,
     parse_endpoint,
+    parse_fetched,
     parse_limits,
     parse_transaction,
 )
@@ -280,3 +282,21 @@ def test_unusable_bodies(body: bytes, reason: str, message: str) -> None:
     with pytest.raises(PayloadError) as info:
         parse_endpoint("charging", body)
     assert (info.value.reason, info.value.message) == (reason, message)
+
+
+def test_a_parser_bug_is_the_exporters_error_not_the_chargers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_: object) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setitem(parse.PARSERS, "limits", broken)
+    result = parse_fetched(EndpointFetch("limits", body=b'{"enabled": true}'))
+    assert result.reason is Reason.EXPORTER_ERROR
+    assert result.detail == "exporter error: KeyError"
+    assert "unexpected error while parsing" in caplog.text
+
+
+def test_a_transport_error_passes_through_parsing_unchanged() -> None:
+    result = parse_fetched(EndpointFetch("charging", reason=Reason.TIMEOUT, detail="no answer before the deadline"))
+    assert (result.ok, result.reason, result.detail) == (False, Reason.TIMEOUT, "no answer before the deadline")
