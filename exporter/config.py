@@ -99,26 +99,12 @@ class ChargerConfig:
     auth: BasicAuth | BearerAuth | None = None
     tls: TLSConfig | None = None
 
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        return tuple(k for k, _ in self.labels)
-
-    @property
-    def label_values(self) -> tuple[str, ...]:
-        return tuple(v for _, v in self.labels)
-
 
 @dataclass(frozen=True, slots=True)
 class Config:
     chargers: tuple[ChargerConfig, ...]
     timeout: float = DEFAULT_TIMEOUT
     source: str = "<memory>"
-
-    def charger(self, name: str) -> ChargerConfig | None:
-        for charger in self.chargers:
-            if charger.name == name:
-                return charger
-        return None
 
     def summary(self) -> str:
         n = len(self.chargers)
