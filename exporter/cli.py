@@ -17,6 +17,14 @@ DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_SIM_LISTEN = "127.0.0.1:8080"
 CONFIG_ENV = "PULSATRIX_EXPORTER_CONFIG"
+DEFAULT_DEMO_CHARGERS = 3
+# Label on every series of a simulated charger: fake data must never pass for real data.
+SIMULATED_LABELS = {"simulated": "true"}
+NO_CONFIG_MESSAGE = (
+    "pulsatrix-exporter: no config file given, so there is nothing to export. Pass one with --config FILE (or set "
+    f"${CONFIG_ENV} to its path; see README, Configuration), check it first with --config FILE --check-config, or "
+    "try the exporter against built-in simulated chargers with: pulsatrix-exporter --demo"
+)
 
 log = logging.getLogger("exporter")
 
@@ -59,15 +67,14 @@ def positive_float(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsatrix-exporter",
-        description="Prometheus exporter for pulsatrix EV charging controllers. With no --config (and no "
-        f"${CONFIG_ENV}) it runs against built-in simulated chargers (--demo).",
+        description="Prometheus exporter for pulsatrix EV charging controllers. Needs a config file (--config "
+        f"FILE or ${CONFIG_ENV}); --demo instead exports built-in simulated chargers, labelled simulated=\"true\".",
     )
     parser.add_argument("--version", action="version", version=f"pulsatrix-exporter {__version__}")
     parser.add_argument(
         "--config",
         metavar="FILE",
-        default=os.environ.get(CONFIG_ENV),
-        help=f"YAML config file (default: ${CONFIG_ENV}; none: demo mode)",
+        help=f"YAML config file (default: ${CONFIG_ENV}); required unless --demo",
     )
     parser.add_argument(
         "--listen",
@@ -77,13 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"address to serve /metrics on (default: {DEFAULT_LISTEN})",
     )
     parser.add_argument("--check-config", action="store_true", help="validate the config, print a summary, exit 0/1")
-    parser.add_argument("--demo", action="store_true", help="export simulated chargers started in-process")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"export simulated chargers started in-process instead of a config (ignores ${CONFIG_ENV})",
+    )
     parser.add_argument(
         "--demo-chargers",
         metavar="N",
         type=positive_int,
-        default=3,
-        help="simulated chargers in demo mode (3)",
+        help=f"simulated chargers in demo mode ({DEFAULT_DEMO_CHARGERS})",
     )
     parser.add_argument(
         "--log-level",
@@ -124,9 +134,14 @@ async def _demo_app(n: int, speed: float) -> web.Application:
     from exporter.simulator import SITES, start_simulator
 
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=n, speed=speed)
-    labels = {name: {"site": SITES[i % len(SITES)]} for i, name in enumerate(names)}
+    labels = {name: {"site": SITES[i % len(SITES)], **SIMULATED_LABELS} for i, name in enumerate(names)}
     config = demo_config(base_url, names, labels)
-    log.info("demo mode: %d simulated charger(s) at %s (no config file given)", n, base_url)
+    log.warning(
+        "DEMO MODE: exporting %d simulated charger(s) served in-process at %s, not real devices; every charger series "
+        'carries simulated="true"',
+        n,
+        base_url,
+    )
     app = create_app(config)
 
     async def stop_simulator(_: web.Application) -> None:
@@ -166,16 +181,39 @@ def app_names(app: web.Application) -> list[str]:
     return list(app[SIMULATOR].chargers)
 
 
+def _config_path(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
+    """Where the config comes from, after refusing flag combinations that mean two different things.
+
+    ``--demo`` and an explicit ``--config`` contradict each other; ``$PULSATRIX_EXPORTER_CONFIG`` is only a default
+    (the container image always sets it), so ``--demo`` overrides it. ``--check-config`` checks a config file, which
+    the demo does not have.
+    """
+    if args.demo:
+        if args.config is not None:
+            parser.error("--demo runs simulated chargers and takes no --config FILE; use one or the other")
+        if args.check_config:
+            parser.error("--check-config checks a config file (--config FILE); --demo has none")
+        return None
+    if args.demo_chargers is not None:
+        parser.error("--demo-chargers only applies with --demo")
+    return args.config if args.config is not None else (os.environ.get(CONFIG_ENV) or None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "simulate":
         return _run_simulator(args)
 
     host, port = args.listen
-    if args.config and not args.demo:
+    config_path = _config_path(args, parser)
+    if not args.demo and config_path is None:
+        print(NO_CONFIG_MESSAGE, file=sys.stderr)
+        return 2
+    if config_path is not None:
         try:
-            config = load_config(args.config)
+            config = load_config(config_path)
         except ConfigError as exc:
             print(exc.render(), file=sys.stderr)
             return 1
@@ -187,9 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
         web.run_app(create_app(config), host=host, port=port, access_log=None, print=None)
         return 0
-    if args.check_config:
-        print("--check-config needs --config FILE (or $" + CONFIG_ENV + ")", file=sys.stderr)
-        return 1
+    if os.environ.get(CONFIG_ENV):
+        log.info("--demo: ignoring $%s", CONFIG_ENV)
+    n = args.demo_chargers or DEFAULT_DEMO_CHARGERS
     log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
-    web.run_app(_demo_app(args.demo_chargers, speed=10.0), host=host, port=port, access_log=None, print=None)
+    web.run_app(_demo_app(n, speed=10.0), host=host, port=port, access_log=None, print=None)
     return 0

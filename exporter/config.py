@@ -46,6 +46,7 @@ RESERVED_LABELS = frozenset(
         "version",
         "job",
         "instance",
+        "simulated",  # only --demo sets it: a configured charger cannot pass for a simulated one, nor the reverse
     }
 )
 

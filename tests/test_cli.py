@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from exporter import __version__
-from exporter.cli import DEFAULT_PORT, build_parser, parse_listen
+from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
+from exporter.config import ConfigError, parse_config
 from tests.support.servers import free_port
 
 
@@ -47,10 +48,47 @@ def test_bad_flag_values_are_rejected() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_check_config_without_a_config_fails() -> None:
-    proc = run("--check-config")
-    assert proc.returncode == 1
-    assert "--check-config needs --config FILE" in proc.stderr
+def test_without_a_config_it_refuses_to_start_and_says_how_to_run_the_demo() -> None:
+    proc = run("--listen", "127.0.0.1:0")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == NO_CONFIG_MESSAGE + "\n"
+    assert "--demo" in NO_CONFIG_MESSAGE and "--config FILE" in NO_CONFIG_MESSAGE and CONFIG_ENV in NO_CONFIG_MESSAGE
+    empty_env = run("--listen", "127.0.0.1:0", env={CONFIG_ENV: ""})
+    assert (empty_env.returncode, empty_env.stderr) == (2, NO_CONFIG_MESSAGE + "\n")
+
+
+GOOD = "tests/fixtures/config/good.yml"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("--check-config",), {}, NO_CONFIG_MESSAGE),
+        (
+            ("--config", GOOD, "--demo", "--check-config"),
+            {},
+            "error: --demo runs simulated chargers and takes no --config FILE; use one or the other",
+        ),
+        (
+            ("--config", GOOD, "--demo"),
+            {},
+            "error: --demo runs simulated chargers and takes no --config FILE; use one or the other",
+        ),
+        (
+            ("--demo", "--check-config"),
+            {CONFIG_ENV: GOOD},
+            "error: --check-config checks a config file (--config FILE); --demo has none",
+        ),
+        (("--config", GOOD, "--demo-chargers", "5"), {}, "error: --demo-chargers only applies with --demo"),
+    ],
+    ids=["check-without-config", "config+demo+check", "config+demo", "demo+check", "demo-chargers-without-demo"],
+)
+def test_contradicting_flags_are_a_usage_error(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    proc = run(*args, "--listen", "127.0.0.1:0", env={"OFFICE_TOKEN": "t", **env})
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_listen_parsing() -> None:
@@ -95,26 +133,38 @@ def process(
             proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("args", [("--demo",), ()], ids=["--demo", "no-config"])
-def test_demo_shows_live_changing_metrics(args: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("env", [{}, {CONFIG_ENV: "/nonexistent/config.yml"}], ids=["plain", "config-env-set"])
+def test_demo_shows_live_changing_metrics_labelled_simulated(env: dict[str, str]) -> None:
+    """The README's first command; the container image sets $PULSATRIX_EXPORTER_CONFIG and `--demo` overrides it."""
     port = free_port()
-    with process(*args, "--listen", f"127.0.0.1:{port}", ready_path="/-/ready", port=port) as proc:
+    with process("--demo", "--listen", f"127.0.0.1:{port}", ready_path="/-/ready", port=port, env=env) as proc:
         first = fetch(f"http://127.0.0.1:{port}/metrics")
         time.sleep(1.1)
         second = fetch(f"http://127.0.0.1:{port}/metrics")
         page = fetch(f"http://127.0.0.1:{port}/")
     for name in ("garage", "carport", "visitor-bay"):
-        assert f'pulsatrix_up{{charger="{name}",site=' in first
+        assert f'pulsatrix_up{{charger="{name}",simulated="true",site=' in first
         assert name in page
-    assert 'pulsatrix_up{charger="garage",site="home"} 1.0' in first
+    assert 'pulsatrix_up{charger="garage",simulated="true",site="home"} 1.0' in first
+    charger_series = [line for line in first.splitlines() if 'charger="' in line and not line.startswith("#")]
+    assert len(charger_series) > 50
+    assert all('simulated="true"' in line for line in charger_series), "every simulated series says so"
 
     def voltage(text: str) -> str:
         return next(line for line in text.splitlines() if line.startswith('pulsatrix_voltage_volts{charger="garage"'))
 
     assert voltage(first) != voltage(second), "demo values move between scrapes"
     _, err = proc.communicate(timeout=5)
-    assert "demo mode: 3 simulated charger(s)" in err
+    assert "WARNING exporter: DEMO MODE: exporting 3 simulated charger(s)" in err
     assert proc.returncode in (0, -15)
+
+
+def test_a_configured_charger_cannot_claim_to_be_simulated() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('chargers: [{name: a, url: "http://192.0.2.1", labels: {simulated: "false"}}]')
+    assert info.value.problems == [
+        "chargers[0].labels.simulated: 'simulated' is used by the exporter itself; choose another label name"
+    ]
 
 
 def test_simulate_command_with_bearer_auth() -> None:
