@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import ConfigError, demo_config, load_config
+from exporter.config import Config, ConfigError, demo_config, load_config
+from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -83,7 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_listen(DEFAULT_LISTEN),
         help=f"address to serve /metrics on (default: {DEFAULT_LISTEN})",
     )
-    parser.add_argument("--check-config", action="store_true", help="validate the config, print a summary, exit 0/1")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit web config: TLS (tls_server_config) and basic auth (basic_auth_users) for this port",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (and --web.config.file), print a summary, exit 0/1",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -206,28 +217,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         return _run_simulator(args)
 
-    host, port = args.listen
     config_path = _config_path(args, parser)
     if not args.demo and config_path is None:
         print(NO_CONFIG_MESSAGE, file=sys.stderr)
         return 2
+    errors: list[str] = []
+    config: Config | None = None
+    web_config: WebConfig | None = None
     if config_path is not None:
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            print(exc.render(), file=sys.stderr)
-            return 1
-        if args.check_config:
-            print(config.summary())
-            return 0
+            errors.append(exc.render())
+    if args.web_config_file is not None:
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as exc:
+            errors.append(exc.render())
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 1
+    if args.check_config and config is not None:  # _config_path refuses --check-config without a config
+        print(config.summary())
+        if web_config is not None:
+            print(web_config.summary())
+        return 0
+
+    if config is None:
+        if os.environ.get(CONFIG_ENV):
+            log.info("--demo: ignoring $%s", CONFIG_ENV)
+        app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
+    else:
         from exporter.app import create_app
 
-        log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
-        web.run_app(create_app(config), host=host, port=port, access_log=None, print=None)
-        return 0
-    if os.environ.get(CONFIG_ENV):
-        log.info("--demo: ignoring $%s", CONFIG_ENV)
-    n = args.demo_chargers or DEFAULT_DEMO_CHARGERS
-    log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
-    web.run_app(_demo_app(n, speed=10.0), host=host, port=port, access_log=None, print=None)
+        app = _ready(create_app(config))
+    _serve(app, args.listen, web_config)
     return 0
+
+
+async def _ready(app: web.Application) -> web.Application:
+    return app
+
+
+def _serve(make_app: Awaitable[web.Application], listen: tuple[str, int], web_config: WebConfig | None) -> None:
+    host, port = listen
+    ssl_context = web_config.ssl_context if web_config is not None else None
+
+    async def app_with_auth() -> web.Application:
+        app = await make_app
+        if web_config is not None and web_config.users:
+            auth = BasicAuth(web_config.users)
+            app.middlewares.append(auth.middleware)
+            app.on_cleanup.append(auth.close)
+        return app
+
+    if web_config is not None and web_config.users and ssl_context is None:
+        log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("pulsatrix-exporter %s listening on %s://%s:%d", __version__, scheme, host, port)
+    web.run_app(app_with_auth(), host=host, port=port, ssl_context=ssl_context, access_log=None, print=None)

@@ -138,6 +138,8 @@ class Config:
 class ConfigError(Exception):
     """All problems found in one config file."""
 
+    kind = "config"  # the word in the first line of the message: "<file>: 2 problems in config"
+
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         # Every problem is one line whatever the file held: control characters are escaped, long values cut.
         self.source = _escape(source)
@@ -146,7 +148,7 @@ class ConfigError(Exception):
 
     def render(self) -> str:
         n = len(self.problems)
-        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in config"
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in {self.kind}"
         lines = [head, *(f"  {self.source}: {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])]
         if n > MAX_PROBLEMS_SHOWN:
             lines.append(f"  {self.source}: ... and {n - MAX_PROBLEMS_SHOWN} more problems")
