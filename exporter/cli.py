@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Sequence
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, demo_config, load_config
+from exporter.config import DEFAULT_TIMEOUT, Config, ConfigError, demo_config, load_config
 from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
@@ -19,6 +19,11 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_SIM_LISTEN = "127.0.0.1:8080"
 CONFIG_ENV = "PULSATRIX_EXPORTER_CONFIG"
 DEFAULT_DEMO_CHARGERS = 3
+# SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end within their chargers'
+# deadline, so wait for the longest one plus a margin for rendering, but at most 25 s (Kubernetes kills after 30 s
+# by default; systemd after 90 s).
+SHUTDOWN_MARGIN = 2.0
+MAX_SHUTDOWN_TIMEOUT = 25.0
 # Label on every series of a simulated charger: fake data must never pass for real data.
 SIMULATED_LABELS = {"simulated": "true"}
 NO_CONFIG_MESSAGE = (
@@ -247,11 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
         app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
+        longest = DEFAULT_TIMEOUT
     else:
         from exporter.app import create_app
 
         app = _ready(create_app(config))
-    _serve(app, args.listen, web_config)
+        longest = max([config.timeout, *(c.timeout for c in config.chargers)])
+    _serve(app, args.listen, web_config, shutdown_timeout=min(longest + SHUTDOWN_MARGIN, MAX_SHUTDOWN_TIMEOUT))
     return 0
 
 
@@ -259,7 +266,13 @@ async def _ready(app: web.Application) -> web.Application:
     return app
 
 
-def _serve(make_app: Awaitable[web.Application], listen: tuple[str, int], web_config: WebConfig | None) -> None:
+def _serve(
+    make_app: Awaitable[web.Application],
+    listen: tuple[str, int],
+    web_config: WebConfig | None,
+    *,
+    shutdown_timeout: float,
+) -> None:
     host, port = listen
     ssl_context = web_config.ssl_context if web_config is not None else None
 
@@ -275,4 +288,13 @@ def _serve(make_app: Awaitable[web.Application], listen: tuple[str, int], web_co
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     scheme = "https" if ssl_context is not None else "http"
     log.info("pulsatrix-exporter %s listening on %s://%s:%d", __version__, scheme, host, port)
-    web.run_app(app_with_auth(), host=host, port=port, ssl_context=ssl_context, access_log=None, print=None)
+    web.run_app(
+        app_with_auth(),
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        access_log=None,
+        print=None,
+        shutdown_timeout=shutdown_timeout,
+    )
+    log.info("stopped")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,8 @@ from exporter import __version__
 from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
 from exporter.config import ConfigError, parse_config
 from tests.support.servers import free_port
+
+OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -185,3 +191,59 @@ def test_simulate_command_with_bearer_auth() -> None:
     out, err = proc.communicate(timeout=5)
     assert f"  - name: garage\n    url: http://127.0.0.1:{port}/garage\n" in out
     assert "sekret" not in out + err
+
+
+class SlowCharger(http.server.ThreadingHTTPServer):
+    """A charger on loopback that takes `delay` seconds per reply and says when a request has arrived."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.request_seen = threading.Event()
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    server: SlowCharger
+
+    def do_GET(self) -> None:
+        self.server.request_seen.set()
+        time.sleep(self.server.delay)
+        body = (OPENAPI / f"{self.path.rsplit('/', 1)[-1]}.json").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_sigterm_finishes_the_scrape_in_flight_and_exits_0(tmp_path: Path) -> None:
+    charger = SlowCharger(delay=1.5)
+    threading.Thread(target=charger.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "slow.yml"
+        config.write_text(f"chargers:\n  - name: slow\n    url: http://127.0.0.1:{charger.server_port}\n")
+        port = free_port()
+        result: dict[str, str] = {}
+
+        def scrape() -> None:
+            result["body"] = fetch(f"http://127.0.0.1:{port}/probe?target=slow")
+
+        args = ("--config", str(config), "--listen", f"127.0.0.1:{port}")
+        with process(*args, ready_path="/-/ready", port=port) as proc:
+            scraper = threading.Thread(target=scrape)
+            scraper.start()
+            assert charger.request_seen.wait(timeout=10), "the scrape reached the charger"
+            proc.send_signal(signal.SIGTERM)
+            scraper.join(timeout=20)
+            # Within the shutdown timeout: the charger's 5 s deadline + 2 s.
+            assert proc.wait(timeout=5 + 2 + 5) == 0
+            _, err = proc.communicate(timeout=5)
+        assert 'pulsatrix_up{charger="slow"} 1.0' in result["body"], "the scrape in flight completed with its data"
+        assert "Traceback" not in err
+        assert "INFO exporter: stopped" in err
+    finally:
+        charger.shutdown()
+        charger.server_close()
