@@ -204,6 +204,8 @@ def _config_path(args: argparse.Namespace, parser: argparse.ArgumentParser) -> s
     (the container image always sets it), so ``--demo`` overrides it. ``--check-config`` checks a config file, which
     the demo does not have.
     """
+    if args.config == "":
+        parser.error("--config needs a file name")
     if args.demo:
         if args.config is not None:
             parser.error("--demo runs simulated chargers and takes no --config FILE; use one or the other")

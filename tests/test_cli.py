@@ -87,8 +87,12 @@ GOOD = "tests/fixtures/config/good.yml"
             "error: --check-config checks a config file (--config FILE); --demo has none",
         ),
         (("--config", GOOD, "--demo-chargers", "5"), {}, "error: --demo-chargers only applies with --demo"),
+        (("--config", ""), {}, "error: --config needs a file name"),
     ],
-    ids=["check-without-config", "config+demo+check", "config+demo", "demo+check", "demo-chargers-without-demo"],
+    ids=[
+        "check-without-config", "config+demo+check", "config+demo", "demo+check", "demo-chargers-without-demo",
+        "empty-config",
+    ],
 )
 def test_contradicting_flags_are_a_usage_error(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
     proc = run(*args, "--listen", "127.0.0.1:0", env={"OFFICE_TOKEN": "t", **env})
