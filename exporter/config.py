@@ -214,7 +214,7 @@ class _Checker:
             if match.group(0) == "$$":
                 return "$"
             name = match.group(1)
-            if not ENV_NAME_RE.match(name):
+            if not ENV_NAME_RE.fullmatch(name):
                 self.error(path, f"'${{{_show(name)}}}' is not a valid environment variable reference")
                 ok = False
                 return ""
