@@ -6,17 +6,31 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import ConfigError, demo_config, load_config
+from exporter.config import DEFAULT_TIMEOUT, Config, ConfigError, demo_config, load_config
+from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_SIM_LISTEN = "127.0.0.1:8080"
 CONFIG_ENV = "PULSATRIX_EXPORTER_CONFIG"
+DEFAULT_DEMO_CHARGERS = 3
+# SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end within their chargers'
+# deadline, so wait for the longest one plus a margin for rendering, but at most 25 s (Kubernetes kills after 30 s
+# by default; systemd after 90 s).
+SHUTDOWN_MARGIN = 2.0
+MAX_SHUTDOWN_TIMEOUT = 25.0
+# Label on every series of a simulated charger: fake data must never pass for real data.
+SIMULATED_LABELS = {"simulated": "true"}
+NO_CONFIG_MESSAGE = (
+    "pulsatrix-exporter: no config file given, so there is nothing to export. Pass one with --config FILE (or set "
+    f"${CONFIG_ENV} to its path; see README, Configuration), check it first with --config FILE --check-config, or "
+    "try the exporter against built-in simulated chargers with: pulsatrix-exporter --demo"
+)
 
 log = logging.getLogger("exporter")
 
@@ -59,15 +73,14 @@ def positive_float(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsatrix-exporter",
-        description="Prometheus exporter for pulsatrix EV charging controllers. With no --config (and no "
-        f"${CONFIG_ENV}) it runs against built-in simulated chargers (--demo).",
+        description="Prometheus exporter for pulsatrix EV charging controllers. Needs a config file (--config "
+        f"FILE or ${CONFIG_ENV}); --demo instead exports built-in simulated chargers, labelled simulated=\"true\".",
     )
     parser.add_argument("--version", action="version", version=f"pulsatrix-exporter {__version__}")
     parser.add_argument(
         "--config",
         metavar="FILE",
-        default=os.environ.get(CONFIG_ENV),
-        help=f"YAML config file (default: ${CONFIG_ENV}; none: demo mode)",
+        help=f"YAML config file (default: ${CONFIG_ENV}); required unless --demo",
     )
     parser.add_argument(
         "--listen",
@@ -76,14 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_listen(DEFAULT_LISTEN),
         help=f"address to serve /metrics on (default: {DEFAULT_LISTEN})",
     )
-    parser.add_argument("--check-config", action="store_true", help="validate the config, print a summary, exit 0/1")
-    parser.add_argument("--demo", action="store_true", help="export simulated chargers started in-process")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit web config: TLS (tls_server_config) and basic auth (basic_auth_users) for this port",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (and --web.config.file), print a summary, exit 0/1",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"export simulated chargers started in-process instead of a config (ignores ${CONFIG_ENV})",
+    )
     parser.add_argument(
         "--demo-chargers",
         metavar="N",
         type=positive_int,
-        default=3,
-        help="simulated chargers in demo mode (3)",
+        help=f"simulated chargers in demo mode ({DEFAULT_DEMO_CHARGERS})",
     )
     parser.add_argument(
         "--log-level",
@@ -124,9 +150,14 @@ async def _demo_app(n: int, speed: float) -> web.Application:
     from exporter.simulator import SITES, start_simulator
 
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=n, speed=speed)
-    labels = {name: {"site": SITES[i % len(SITES)]} for i, name in enumerate(names)}
+    labels = {name: {"site": SITES[i % len(SITES)], **SIMULATED_LABELS} for i, name in enumerate(names)}
     config = demo_config(base_url, names, labels)
-    log.info("demo mode: %d simulated charger(s) at %s (no config file given)", n, base_url)
+    log.warning(
+        "DEMO MODE: exporting %d simulated charger(s) served in-process at %s, not real devices; every charger series "
+        'carries simulated="true"',
+        n,
+        base_url,
+    )
     app = create_app(config)
 
     async def stop_simulator(_: web.Application) -> None:
@@ -166,30 +197,106 @@ def app_names(app: web.Application) -> list[str]:
     return list(app[SIMULATOR].chargers)
 
 
+def _config_path(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
+    """Where the config comes from, after refusing flag combinations that mean two different things.
+
+    ``--demo`` and an explicit ``--config`` contradict each other; ``$PULSATRIX_EXPORTER_CONFIG`` is only a default
+    (the container image always sets it), so ``--demo`` overrides it. ``--check-config`` checks a config file, which
+    the demo does not have.
+    """
+    if args.config == "":
+        parser.error("--config needs a file name")
+    if args.demo:
+        if args.config is not None:
+            parser.error("--demo runs simulated chargers and takes no --config FILE; use one or the other")
+        if args.check_config:
+            parser.error("--check-config checks a config file (--config FILE); --demo has none")
+        return None
+    if args.demo_chargers is not None:
+        parser.error("--demo-chargers only applies with --demo")
+    return args.config if args.config is not None else (os.environ.get(CONFIG_ENV) or None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "simulate":
         return _run_simulator(args)
 
-    host, port = args.listen
-    if args.config and not args.demo:
+    config_path = _config_path(args, parser)
+    if not args.demo and config_path is None:
+        print(NO_CONFIG_MESSAGE, file=sys.stderr)
+        return 2
+    errors: list[str] = []
+    config: Config | None = None
+    web_config: WebConfig | None = None
+    if config_path is not None:
         try:
-            config = load_config(args.config)
+            config = load_config(config_path)
         except ConfigError as exc:
-            print(exc.render(), file=sys.stderr)
-            return 1
-        if args.check_config:
-            print(config.summary())
-            return 0
+            errors.append(exc.render())
+    if args.web_config_file is not None:
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as exc:
+            errors.append(exc.render())
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 1
+    if args.check_config and config is not None:  # _config_path refuses --check-config without a config
+        print(config.summary())
+        if web_config is not None:
+            print(web_config.summary())
+        return 0
+
+    if config is None:
+        if os.environ.get(CONFIG_ENV):
+            log.info("--demo: ignoring $%s", CONFIG_ENV)
+        app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
+        longest = DEFAULT_TIMEOUT
+    else:
         from exporter.app import create_app
 
-        log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
-        web.run_app(create_app(config), host=host, port=port, access_log=None, print=None)
-        return 0
-    if args.check_config:
-        print("--check-config needs --config FILE (or $" + CONFIG_ENV + ")", file=sys.stderr)
-        return 1
-    log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
-    web.run_app(_demo_app(args.demo_chargers, speed=10.0), host=host, port=port, access_log=None, print=None)
+        app = _ready(create_app(config))
+        longest = max([config.timeout, *(c.timeout for c in config.chargers)])
+    _serve(app, args.listen, web_config, shutdown_timeout=min(longest + SHUTDOWN_MARGIN, MAX_SHUTDOWN_TIMEOUT))
     return 0
+
+
+async def _ready(app: web.Application) -> web.Application:
+    return app
+
+
+def _serve(
+    make_app: Awaitable[web.Application],
+    listen: tuple[str, int],
+    web_config: WebConfig | None,
+    *,
+    shutdown_timeout: float,
+) -> None:
+    host, port = listen
+    ssl_context = web_config.ssl_context if web_config is not None else None
+
+    async def app_with_auth() -> web.Application:
+        app = await make_app
+        if web_config is not None and web_config.users:
+            auth = BasicAuth(web_config.users)
+            app.middlewares.append(auth.middleware)
+            app.on_cleanup.append(auth.close)
+        return app
+
+    if web_config is not None and web_config.users and ssl_context is None:
+        log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("pulsatrix-exporter %s listening on %s://%s:%d", __version__, scheme, host, port)
+    web.run_app(
+        app_with_auth(),
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        access_log=None,
+        print=None,
+        shutdown_timeout=shutdown_timeout,
+    )
+    log.info("stopped")

@@ -8,6 +8,7 @@ Every problem in a file is collected and reported at once, each one naming the f
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import ssl
@@ -22,8 +23,25 @@ import yaml
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 300.0
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Limits that turn a wrong file (a log, /dev/zero, an alias bomb, generated garbage) into one clear error instead of
+# a hang, a traceback or an exhausted memory. A real config is far inside them: 10,000 chargers with auth and labels
+# take about 2 MiB, 5 levels of nesting and 150,000 YAML nodes.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_SECRET_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 1_000_000
+MAX_PROBLEMS_SHOWN = 100
+
+# Used with fullmatch: "$" would also accept a trailing line break.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# What RFC 3986 allows in a URL, unencoded; anything else (a space, a quote, a non-ASCII letter) is refused.
+URL_CHARS_RE = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+BAD_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?"
+HOST_RE = re.compile(rf"{HOST_LABEL}(?:\.{HOST_LABEL})*\.?")
+# Characters that would break a one-line message or a header: C0/C1 controls, DEL, the Unicode line separators.
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -46,6 +64,7 @@ RESERVED_LABELS = frozenset(
         "version",
         "job",
         "instance",
+        "simulated",  # only --demo sets it: a configured charger cannot pass for a simulated one, nor the reverse
     }
 )
 
@@ -99,26 +118,12 @@ class ChargerConfig:
     auth: BasicAuth | BearerAuth | None = None
     tls: TLSConfig | None = None
 
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        return tuple(k for k, _ in self.labels)
-
-    @property
-    def label_values(self) -> tuple[str, ...]:
-        return tuple(v for _, v in self.labels)
-
 
 @dataclass(frozen=True, slots=True)
 class Config:
     chargers: tuple[ChargerConfig, ...]
     timeout: float = DEFAULT_TIMEOUT
     source: str = "<memory>"
-
-    def charger(self, name: str) -> ChargerConfig | None:
-        for charger in self.chargers:
-            if charger.name == name:
-                return charger
-        return None
 
     def summary(self) -> str:
         n = len(self.chargers)
@@ -133,14 +138,21 @@ class Config:
 class ConfigError(Exception):
     """All problems found in one config file."""
 
+    kind = "config"  # the word in the first line of the message: "<file>: 2 problems in config"
+
     def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
+        # Every problem is one line whatever the file held: control characters are escaped, long values cut.
+        self.source = _escape(source)
+        self.problems = [_escape(p) if len(p) <= 500 else _escape(p[:500]) + "…" for p in problems]
         super().__init__(self.render())
 
     def render(self) -> str:
-        head = f"{self.source}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in config"
-        return "\n".join([head, *(f"  {self.source}: {p}" for p in self.problems)])
+        n = len(self.problems)
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in {self.kind}"
+        lines = [head, *(f"  {self.source}: {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])]
+        if n > MAX_PROBLEMS_SHOWN:
+            lines.append(f"  {self.source}: ... and {n - MAX_PROBLEMS_SHOWN} more problems")
+        return "\n".join(lines)
 
 
 class _Checker:
@@ -157,12 +169,14 @@ class _Checker:
 
     # -- primitive readers -------------------------------------------------------------------------------
 
-    def keys(self, path: str, obj: Mapping[str, Any], allowed: Sequence[str], required: Sequence[str]) -> None:
+    def keys(self, path: str, obj: Mapping[Any, Any], allowed: Sequence[str], required: Sequence[str]) -> None:
         for key in obj:
-            if key not in allowed:
-                hint = difflib.get_close_matches(str(key), allowed, n=1)
+            if not isinstance(key, str):
+                self.error(_join(path, _show(key)), f"a key must be a string, got {_describe(key)}")
+            elif key not in allowed:
+                hint = difflib.get_close_matches(key[:100], allowed, n=1)
                 extra = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(allowed)})"
-                self.error(_join(path, str(key)), f"unknown key{extra}")
+                self.error(_join(path, _show(key)), f"unknown key{extra}")
         for key in required:
             if key not in obj:
                 self.error(_join(path, key), "required key is missing")
@@ -179,11 +193,15 @@ class _Checker:
             hint = "; put the value in quotes" if isinstance(value, bool | int | float) else ""
             self.error(path, f"must be a string, got {_describe(value)}{hint}")
             return None
-        return self.expand(path, value)
+        text = self.expand(path, value)
+        if text is not None and (bad := CONTROL_RE.search(text)):
+            self.error(path, f"contains the control character {_escape(bad.group())} (a line break or tab?)")
+            return None
+        return text
 
     def header_safe(self, path: str, value: str | None) -> str | None:
         """Credentials go into an HTTP header: refuse control characters (a second line in a secret file)."""
-        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if value is not None and CONTROL_RE.search(value):
             self.error(path, "contains a control character (a line break?); credentials must be one line")
             return None
         return value
@@ -196,8 +214,8 @@ class _Checker:
             if match.group(0) == "$$":
                 return "$"
             name = match.group(1)
-            if not ENV_NAME_RE.match(name):
-                self.error(path, f"'${{{name}}}' is not a valid environment variable reference")
+            if not ENV_NAME_RE.fullmatch(name):
+                self.error(path, f"'${{{_show(name)}}}' is not a valid environment variable reference")
                 ok = False
                 return ""
             if name not in self.env:
@@ -217,12 +235,15 @@ class _Checker:
             try:
                 value = float(expanded)
             except ValueError:
-                self.error(path, f"must be a number of seconds, got {expanded!r}")
+                self.error(path, f"must be a number of seconds, got {_show(repr(expanded))}")
                 return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.error(path, f"must be a number of seconds, got {_describe(value)}")
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
         if not minimum < number <= maximum:
             self.error(path, f"must be greater than {minimum:g} and at most {maximum:g}, got {number:g}")
             return None
@@ -242,10 +263,16 @@ class _Checker:
         if not file_path.is_absolute():
             file_path = self.base_dir / file_path
         try:
-            text = file_path.read_text(encoding="utf-8")
+            with file_path.open("rb") as f:
+                data = f.read(MAX_SECRET_BYTES + 1)
         except OSError as exc:
             self.error(path, f"cannot read file '{file_path}': {exc.strerror or exc}")
             return None
+        if len(data) > MAX_SECRET_BYTES:
+            self.error(path, f"file '{file_path}' is larger than {MAX_SECRET_BYTES // 1024} KiB; a secret is one line")
+            return None
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
             self.error(path, f"file '{file_path}' is not UTF-8 text")
             return None
@@ -321,10 +348,10 @@ class _Checker:
         before = len(self.problems)
         self.keys(path, obj, ["name", "url", "timeout", "labels", "auth", "tls"], ["name", "url"])
         name = self.string(f"{path}.name", obj["name"]) if "name" in obj else None
-        if name is not None and not NAME_RE.match(name):
+        if name is not None and not NAME_RE.fullmatch(name):
             self.error(
                 f"{path}.name",
-                f"'{name}' is not a valid charger name (1-64 characters: letters, digits, '_', '.', '-'; "
+                f"'{_show(name)}' is not a valid charger name (1-64 characters: letters, digits, '_', '.', '-'; "
                 "starting with a letter or digit)",
             )
             name = None
@@ -345,9 +372,16 @@ class _Checker:
         text = self.string(path, value)
         if text is None:
             return None
+        if not URL_CHARS_RE.fullmatch(text):
+            bad = next(c for c in text if not URL_CHARS_RE.fullmatch(c))
+            self.error(path, f"is not a valid URL: {bad!r} is not allowed in a URL; percent-encode it")
+            return None
+        if BAD_PERCENT_RE.search(text):
+            self.error(path, "is not a valid URL: '%' must be followed by two hex digits")
+            return None
         try:
             parts = urlsplit(text)
-            _ = parts.port  # raises ValueError for a bad port
+            port = parts.port  # raises ValueError for a bad port
         except ValueError as exc:
             self.error(path, f"is not a valid URL: {exc}")
             return None
@@ -357,6 +391,12 @@ class _Checker:
             return None
         if not parts.hostname:
             self.error(path, "URL has no host")
+            return None
+        if port == 0:
+            self.error(path, "is not a valid URL: port 0")
+            return None
+        if not parts.netloc.rpartition("@")[2].startswith("[") and not HOST_RE.fullmatch(parts.hostname):
+            self.error(path, f"is not a valid URL: '{_show(parts.hostname)}' is not a host name or IP address")
             return None
         if parts.username is not None or parts.password is not None:
             self.error(path, "credentials in the URL are not allowed; use 'auth.basic' (with 'password_file')")
@@ -372,9 +412,9 @@ class _Checker:
             return ()
         result: list[tuple[str, str]] = []
         for key, raw in obj.items():
-            key_path = _join(path, str(key))
-            if not isinstance(key, str) or not LABEL_NAME_RE.match(key) or key.startswith("__"):
-                self.error(key_path, f"'{key}' is not a valid Prometheus label name")
+            key_path = _join(path, _show(key))
+            if not isinstance(key, str) or not LABEL_NAME_RE.fullmatch(key) or key.startswith("__"):
+                self.error(key_path, f"'{_show(key)}' is not a valid Prometheus label name")
                 continue
             if key in RESERVED_LABELS:
                 self.error(key_path, f"'{key}' is used by the exporter itself; choose another label name")
@@ -461,20 +501,87 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"a string ({value!r})" if len(value) < 40 else "a string"
-    return f"{type(value).__name__} ({value!r})"
+        return f"a string ({_escape(repr(value))})" if len(value) < 40 else "a string"
+    if isinstance(value, set | tuple | bytes):
+        return f"a YAML {type(value).__name__}"
+    return f"{type(value).__name__} ({_show(value)})"
+
+
+def _escape(text: str) -> str:
+    """Control characters as escapes (``\\n``), so that a message stays on one line."""
+    return CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A key or value from the file, fit for a one-line message: escaped and at most ``limit`` characters."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower().replace("none", "null")
+    text = _escape(value if isinstance(value, str) else repr(value))
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one, reports a value it cannot
+    convert (``2001-13-45``, ``!!int abc``) as a YAML error at its position instead of a bare exception, and stops
+    composing at MAX_DEPTH levels (the composer recurses: thousands of levels were a RecursionError) or MAX_NODES
+    nodes with aliases expanded (an alias bomb would expand into memory further on)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._deepest = 0
+        self._nodes = 0
+        self._anchor_shapes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels) it stands for
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            nodes, levels = self._anchor_shapes.get(event.anchor or "", (1, 0))
+            self._grow(nodes, self._depth + levels, event.start_mark)
+            return super().compose_node(parent, index)
+        outer_deepest, start = self._deepest, self._nodes
+        self._depth += 1
+        self._grow(1, self._depth, event.start_mark)
+        self._deepest = self._depth
+        node = super().compose_node(parent, index)
+        if event.anchor:
+            self._anchor_shapes[event.anchor] = (self._nodes - start, self._deepest - self._depth + 1)
+        self._depth -= 1
+        self._deepest = max(outer_deepest, self._deepest)
+        return node
+
+    def _grow(self, nodes: int, depth: int, mark: Any) -> None:
+        self._nodes += nodes
+        self._deepest = max(self._deepest, depth)
+        if depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        if self._nodes > MAX_NODES:
+            problem = f"more than {MAX_NODES:,} values with aliases expanded (alias bomb?)"
+            raise yaml.composer.ComposerError(None, None, problem, mark)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # PyYAML lets ValueError, KeyError, AttributeError... escape from its constructors
+            kind = node.tag.rpartition(":")[2]
+            problem = f"cannot read {_show(node.value)} as a {kind} (quote it if it is text)"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+        try:
+            duplicate = key in seen
+        except TypeError:  # a list or mapping used as a key
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a string, got {_describe(key)}", key_node.start_mark
+            ) from None
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{_show(key)}'", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -485,14 +592,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def parse_config(
     text: str, *, source: str = "<memory>", env: Mapping[str, str] | None = None, base_dir: Path | None = None
 ) -> Config:
-    """Parse and validate config text; raise :class:`ConfigError` with every problem found."""
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    """Parse and validate config text; raise :class:`ConfigError` with every problem found (and nothing else)."""
+    raw = load_yaml(text, source, max_chars=MAX_CONFIG_BYTES)
     checker = _Checker(source, os.environ if env is None else env, base_dir or Path.cwd())
     config = checker.config(raw)
     if config is None:
@@ -500,16 +601,56 @@ def parse_config(
     return config
 
 
+def load_yaml(text: str, source: str, *, max_chars: int, error: type[ConfigError] | None = None) -> Any:
+    """The YAML document in ``text`` as plain Python data; any problem is a one-line ``error`` naming ``source``."""
+    error_type = error or ConfigError
+    if len(text) > max_chars:
+        raise error_type(source, [f"larger than the limit of {max_chars // (1024 * 1024)} MiB"])
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None)
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow anywhere, e.g. NUL
+            line = text.count("\n", 0, exc.position) + 1
+            column = exc.position - text.rfind("\n", 0, exc.position)
+            char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+            problem = f"the character {char} is not allowed in YAML (binary data?)"
+            raise error_type(source, [f"line {line}, column {column}: invalid YAML: {problem}"]) from None
+        raise error_type(source, [f"{_where(mark)}invalid YAML: {problem or exc}"]) from None
+    except RecursionError:  # _check_shape should make this impossible; never a traceback all the same
+        raise error_type(source, [f"invalid YAML: nested more than {MAX_DEPTH} levels deep"]) from None
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file; raise :class:`ConfigError` naming the file on any problem."""
     file_path = Path(path)
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read config file: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), ["config file is not UTF-8 text"]) from None
+    text = read_text_file(file_path, str(path), max_bytes=MAX_CONFIG_BYTES, what="config file")
     return parse_config(text, source=str(path), env=env, base_dir=file_path.resolve().parent)
+
+
+def read_text_file(
+    file_path: Path, source: str, *, max_bytes: int, what: str, error: type[ConfigError] | None = None
+) -> str:
+    """A UTF-8 text file of at most ``max_bytes``; a directory, a device, binary data... is an ``error``."""
+    error_type = error or ConfigError
+    if file_path.is_dir():
+        raise error_type(source, [f"is a directory, not a {what}"])
+    try:
+        with file_path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error_type(source, [f"cannot read {what}: {exc.strerror or exc}"]) from None
+    if len(data) > max_bytes:
+        raise error_type(source, [f"{what} is larger than the limit of {max_bytes // (1024 * 1024)} MiB"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error_type(source, [f"{what} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"]) from None
 
 
 def demo_config(base_url: str, names: Sequence[str], labels: Mapping[str, Mapping[str, str]] | None = None) -> Config:

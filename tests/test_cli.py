@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from exporter import __version__
-from exporter.cli import DEFAULT_PORT, build_parser, parse_listen
+from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
+from exporter.config import ConfigError, parse_config
 from tests.support.servers import free_port
+
+OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,10 +54,51 @@ def test_bad_flag_values_are_rejected() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_check_config_without_a_config_fails() -> None:
-    proc = run("--check-config")
-    assert proc.returncode == 1
-    assert "--check-config needs --config FILE" in proc.stderr
+def test_without_a_config_it_refuses_to_start_and_says_how_to_run_the_demo() -> None:
+    proc = run("--listen", "127.0.0.1:0")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == NO_CONFIG_MESSAGE + "\n"
+    assert "--demo" in NO_CONFIG_MESSAGE and "--config FILE" in NO_CONFIG_MESSAGE and CONFIG_ENV in NO_CONFIG_MESSAGE
+    empty_env = run("--listen", "127.0.0.1:0", env={CONFIG_ENV: ""})
+    assert (empty_env.returncode, empty_env.stderr) == (2, NO_CONFIG_MESSAGE + "\n")
+
+
+GOOD = "tests/fixtures/config/good.yml"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("--check-config",), {}, NO_CONFIG_MESSAGE),
+        (
+            ("--config", GOOD, "--demo", "--check-config"),
+            {},
+            "error: --demo runs simulated chargers and takes no --config FILE; use one or the other",
+        ),
+        (
+            ("--config", GOOD, "--demo"),
+            {},
+            "error: --demo runs simulated chargers and takes no --config FILE; use one or the other",
+        ),
+        (
+            ("--demo", "--check-config"),
+            {CONFIG_ENV: GOOD},
+            "error: --check-config checks a config file (--config FILE); --demo has none",
+        ),
+        (("--config", GOOD, "--demo-chargers", "5"), {}, "error: --demo-chargers only applies with --demo"),
+        (("--config", ""), {}, "error: --config needs a file name"),
+    ],
+    ids=[
+        "check-without-config", "config+demo+check", "config+demo", "demo+check", "demo-chargers-without-demo",
+        "empty-config",
+    ],
+)
+def test_contradicting_flags_are_a_usage_error(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    proc = run(*args, "--listen", "127.0.0.1:0", env={"OFFICE_TOKEN": "t", **env})
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_listen_parsing() -> None:
@@ -95,26 +143,38 @@ def process(
             proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("args", [("--demo",), ()], ids=["--demo", "no-config"])
-def test_demo_shows_live_changing_metrics(args: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("env", [{}, {CONFIG_ENV: "/nonexistent/config.yml"}], ids=["plain", "config-env-set"])
+def test_demo_shows_live_changing_metrics_labelled_simulated(env: dict[str, str]) -> None:
+    """The README's first command; the container image sets $PULSATRIX_EXPORTER_CONFIG and `--demo` overrides it."""
     port = free_port()
-    with process(*args, "--listen", f"127.0.0.1:{port}", ready_path="/-/ready", port=port) as proc:
+    with process("--demo", "--listen", f"127.0.0.1:{port}", ready_path="/-/ready", port=port, env=env) as proc:
         first = fetch(f"http://127.0.0.1:{port}/metrics")
         time.sleep(1.1)
         second = fetch(f"http://127.0.0.1:{port}/metrics")
         page = fetch(f"http://127.0.0.1:{port}/")
     for name in ("garage", "carport", "visitor-bay"):
-        assert f'pulsatrix_up{{charger="{name}",site=' in first
+        assert f'pulsatrix_up{{charger="{name}",simulated="true",site=' in first
         assert name in page
-    assert 'pulsatrix_up{charger="garage",site="home"} 1.0' in first
+    assert 'pulsatrix_up{charger="garage",simulated="true",site="home"} 1.0' in first
+    charger_series = [line for line in first.splitlines() if 'charger="' in line and not line.startswith("#")]
+    assert len(charger_series) > 50
+    assert all('simulated="true"' in line for line in charger_series), "every simulated series says so"
 
     def voltage(text: str) -> str:
         return next(line for line in text.splitlines() if line.startswith('pulsatrix_voltage_volts{charger="garage"'))
 
     assert voltage(first) != voltage(second), "demo values move between scrapes"
     _, err = proc.communicate(timeout=5)
-    assert "demo mode: 3 simulated charger(s)" in err
+    assert "WARNING exporter: DEMO MODE: exporting 3 simulated charger(s)" in err
     assert proc.returncode in (0, -15)
+
+
+def test_a_configured_charger_cannot_claim_to_be_simulated() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('chargers: [{name: a, url: "http://192.0.2.1", labels: {simulated: "false"}}]')
+    assert info.value.problems == [
+        "chargers[0].labels.simulated: 'simulated' is used by the exporter itself; choose another label name"
+    ]
 
 
 def test_simulate_command_with_bearer_auth() -> None:
@@ -135,3 +195,59 @@ def test_simulate_command_with_bearer_auth() -> None:
     out, err = proc.communicate(timeout=5)
     assert f"  - name: garage\n    url: http://127.0.0.1:{port}/garage\n" in out
     assert "sekret" not in out + err
+
+
+class SlowCharger(http.server.ThreadingHTTPServer):
+    """A charger on loopback that takes `delay` seconds per reply and says when a request has arrived."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.request_seen = threading.Event()
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    server: SlowCharger
+
+    def do_GET(self) -> None:
+        self.server.request_seen.set()
+        time.sleep(self.server.delay)
+        body = (OPENAPI / f"{self.path.rsplit('/', 1)[-1]}.json").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_sigterm_finishes_the_scrape_in_flight_and_exits_0(tmp_path: Path) -> None:
+    charger = SlowCharger(delay=1.5)
+    threading.Thread(target=charger.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "slow.yml"
+        config.write_text(f"chargers:\n  - name: slow\n    url: http://127.0.0.1:{charger.server_port}\n")
+        port = free_port()
+        result: dict[str, str] = {}
+
+        def scrape() -> None:
+            result["body"] = fetch(f"http://127.0.0.1:{port}/probe?target=slow")
+
+        args = ("--config", str(config), "--listen", f"127.0.0.1:{port}")
+        with process(*args, ready_path="/-/ready", port=port) as proc:
+            scraper = threading.Thread(target=scrape)
+            scraper.start()
+            assert charger.request_seen.wait(timeout=10), "the scrape reached the charger"
+            proc.send_signal(signal.SIGTERM)
+            scraper.join(timeout=20)
+            # Within the shutdown timeout: the charger's 5 s deadline + 2 s.
+            assert proc.wait(timeout=5 + 2 + 5) == 0
+            _, err = proc.communicate(timeout=5)
+        assert 'pulsatrix_up{charger="slow"} 1.0' in result["body"], "the scrape in flight completed with its data"
+        assert "Traceback" not in err
+        assert "INFO exporter: stopped" in err
+    finally:
+        charger.shutdown()
+        charger.server_close()

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import BasicAuth, BearerAuth, ConfigError, Secret, load_config, parse_config
+from exporter.config import (
+    MAX_CONFIG_BYTES,
+    BasicAuth,
+    BearerAuth,
+    ConfigError,
+    Secret,
+    load_config,
+    parse_config,
+)
 from tests.test_cli import run
 
 CONF = Path(__file__).parent / "fixtures" / "config"
@@ -123,6 +131,48 @@ def test_secrets_never_show_in_repr() -> None:
             ["line 4, column 4: invalid YAML: expected <block end>, but found '<block mapping start>'"],
         ),
         ("empty.yml", ["the file is empty; it needs at least a 'chargers' list"]),
+        ("deep-nesting.yml", ["line 2, column 42: invalid YAML: nested more than 32 levels deep"]),
+        ("deep-mapping.yml", ["line 33, column 63: invalid YAML: nested more than 32 levels deep"]),
+        (
+            "alias-bomb.yml",
+            ["line 7, column 45: invalid YAML: more than 1,000,000 values with aliases expanded (alias bomb?)"],
+        ),
+        (
+            "control-characters.yml",
+            [
+                "chargers[0].name: contains the control character \\r (a line break or tab?)",
+                "chargers[0].labels.site: contains the control character \\t (a line break or tab?)",
+                "chargers[0].labels.zone\\n: 'zone\\n' is not a valid Prometheus label name",
+            ],
+        ),
+        (
+            "url-invalid-characters.yml",
+            [
+                "chargers[0].url: is not a valid URL: ' ' is not allowed in a URL; percent-encode it",
+                "chargers[1].url: is not a valid URL: 'ä' is not allowed in a URL; percent-encode it",
+                "chargers[2].url: is not a valid URL: 'bad_host$name' is not a host name or IP address",
+                "chargers[3].url: is not a valid URL: '%' must be followed by two hex digits",
+                "chargers[4].url: is not a valid URL: port 0",
+            ],
+        ),
+        (
+            "non-string-keys.yml",
+            [
+                "1: a key must be a string, got int (1)",
+                "null: a key must be a string, got nothing (null)",
+                "chargers[0].true: a key must be a string, got a boolean (true)",
+            ],
+        ),
+        ("unhashable-key.yml", ["line 4, column 7: invalid YAML: a key must be a string, got a list"]),
+        (
+            "bad-yaml-value.yml",
+            ["line 1, column 10: invalid YAML: cannot read 2001-13-45 as a timestamp (quote it if it is text)"],
+        ),
+        (
+            "nul-byte.yml",
+            ["line 2, column 14: invalid YAML: the character U+0000 is not allowed in YAML (binary data?)"],
+        ),
+        ("binary.yml", ["config file is not UTF-8 text (byte 0 is 0x89)"]),
         (
             "many-problems.yml",
             [
@@ -227,3 +277,103 @@ def test_bad_config_without_check_flag_exits_non_zero_before_listening() -> None
     assert proc.returncode == 1
     assert "chargers[0].url: URL scheme must be http or https, got 'ftp'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_huge_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yml"
+    with huge.open("w") as f:
+        f.write("chargers:\n")
+        while f.tell() <= MAX_CONFIG_BYTES:
+            f.write("  - {name: garage, url: 'http://192.0.2.10'}\n" * 1000)
+    with pytest.raises(ConfigError) as info:
+        load_config(huge)
+    assert info.value.problems == ["config file is larger than the limit of 4 MiB"]
+    with pytest.raises(ConfigError) as info:
+        load_config("/dev/zero")  # endless: only MAX_CONFIG_BYTES + 1 bytes are read
+    assert info.value.problems == ["config file is larger than the limit of 4 MiB"]
+
+
+def test_a_directory_as_config_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert (info.value.source, info.value.problems) == (str(tmp_path), ["is a directory, not a config file"])
+
+
+def test_an_endless_or_huge_secret_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "big").write_text("x" * (64 * 1024 + 1))
+    text = "chargers:\n" + "".join(
+        f"  - {{name: c{i}, url: 'http://192.0.2.1', auth: {{bearer: {{token_file: {f}}}}}}}\n"
+        for i, f in enumerate(["/dev/zero", "big"])
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, base_dir=tmp_path)
+    assert info.value.problems == [
+        "chargers[0].auth.bearer.token_file: file '/dev/zero' is larger than 64 KiB; a secret is one line",
+        f"chargers[1].auth.bearer.token_file: file '{tmp_path / 'big'}' is larger than 64 KiB; a secret is one line",
+    ]
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "bom.yml").write_bytes(b"\xef\xbb\xbfchargers: [{name: a, url: 'http://192.0.2.1'}]\n")
+    assert load_config(tmp_path / "bom.yml").chargers[0].name == "a"
+
+
+def test_a_name_or_label_with_a_trailing_line_break_is_refused() -> None:
+    """The old patterns ended in "$", which also matches before a final newline."""
+    with pytest.raises(ConfigError) as info:
+        parse_config('chargers: [{name: "garage\\n", url: "http://192.0.2.1", labels: {"site\\n": x}}]')
+    assert info.value.problems == [
+        "chargers[0].name: contains the control character \\n (a line break or tab?)",
+        "chargers[0].labels.site\\n: 'site\\n' is not a valid Prometheus label name",
+    ]
+
+
+def test_an_anchor_reused_a_few_times_is_fine() -> None:
+    text = """
+chargers:
+  - name: a
+    url: http://192.0.2.1
+    auth: &auth {basic: {username: exporter, password: "pw"}}
+    labels: &labels {site: depot-3}
+  - name: b
+    url: http://192.0.2.2
+    auth: *auth
+    labels: *labels
+"""
+    a, b = parse_config(text).chargers
+    assert a.auth == b.auth == BasicAuth("exporter", Secret("pw"))
+    assert a.labels == b.labels == (("site", "depot-3"),)
+
+
+def test_valid_urls_still_pass() -> None:
+    urls = [
+        "http://192.0.2.1",
+        "https://bay-12.depot_3.example.net:8443/pulsatrix",
+        "http://[2001:db8::1]:8080",
+        "http://charger.local./a%20b",
+    ]
+    text = "chargers:\n" + "".join(f"  - {{name: c{i}, url: '{u}'}}\n" for i, u in enumerate(urls))
+    assert [c.url for c in parse_config(text).chargers] == urls
+
+
+def test_a_thousand_problems_are_summed_up_after_the_first_hundred() -> None:
+    text = "chargers:\n" + "".join(f"  - {{name: c{i}, url: 'ftp://x'}}\n" for i in range(1000))
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="big.yml")
+    lines = info.value.render().splitlines()
+    assert lines[0] == "big.yml: 1000 problems in config"
+    assert len(lines) == 102
+    assert lines[-1] == "  big.yml: ... and 900 more problems"
+
+
+@pytest.mark.parametrize(
+    "fixture", ["deep-nesting.yml", "alias-bomb.yml", "binary.yml", "control-characters.yml", "non-string-keys.yml"]
+)
+def test_check_config_cli_odd_files_give_one_line_errors_without_traceback(fixture: str) -> None:
+    proc = run_cli("--config", str(CONF / fixture), "--check-config")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"{CONF / fixture}: ")
+    assert len(lines) == 1 + len(problems(fixture))
+    assert all(line.startswith(f"  {CONF / fixture}: ") for line in lines[1:])
