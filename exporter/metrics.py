@@ -264,6 +264,22 @@ def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -
     return list(fam)
 
 
+def reading_age_families(readings: Iterable[tuple[ChargerConfig, float]]) -> list[Metric]:
+    """How old each charger's reading is: 0 for a fresh poll, more when served again within its min_interval."""
+    fam = Families()
+    for charger, age in readings:
+        fam.add("pulsatrix_reading_age_seconds", base_labels(charger), round(age, 3))
+    return list(fam)
+
+
+def reload_families(successful: bool, success_time: float) -> list[Metric]:
+    """The config reload status, named after Prometheus' own."""
+    fam = Families()
+    fam.add("pulsatrix_exporter_config_last_reload_successful", {}, 1.0 if successful else 0.0)
+    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", {}, success_time)
+    return list(fam)
+
+
 def build_info_families() -> list[Metric]:
     fam = Families()
     fam.add(
