@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,23 @@ async def test_reload_applies_new_serving_options(
     assert fleet.sim.hits[("garage", "charging")] == 2  # polled once before and once after the reload
     age = get(samples, "pulsatrix_reading_age_seconds", charger="garage")
     assert age is not None and age > 0
+
+
+def test_sighup_no_longer_ends_the_process(tmp_path: Path) -> None:
+    """The installed command under a real signal: it reloads, stays up, and says so in its log and metrics."""
+    from tests.support.servers import http_get_text, run_exporter, run_simulator, write_config_for
+
+    with run_simulator(tmp_path / "sim", chargers=2) as simulator:
+        path = write_config_for(simulator, tmp_path / "pulsatrix.yml")
+        with run_exporter(path, tmp_path / "exporter") as exporter:
+            text = path.read_text()
+            path.write_text(text.replace("timeout: 2.0", "timeout: 3.0"))
+            exporter.proc.send_signal(signal.SIGHUP)
+            for _ in range(100):  # bounded: 10 s
+                if "config reloaded" in exporter.log.read_text():
+                    break
+                time.sleep(0.1)
+            assert exporter.proc.poll() is None, "SIGHUP ended the exporter"
+            assert f"config reloaded: {path}: OK, 2 chargers" in exporter.log.read_text()
+            samples = parse(http_get_text(f"{exporter.url}/-/metrics"))
+            assert get(samples, "pulsatrix_exporter_config_last_reload_successful") == 1.0
