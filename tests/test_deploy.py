@@ -275,6 +275,14 @@ def test_compose_demo_profile_starts_the_whole_stack_with_simulated_chargers() -
             assert name == "localhost" or name in names, f"{host}: no service {name!r} in profile {profile}"
 
 
+def test_compose_exporters_have_file_descriptors_for_the_documented_fleet() -> None:
+    for profile in ("demo", "live"):
+        for name, svc in services_in(profile).items():
+            if name.startswith("pulsatrix-exporter"):
+                nofile = svc["ulimits"]["nofile"]
+                assert min(nofile["soft"], nofile["hard"]) >= 4 * documented_fleet() + 64, name
+
+
 def test_compose_publishes_every_port_on_loopback_only() -> None:
     # Nothing in the stack asks for a password (anonymous Grafana, Prometheus with --web.enable-lifecycle,
     # Alertmanager, the exporter): opening a port to the network is the user's explicit decision.
@@ -505,15 +513,18 @@ def test_systemd_unit_is_hardened() -> None:
     assert "@system-service" in keys["SystemCallFilter"]
 
 
+def documented_fleet() -> int:
+    scaling = readme_section("Scaling to thousands of chargers")
+    match = re.search(r"up to \*\*([\d,]+) chargers\*\* per process", scaling)
+    assert match, "README states the largest fleet one process is sized for"
+    return int(match.group(1).replace(",", ""))
+
+
 def test_systemd_unit_reloads_and_has_file_descriptors_for_the_documented_fleet() -> None:
     keys = unit()
     assert keys["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # the exporter re-reads its config on SIGHUP
     (limit,) = keys["LimitNOFILE"]
-    scaling = readme_section("Scaling to thousands of chargers")
-    match = re.search(r"up to \*\*([\d,]+) chargers\*\* per process", scaling)
-    assert match, "README states the largest fleet one process is sized for"
-    fleet = int(match.group(1).replace(",", ""))
-    assert int(limit) >= 4 * fleet + 64  # 4 kept-alive sockets per charger plus the exporter's own
+    assert int(limit) >= 4 * documented_fleet() + 64  # 4 kept-alive sockets per charger plus the exporter's own
     # Raising the limit is systemd's job before the start: the hardening that forbids setrlimit() stays.
     assert keys["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
 
