@@ -145,7 +145,7 @@ def _device_registry(
     # A charger removed by a reload during this scrape has no counters any more: it is not exported again.
     chargers = [r.charger for r in results if r.charger.name in health.counters]
     return _registry(
-        device_families(results),
+        device_families(results, on_error=health.exporter_error),
         reading_age_families((r.result.charger, r.age) for r in readings),
         health_families(health, chargers),
         extra=extra,

@@ -48,6 +48,7 @@ class ExporterHealth:
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
         self._logged_values: set[tuple[str, str, str]] = set()
+        self._logged_bugs: set[tuple[str, str]] = set()  # (charger, exception type) logged with a traceback
 
     def apply(self, chargers: Sequence[ChargerConfig]) -> None:
         """A reloaded config: keep the state of chargers that stay, start new ones at 0, forget removed ones."""
@@ -56,6 +57,7 @@ class ExporterHealth:
             del self.counters[name], self.status[name]
             self._failing.pop(name, None)
             self._logged_values = {key for key in self._logged_values if key[0] != name}
+            self._logged_bugs = {key for key in self._logged_bugs if key[0] != name}
         for charger in chargers:
             if charger.name not in self.counters:
                 self.counters[charger.name] = ChargerCounters(
@@ -98,6 +100,29 @@ class ExporterHealth:
                         problem.field,
                         problem.message,
                     )
+
+    def exporter_error(self, result: ChargerResult, exc: Exception) -> None:
+        """The exporter could not turn this charger's readings into metrics: its own bug, counted as
+        ``exporter_error`` on the endpoints whose readings were lost (per scrape: the loss happens every time),
+        with a traceback logged once per charger and kind of error."""
+        counters = self.counters.get(result.charger.name)
+        if counters is None:
+            return
+        now = time.time()
+        for endpoint, outcome in result.endpoints.items():
+            if outcome.ok:
+                key = (endpoint, Reason.EXPORTER_ERROR.value)
+                counters.errors[key] = counters.errors.get(key, 0) + 1
+                counters.last_error[key] = now
+        kind = (result.charger.name, type(exc).__name__)
+        if kind not in self._logged_bugs:
+            self._logged_bugs.add(kind)
+            log.error(
+                "charger %s: cannot build metrics from its readings (exporter bug; logged once, counted as "
+                "exporter_error)",
+                result.charger.name,
+                exc_info=exc,
+            )
 
     def _log_transition(self, name: str, result: ChargerResult) -> None:
         """One line when a charger starts failing or fails differently, one when it recovers; nothing else."""

@@ -210,3 +210,26 @@ async def test_an_exporter_bug_is_reported_as_exporter_error(
     )
     assert blamed == 0.0  # the charger is not blamed for the exporter's bug
     assert client.app[FLEET].session is not None
+
+
+async def test_a_bug_building_metrics_is_counted_as_exporter_error_and_logged_once(
+    fleet: SimulatedFleet,
+    exporter_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("exporter.metrics.add_device", broken)
+    client = await exporter_client(fleet.config())
+    for _ in range(2):
+        samples = await scrape(client, "/probe?target=garage")
+    for endpoint in ENDPOINTS:
+        assert (
+            get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint=endpoint, reason="exporter_error")
+            == 2.0
+        )
+    assert get(samples, "pulsatrix_voltage_volts", charger="garage") is None
+    logged = [r for r in caplog.records if "cannot build metrics" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None
