@@ -174,3 +174,27 @@ def test_sighup_no_longer_ends_the_process(tmp_path: Path) -> None:
             assert f"config reloaded: {path}: OK, 2 chargers" in exporter.log.read_text()
             samples = parse(http_get_text(f"{exporter.url}/-/metrics"))
             assert get(samples, "pulsatrix_exporter_config_last_reload_successful") == 1.0
+
+
+async def test_a_new_keepalive_gets_a_new_pool_and_the_old_one_closes_after_its_polls(
+    fleet: SimulatedFleet, aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "pulsatrix.yml", fleet, ["garage"], min_interval=60)
+    path.write_text(path.read_text().replace("timeout: 2", "timeout: 0.5"))
+    client = await start(aiohttp_client, path)
+    await scrape(client)
+    old = client.app[FLEET].session
+    assert old is not None
+    write_config(path, fleet, ["garage"], min_interval=60, keepalive_timeout=100)
+    path.write_text(path.read_text().replace("timeout: 2", "timeout: 0.5"))
+    assert (await client.post("/-/reload")).status == 200
+    assert client.app[FLEET].session is not old
+    samples = await scrape(client)
+    assert fleet.sim.hits[("garage", "charging")] == 1  # the cached reading moved to the new pool's poller
+    assert get(samples, "pulsatrix_up", charger="garage") == 1.0
+    open_right_after = not old.closed  # polls still using it may be running: it closes after the longest timeout
+    for _ in range(40):  # bounded: 4 s
+        if old.closed:
+            break
+        await asyncio.sleep(0.1)
+    assert open_right_after and old.closed
