@@ -1,7 +1,9 @@
 """The aiohttp application: routes, shared state and the per-scrape pipeline.
 
-``/metrics`` and ``/probe`` fetch first (all chargers concurrently), update the long-lived health state, then
-render a registry built for this one request. Nothing is fetched inside ``collect()``.
+``/metrics`` and ``/probe`` read the chargers first (all concurrently, through :mod:`exporter.poll`, which
+coalesces concurrent polls, serves readings younger than ``min_interval`` again and updates the long-lived health
+state once per poll), then render a registry built for this one request. Nothing is fetched inside ``collect()``.
+``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.reload`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import asyncio
 import gzip
 import html
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
@@ -27,31 +30,37 @@ from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.fetch import ChargerClient, fetch_all, make_session
 from exporter.health import ExporterHealth
-from exporter.metrics import StaticCollector, build_info_families, device_families, health_families
-from exporter.model import ChargerResult
-from exporter.parse import parse_charger
+from exporter.metrics import (
+    StaticCollector,
+    build_info_families,
+    device_families,
+    health_families,
+    reading_age_families,
+)
+from exporter.poll import Fleet, Poller, Reading
+from exporter.reload import ReloadCollector, Reloader
 
 log = logging.getLogger("exporter.app")
 
 
 @dataclass(slots=True)
 class Runtime:
-    """What exists only while the app runs: the one shared HTTP session, a prepared client per charger and the
-    threads that render expositions (its own pool: the default one also resolves host names, and a hanging DNS
-    lookup must never hold up a reply)."""
+    """What exists only while the app runs: the threads that render expositions (its own pool: the default one
+    also resolves host names, and a hanging DNS lookup must never hold up a reply) and reloads in progress. The
+    HTTP session and the chargers' pollers live in the :class:`Fleet` (``app[FLEET]``)."""
 
-    session: aiohttp.ClientSession | None = None
-    clients: dict[str, ChargerClient] = field(default_factory=dict)
     render_pool: ThreadPoolExecutor | None = None
     ready: bool = False
     last_render: dict[str, float] = field(default_factory=dict)  # route path -> seconds its last render took
+    reloads: set[asyncio.Task[tuple[bool, str]]] = field(default_factory=set)
 
 
-CONFIG = web.AppKey("config", Config)
+# The running config is app[FLEET].config: a reload replaces it, so it is not kept under a key of its own.
+FLEET = web.AppKey("fleet", Fleet)
 HEALTH = web.AppKey("health", ExporterHealth)
 RUNTIME = web.AppKey("runtime", Runtime)
+RELOADER = web.AppKey("reloader", Reloader)
 OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -75,39 +84,72 @@ def scrape_budget(request: web.Request, last_render: float = 0.0) -> float | Non
     return max(timeout - margin, 0.05)
 
 
-def _runtime_ctx(resolver: AbstractResolver | None) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        runtime = app[RUNTIME]
-        chargers = app[CONFIG].chargers
-        session = make_session(len(chargers), resolver)
-        runtime.session = session
-        runtime.clients = {c.name: ChargerClient(c, session) for c in chargers}
-        runtime.render_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
-        runtime.ready = True
-        log.info("polling %d charger(s) from %s", len(chargers), app[CONFIG].source)
-        try:
-            yield
-        finally:
-            runtime.ready = False
-            runtime.clients = {}
-            runtime.session = None
-            await session.close()
-            runtime.render_pool.shutdown(wait=False, cancel_futures=True)
+async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    fleet = app[FLEET]
+    fleet.start()
+    runtime.render_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+    hup = _install_sighup(app)
+    runtime.ready = True
+    log.info("polling %d charger(s) from %s", len(fleet.config.chargers), fleet.config.source)
+    try:
+        yield
+    finally:
+        runtime.ready = False
+        if hup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in list(runtime.reloads):
+            task.cancel()
+        await fleet.close()
+        runtime.render_pool.shutdown(wait=False, cancel_futures=True)
 
-    return ctx
+
+def _install_sighup(app: web.Application) -> bool:
+    """SIGHUP reloads the config, as for Prometheus itself (without a handler it would end the process)."""
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading the config")
+        _start_reload(app)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, not the main thread)
+        log.debug("cannot handle SIGHUP here; POST /-/reload still reloads the config")
+        return False
+    return True
+
+
+def _start_reload(app: web.Application) -> asyncio.Task[tuple[bool, str]]:
+    runtime = app[RUNTIME]
+    task = asyncio.create_task(app[RELOADER].reload(runtime.render_pool), name="config reload")
+    runtime.reloads.add(task)
+    task.add_done_callback(runtime.reloads.discard)
+    return task
 
 
 async def _not_ready(app: web.Application) -> None:
     app[RUNTIME].ready = False  # shutting down: say so on /-/ready while in-flight requests finish
 
 
-async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> list[ChargerResult]:
+async def _scrape(request: web.Request, pollers: Sequence[Poller]) -> list[Reading]:
     app = request.app
     last_render = app[RUNTIME].last_render.get(request.path, 0.0)  # /metrics renders far more than /probe
-    fetched = await fetch_all(clients, scrape_budget(request, last_render))
-    results = [parse_charger(f) for f in fetched]
-    app[HEALTH].record(results)
-    return results
+    return await app[FLEET].read(pollers, scrape_budget(request, last_render))
+
+
+def _device_registry(
+    app: web.Application, readings: Sequence[Reading], extra: CollectorRegistry | None = None
+) -> CollectorRegistry:
+    health = app[HEALTH]
+    results = [r.result for r in readings]
+    # A charger removed by a reload during this scrape has no counters any more: it is not exported again.
+    chargers = [r.charger for r in results if r.charger.name in health.counters]
+    return _registry(
+        device_families(results, on_error=health.exporter_error),
+        reading_age_families((r.result.charger, r.age) for r in readings),
+        health_families(health, chargers),
+        extra=extra,
+    )
 
 
 async def _render(request: web.Request, registry: CollectorRegistry, started: float) -> web.StreamResponse:
@@ -141,13 +183,9 @@ def _registry(*families: Sequence[Metric], extra: CollectorRegistry | None = Non
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
-    config = app[CONFIG]
-    results = await _scrape(request, list(app[RUNTIME].clients.values()))
+    readings = await _scrape(request, list(app[FLEET].pollers.values()))
     started = time.perf_counter()
-    registry = _registry(
-        device_families(results), health_families(app[HEALTH], config.chargers), extra=app[OWN_REGISTRY]
-    )
-    return await _render(request, registry, started)
+    return await _render(request, _device_registry(app, readings, extra=app[OWN_REGISTRY]), started)
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
@@ -155,14 +193,21 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
     target = request.query.get("target", "")
     if not target:
         raise web.HTTPBadRequest(text="missing 'target' parameter: the name of a configured charger\n")
-    client = app[RUNTIME].clients.get(target)
-    if client is None:
+    poller = app[FLEET].pollers.get(target)
+    if poller is None:
         # Never an open proxy: only configured charger *names* are accepted, and nothing is fetched otherwise.
         raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
-    results = await _scrape(request, [client])
+    readings = await _scrape(request, [poller])
     started = time.perf_counter()
-    registry = _registry(device_families(results), health_families(app[HEALTH], [client.charger]))
-    return await _render(request, registry, started)
+    return await _render(request, _device_registry(app, readings), started)
+
+
+async def handle_reload(request: web.Request) -> web.Response:
+    """Re-read the config file: 200 with a summary, or 500 with every problem (the running config stays)."""
+    ok, message = await asyncio.shield(_start_reload(request.app))
+    if not ok:
+        raise web.HTTPInternalServerError(text=message + "\n")
+    return web.Response(text=f"config reloaded: {message}\n")
 
 
 async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
@@ -174,7 +219,7 @@ async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
 async def handle_sd(request: web.Request) -> web.Response:
     """Prometheus HTTP service discovery: one target group per charger, for the /probe pattern."""
     groups = []
-    for charger in request.app[CONFIG].chargers:
+    for charger in request.app[FLEET].config.chargers:
         labels = {"__meta_pulsatrix_charger": charger.name}
         labels.update({f"__meta_pulsatrix_label_{k}": v for k, v in charger.labels})
         groups.append({"targets": [charger.name], "labels": labels})
@@ -202,9 +247,10 @@ def _ago(ts: float | None, now: float) -> str:
 async def handle_index(request: web.Request) -> web.Response:
     app = request.app
     health = app[HEALTH]
+    config = app[FLEET].config
     now = time.time()
     rows = []
-    for charger in app[CONFIG].chargers:
+    for charger in config.chargers:
         status = health.status[charger.name]
         if status.up is None:
             state, css = "not scraped yet", "unknown"
@@ -226,8 +272,8 @@ async def handle_index(request: web.Request) -> web.Response:
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}}.down{{color:#b00}}
 .unknown{{color:#888}}</style></head>
 <body><h1>pulsatrix exporter</h1>
-<p>Version {html.escape(__version__)} · {len(app[CONFIG].chargers)} charger(s) from
-{html.escape(app[CONFIG].source)}</p>
+<p>Version {html.escape(__version__)} · {len(config.chargers)} charger(s) from
+{html.escape(config.source)}</p>
 <p><a href="metrics">/metrics</a> · <a href="-/metrics">/-/metrics</a> · <a href="sd">/sd</a> ·
 <a href="-/healthy">/-/healthy</a> ·
 <a href="-/ready">/-/ready</a></p>
@@ -238,23 +284,39 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}
     return web.Response(text=body, content_type="text/html")
 
 
-def own_registry() -> CollectorRegistry:
-    """The exporter's long-lived metrics besides the error counters: build info, process and platform."""
+def own_registry(reloader: Reloader | None = None) -> CollectorRegistry:
+    """The exporter's long-lived metrics besides the error counters: build info, reload status, process and
+    platform."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StaticCollector(build_info_families()))
+    if reloader is not None:
+        registry.register(ReloadCollector(reloader))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
 
 
-def create_app(config: Config, *, resolver: AbstractResolver | None = None) -> web.Application:
-    """Wire routes and state. ``resolver`` replaces aiohttp's host-name resolver (tests use it)."""
+def create_app(
+    config: Config, *, config_path: str | Path | None = None, resolver: AbstractResolver | None = None
+) -> web.Application:
+    """Wire routes and state.
+
+    ``config_path`` is the file that SIGHUP and ``POST /-/reload`` re-read; by default the file ``config`` was
+    loaded from (its ``source``), none for an in-memory config such as the demo's (a reload then says so).
+    ``resolver`` replaces aiohttp's host-name resolver (tests use it).
+    """
+    if config_path is None and not config.source.startswith("<"):
+        config_path = config.source
     app = web.Application()
-    app[CONFIG] = config
-    app[HEALTH] = ExporterHealth(config.chargers)
-    app[OWN_REGISTRY] = own_registry()
+    health = ExporterHealth(config.chargers)
+    fleet = Fleet(config, health, resolver)
+    reloader = Reloader(Path(config_path) if config_path is not None else None, fleet)
+    app[HEALTH] = health
+    app[FLEET] = fleet
+    app[RELOADER] = reloader
+    app[OWN_REGISTRY] = own_registry(reloader)
     app[RUNTIME] = Runtime()
-    app.cleanup_ctx.append(_runtime_ctx(resolver))
+    app.cleanup_ctx.append(_runtime_ctx)
     app.on_shutdown.append(_not_ready)
     app.router.add_get("/", handle_index)
     app.router.add_get("/metrics", handle_metrics)
@@ -263,4 +325,5 @@ def create_app(config: Config, *, resolver: AbstractResolver | None = None) -> w
     app.router.add_get("/-/metrics", handle_own_metrics)
     app.router.add_get("/-/healthy", handle_healthy)
     app.router.add_get("/-/ready", handle_ready)
+    app.router.add_post("/-/reload", handle_reload)
     return app

@@ -70,6 +70,14 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "exporter",
         "Time it took to fetch all endpoints of the charger in this scrape.",
     ),
+    _m(
+        "pulsatrix_reading_age_seconds",
+        "gauge",
+        "seconds",
+        "exporter",
+        "Age of the reading exported in this scrape: 0 for a fresh poll, more when a reading younger than the "
+        "charger's min_interval is served again instead of polling.",
+    ),
     # --- configuration ---
     _m(
         "pulsatrix_charger_info",
@@ -299,6 +307,23 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "exporter",
         "Version of the exporter and of the Python it runs on.",
         ("version", "python_version"),
+        per_charger=False,
+    ),
+    _m(
+        "pulsatrix_exporter_config_last_reload_successful",
+        "gauge",
+        "1/0",
+        "exporter",
+        "1 if the last config reload (SIGHUP or POST /-/reload) succeeded, 0 if it was rejected (the previous "
+        "config keeps running).",
+        per_charger=False,
+    ),
+    _m(
+        "pulsatrix_exporter_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "seconds (Unix time)",
+        "exporter",
+        "When the config was last loaded successfully (at start or by a reload).",
         per_charger=False,
     ),
 )

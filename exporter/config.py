@@ -22,6 +22,12 @@ import yaml
 
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 300.0
+# Serving: a reading younger than min_interval is served again instead of polling (0: poll on every scrape);
+# max_concurrency bounds the chargers polled at once (None: all); idle connections to a charger are kept this long.
+MAX_MIN_INTERVAL = 3600.0
+MAX_CONCURRENCY = 100_000
+DEFAULT_KEEPALIVE = 300.0
+MAX_KEEPALIVE = 3600.0
 
 # Limits that turn a wrong file (a log, /dev/zero, an alias bomb, generated garbage) into one clear error instead of
 # a hang, a traceback or an exhausted memory. A real config is far inside them: 10,000 chargers with auth and labels
@@ -117,6 +123,7 @@ class ChargerConfig:
     labels: tuple[tuple[str, str], ...] = ()
     auth: BasicAuth | BearerAuth | None = None
     tls: TLSConfig | None = None
+    min_interval: float = 0.0  # seconds; 0: poll on every scrape
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,9 @@ class Config:
     chargers: tuple[ChargerConfig, ...]
     timeout: float = DEFAULT_TIMEOUT
     source: str = "<memory>"
+    min_interval: float = 0.0  # the chargers' default
+    max_concurrency: int | None = None  # chargers polled at once; None: no bound
+    keepalive_timeout: float = DEFAULT_KEEPALIVE  # seconds an idle connection to a charger is kept open
 
     def summary(self) -> str:
         n = len(self.chargers)
@@ -249,6 +259,18 @@ class _Checker:
             return None
         return number
 
+    def interval(self, path: str, value: Any) -> float | None:
+        """Seconds, where 0 means "off" (min_interval)."""
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+            return 0.0
+        return self.number(path, value, minimum=0, maximum=MAX_MIN_INTERVAL)
+
+    def count(self, path: str, value: Any, *, maximum: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            self.error(path, f"must be a whole number from 1 to {maximum}, got {_describe(value)}")
+            return None
+        return value
+
     def boolean(self, path: str, value: Any) -> bool | None:
         if not isinstance(value, bool):
             self.error(path, f"must be true or false, got {_describe(value)}")
@@ -308,10 +330,22 @@ class _Checker:
         top = self.mapping("(top level)", raw)
         if top is None:
             return None
-        self.keys("", top, ["timeout", "chargers"], ["chargers"])
+        self.keys(
+            "", top, ["timeout", "chargers", "min_interval", "max_concurrency", "keepalive_timeout"], ["chargers"]
+        )
         timeout = DEFAULT_TIMEOUT
         if "timeout" in top:
             timeout = self.number("timeout", top["timeout"], minimum=0, maximum=MAX_TIMEOUT) or DEFAULT_TIMEOUT
+        min_interval = self.interval("min_interval", top["min_interval"]) if "min_interval" in top else 0.0
+        max_concurrency = None
+        if "max_concurrency" in top:
+            max_concurrency = self.count("max_concurrency", top["max_concurrency"], maximum=MAX_CONCURRENCY)
+        keepalive = DEFAULT_KEEPALIVE
+        if "keepalive_timeout" in top:
+            keepalive = (
+                self.number("keepalive_timeout", top["keepalive_timeout"], minimum=0, maximum=MAX_KEEPALIVE)
+                or DEFAULT_KEEPALIVE
+            )
         chargers: list[ChargerConfig] = []
         raw_chargers = top.get("chargers")
         if "chargers" in top:
@@ -323,7 +357,7 @@ class _Checker:
                 seen: dict[str, int] = {}
                 for i, item in enumerate(raw_chargers):
                     path = f"chargers[{i}]"
-                    charger = self.charger(path, item, timeout)
+                    charger = self.charger(path, item, timeout, min_interval or 0.0)
                     # The name after ${VAR} expansion; for a charger with other errors, its literal name.
                     raw_name = item.get("name") if isinstance(item, Mapping) else None
                     name = charger.name if charger is not None else raw_name
@@ -339,14 +373,23 @@ class _Checker:
                         chargers.append(charger)
         if self.problems:
             return None
-        return Config(chargers=tuple(chargers), timeout=timeout, source=self.source)
+        return Config(
+            chargers=tuple(chargers),
+            timeout=timeout,
+            source=self.source,
+            min_interval=min_interval or 0.0,
+            max_concurrency=max_concurrency,
+            keepalive_timeout=keepalive,
+        )
 
-    def charger(self, path: str, raw: Any, default_timeout: float) -> ChargerConfig | None:
+    def charger(
+        self, path: str, raw: Any, default_timeout: float, default_min_interval: float = 0.0
+    ) -> ChargerConfig | None:
         obj = self.mapping(path, raw)
         if obj is None:
             return None
         before = len(self.problems)
-        self.keys(path, obj, ["name", "url", "timeout", "labels", "auth", "tls"], ["name", "url"])
+        self.keys(path, obj, ["name", "url", "timeout", "labels", "auth", "tls", "min_interval"], ["name", "url"])
         name = self.string(f"{path}.name", obj["name"]) if "name" in obj else None
         if name is not None and not NAME_RE.fullmatch(name):
             self.error(
@@ -359,6 +402,9 @@ class _Checker:
         timeout = default_timeout
         if "timeout" in obj:
             timeout = self.number(f"{path}.timeout", obj["timeout"], minimum=0, maximum=MAX_TIMEOUT) or timeout
+        min_interval = default_min_interval
+        if "min_interval" in obj:
+            min_interval = self.interval(f"{path}.min_interval", obj["min_interval"]) or 0.0
         labels = self.labels(f"{path}.labels", obj["labels"]) if "labels" in obj else ()
         auth = self.auth(f"{path}.auth", obj["auth"]) if "auth" in obj else None
         tls = self.tls(f"{path}.tls", obj["tls"]) if "tls" in obj else None
@@ -366,7 +412,9 @@ class _Checker:
             self.error(f"{path}.tls", "is only used with an https:// URL")
         if len(self.problems) != before or name is None or url is None:
             return None
-        return ChargerConfig(name=name, url=url, timeout=timeout, labels=labels, auth=auth, tls=tls)
+        return ChargerConfig(
+            name=name, url=url, timeout=timeout, labels=labels, auth=auth, tls=tls, min_interval=min_interval
+        )
 
     def url(self, path: str, value: Any) -> str | None:
         text = self.string(path, value)

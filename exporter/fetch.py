@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter import __version__
-from exporter.config import BasicAuth, BearerAuth, ChargerConfig
+from exporter.config import DEFAULT_KEEPALIVE, BasicAuth, BearerAuth, ChargerConfig
 from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 
 log = logging.getLogger("exporter.fetch")
@@ -67,12 +67,13 @@ class ChargerClient:
     def __repr__(self) -> str:
         return f"ChargerClient({self.charger.name!r})"
 
-    async def fetch(self, budget: float | None = None) -> ChargerFetch:
-        """Fetch all endpoints concurrently; give up on each at ``min(timeout, budget)`` seconds from now."""
+    async def fetch(self, budget: float | None = None, *, deadline: float | None = None) -> ChargerFetch:
+        """Fetch all endpoints concurrently; give up on each at ``min(timeout, budget)`` seconds from now, or at
+        ``deadline`` (event-loop time) when it is given."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        limit = self.charger.timeout if budget is None else min(self.charger.timeout, budget)
-        deadline = start + max(limit, 0.0)
+        if deadline is None:
+            deadline = start + max(deadline_after(self.charger, budget), 0.0)
         taken_at = time.time()
         results = await asyncio.gather(*(self._endpoint_guarded(ep, deadline) for ep in ENDPOINTS))
         return ChargerFetch(
@@ -140,6 +141,11 @@ class ChargerClient:
             return bytes(body)
 
 
+def deadline_after(charger: ChargerConfig, budget: float | None) -> float:
+    """Seconds a charger may take: its timeout, capped by the scrape's budget."""
+    return charger.timeout if budget is None else min(charger.timeout, budget)
+
+
 def _short(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else ""
     text = text.strip() or type(exc).__name__
@@ -151,14 +157,33 @@ async def fetch_all(clients: Sequence[ChargerClient], budget: float | None = Non
     return list(await asyncio.gather(*(client.fetch(budget) for client in clients)))
 
 
-def make_session(chargers: int, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
-    """The one HTTP client session of the app's life. Deadlines are enforced per charger, not here.
+def connection_limit(chargers: int, max_concurrency: int | None = None) -> int:
+    """Sockets the client may hold: one per endpoint of every charger that may be polled at once."""
+    polled_at_once = chargers if max_concurrency is None else min(chargers, max_concurrency)
+    return max(MIN_CONNECTIONS, len(ENDPOINTS) * polled_at_once)
 
-    The pool has room for every endpoint of every charger at once, so that chargers that hang (and hold their
-    connections until their deadline) can never make a healthy charger wait for a free connection.
+
+def make_session(
+    chargers: int,
+    resolver: AbstractResolver | None = None,
+    *,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE,
+    max_concurrency: int | None = None,
+) -> aiohttp.ClientSession:
+    """The HTTP client session shared by every charger. Deadlines are enforced per charger, not here.
+
+    The pool has room for every endpoint of every charger polled at once, so that chargers that hang (and hold
+    their connections until their deadline) can never make a healthy charger wait for a free connection. Polls are
+    coalesced (:mod:`exporter.poll`), so a charger never has more than one connection per endpoint in use; idle
+    ones are kept for ``keepalive_timeout`` seconds, longer than a scrape interval, so that each scrape reuses them
+    instead of connecting (and shaking hands over TLS) again.
     """
     connector = aiohttp.TCPConnector(
-        limit=max(MIN_CONNECTIONS, len(ENDPOINTS) * chargers), limit_per_host=0, ttl_dns_cache=300, resolver=resolver
+        limit=connection_limit(chargers, max_concurrency),
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        resolver=resolver,
+        keepalive_timeout=keepalive_timeout,
     )
     return aiohttp.ClientSession(
         connector=connector,

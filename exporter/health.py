@@ -1,8 +1,10 @@
 """The exporter's long-lived state about its chargers: error counters, last status, and log de-duplication.
 
-Updated once per scrape from the fetch results (outside ``collect()``); rendered by :mod:`exporter.metrics`.
-A failing endpoint is logged when it starts failing (or changes reason) and when it recovers, not on every scrape;
-a skipped value is logged once per charger, endpoint and field.
+Updated once per poll of a charger, when the poll completes (:mod:`exporter.poll` calls :meth:`ExporterHealth.record`
+exactly once per poll: a reading served again from the cache or shared by concurrent scrapes is never counted or
+logged twice); rendered by :mod:`exporter.metrics`. A failing charger is logged in one line when it starts failing
+(or fails differently) and once when it recovers, not on every scrape; a skipped value is logged once per charger,
+endpoint and field.
 """
 
 from __future__ import annotations
@@ -44,13 +46,32 @@ class ExporterHealth:
             c.name: ChargerCounters(errors={(ep, r): 0.0 for ep in ENDPOINTS for r in DEVICE_REASONS}) for c in chargers
         }
         self.status = {c.name: ChargerStatus() for c in chargers}
-        self._failing: dict[tuple[str, str], str] = {}  # (charger, endpoint) -> reason currently failing
+        self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
         self._logged_values: set[tuple[str, str, str]] = set()
+        self._logged_bugs: set[tuple[str, str]] = set()  # (charger, exception type) logged with a traceback
+
+    def apply(self, chargers: Sequence[ChargerConfig]) -> None:
+        """A reloaded config: keep the state of chargers that stay, start new ones at 0, forget removed ones."""
+        names = {c.name for c in chargers}
+        for name in [n for n in self.chargers if n not in names]:
+            del self.counters[name], self.status[name]
+            self._failing.pop(name, None)
+            self._logged_values = {key for key in self._logged_values if key[0] != name}
+            self._logged_bugs = {key for key in self._logged_bugs if key[0] != name}
+        for charger in chargers:
+            if charger.name not in self.counters:
+                self.counters[charger.name] = ChargerCounters(
+                    errors={(ep, r): 0.0 for ep in ENDPOINTS for r in DEVICE_REASONS}
+                )
+                self.status[charger.name] = ChargerStatus()
+        self.chargers = {c.name: c for c in chargers}
 
     def record(self, results: Iterable[ChargerResult], now: float | None = None) -> None:
+        """Count one completed poll per result; call it once per poll, never for a reading served again."""
         now = time.time() if now is None else now
         for result in results:
-            self._record_one(result, now)
+            if result.charger.name in self.counters:  # else removed by a reload while it was being polled
+                self._record_one(result, now)
 
     def _record_one(self, result: ChargerResult, now: float) -> None:
         name = result.charger.name
@@ -58,20 +79,14 @@ class ExporterHealth:
         status = self.status[name]
         status.up = result.up
         status.last_scrape = now
+        self._log_transition(name, result)
         for endpoint, outcome in result.endpoints.items():
-            key = (name, endpoint)
             if outcome.reason is not None:
                 counters.errors[(endpoint, outcome.reason)] = counters.errors.get((endpoint, outcome.reason), 0) + 1
                 counters.last_error[(endpoint, outcome.reason)] = now
                 status.last_error = f"{endpoint}: {outcome.reason}: {outcome.detail}"
                 status.last_error_time = now
-                if self._failing.get(key) != outcome.reason:
-                    log.warning("charger %s: %s failed (%s): %s", name, endpoint, outcome.reason, outcome.detail)
-                    self._failing[key] = outcome.reason
                 continue
-            if key in self._failing:
-                del self._failing[key]
-                log.info("charger %s: %s answers again", name, endpoint)
             problems = outcome.parsed.problems if outcome.parsed is not None else ()
             for problem in problems:
                 vkey = (endpoint, problem.field)
@@ -85,3 +100,45 @@ class ExporterHealth:
                         problem.field,
                         problem.message,
                     )
+
+    def exporter_error(self, result: ChargerResult, exc: Exception) -> None:
+        """The exporter could not turn this charger's readings into metrics: its own bug, counted as
+        ``exporter_error`` on the endpoints whose readings were lost (per scrape: the loss happens every time),
+        with a traceback logged once per charger and kind of error."""
+        counters = self.counters.get(result.charger.name)
+        if counters is None:
+            return
+        now = time.time()
+        for endpoint, outcome in result.endpoints.items():
+            if outcome.ok:
+                key = (endpoint, Reason.EXPORTER_ERROR.value)
+                counters.errors[key] = counters.errors.get(key, 0) + 1
+                counters.last_error[key] = now
+        kind = (result.charger.name, type(exc).__name__)
+        if kind not in self._logged_bugs:
+            self._logged_bugs.add(kind)
+            log.error(
+                "charger %s: cannot build metrics from its readings (exporter bug; logged once, counted as "
+                "exporter_error)",
+                result.charger.name,
+                exc_info=exc,
+            )
+
+    def _log_transition(self, name: str, result: ChargerResult) -> None:
+        """One line when a charger starts failing or fails differently, one when it recovers; nothing else."""
+        failing = {ep: outcome for ep, outcome in result.endpoints.items() if outcome.reason is not None}
+        state = frozenset((ep, str(outcome.reason)) for ep, outcome in failing.items())
+        if state == self._failing.get(name, frozenset()):
+            return
+        if not state:
+            del self._failing[name]
+            log.info("charger %s recovered: every endpoint answers again", name)
+            return
+        self._failing[name] = state
+        by_reason: dict[str, list[str]] = {}
+        details: dict[str, str] = {}
+        for endpoint, outcome in failing.items():
+            by_reason.setdefault(str(outcome.reason), []).append(endpoint)
+            details.setdefault(str(outcome.reason), outcome.detail)
+        summary = "; ".join(f"{reason} on {', '.join(eps)} ({details[reason]})" for reason, eps in by_reason.items())
+        log.warning("charger %s failing: %s", name, summary)

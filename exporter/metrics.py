@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 from prometheus_client.core import Metric
@@ -234,16 +234,22 @@ def add_device(fam: Families, result: ChargerResult) -> None:
         add_limits(fam, labels, limits)
 
 
-def device_families(results: Iterable[ChargerResult]) -> list[Metric]:
-    """All per-scrape families (scrape health and device values) for these results."""
+def device_families(
+    results: Iterable[ChargerResult], on_error: Callable[[ChargerResult, Exception], None] | None = None
+) -> list[Metric]:
+    """All per-scrape families (scrape health and device values) for these results. ``on_error`` is told about
+    a charger whose readings could not be turned into metrics (an exporter bug; it counts and logs it)."""
     fam = Families()
     for result in results:
         add_scrape_health(fam, result)
         device = Families()
         try:
             add_device(device, result)
-        except Exception:  # a bug for one charger's data must not turn every charger's scrape into a 500
-            log.exception("charger %s: cannot build metrics from its readings", result.charger.name)
+        except Exception as exc:  # a bug for one charger's data must not turn every charger's scrape into a 500
+            if on_error is None:
+                log.exception("charger %s: cannot build metrics from its readings", result.charger.name)
+            else:
+                on_error(result, exc)
             continue
         fam.merge(device)
     return list(fam)
@@ -261,6 +267,22 @@ def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -
             fam.add("pulsatrix_last_error_timestamp_seconds", {**labels, "endpoint": endpoint, "reason": reason}, when)
         for (endpoint, field), count in sorted(counters.invalid_values.items()):
             fam.add("pulsatrix_invalid_values_total", {**labels, "endpoint": endpoint, "field": field}, count)
+    return list(fam)
+
+
+def reading_age_families(readings: Iterable[tuple[ChargerConfig, float]]) -> list[Metric]:
+    """How old each charger's reading is: 0 for a fresh poll, more when served again within its min_interval."""
+    fam = Families()
+    for charger, age in readings:
+        fam.add("pulsatrix_reading_age_seconds", base_labels(charger), round(age, 3))
+    return list(fam)
+
+
+def reload_families(successful: bool, success_time: float) -> list[Metric]:
+    """The config reload status, named after Prometheus' own."""
+    fam = Families()
+    fam.add("pulsatrix_exporter_config_last_reload_successful", {}, 1.0 if successful else 0.0)
+    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", {}, success_time)
     return list(fam)
 
 

@@ -13,9 +13,12 @@ exporter is ``http://HOST:PORT/<name>``. Behaviour:
   ``controllerName``, ``hasPhaseShutoff`` + ``hasPhaseSTTurnon``, ``effectiveAmperageLimit`` in ``transaction``,
   single-letter vehicle statuses); every third charger is a single-phase installation;
 * optional HTTP basic or bearer auth;
-* faults for tests and demos, set with ``PUT /_sim/<name>`` and a JSON body ``{"fault": F, "endpoints": [...]}``
-  (see :data:`FAULTS`); ``GET /_sim`` lists the chargers and their faults. The ``/_sim`` routes exist only on
-  the simulator, never on the exporter.
+* faults for tests and demos, set with ``PUT /_sim/<name>`` and a JSON body
+  ``{"fault": F, "endpoints": [...], "seconds": S}`` (see :data:`FAULTS`; ``seconds`` for ``latency`` and
+  ``reboot``); ``GET /_sim`` lists the chargers and their faults. The ``/_sim`` routes exist only on the
+  simulator, never on the exporter;
+* it counts what it is asked (:class:`Simulator`): requests and the most in flight at once per charger endpoint,
+  and the client connections it holds open, so that tests can prove how gently the exporter polls.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,12 +44,22 @@ SITES: Final = ("home", "depot-north", "depot-south")
 
 # Transport faults make the endpoint fail; device faults change the values the charger reports.
 TRANSPORT_FAULTS: Final = (
-    "hang",
+    "latency",  # every answer comes `seconds` late (default 2)
+    "hang",  # no answer at all
+    "disconnect",  # the connection is dropped before an answer (as close to "refused" as a shared port gets)
+    "reset_mid_body",  # headers and half the body, then a TCP reset
+    "truncated",  # headers promise more body than is sent before the connection closes
+    "unauthorized",  # HTTP 401
+    "http_403",
+    "http_404",
     "http_500",
-    "invalid_json",
-    "invalid_payload",
-    "unauthorized",
-    "disconnect",
+    "http_503",
+    "invalid_json",  # a 200 whose JSON is cut off
+    "invalid_payload",  # a 200 with JSON that is not an object
+    "huge",  # a 200 with a 4 MiB body, far larger than any real reply
+    "html",  # a 200 with an HTML page (a proxy's or captive portal's) instead of JSON
+    "redirect",  # HTTP 302 to another host
+    "reboot",  # down (connections dropped) for `seconds` (default 5), then a new session; the meter continues
 )
 DEVICE_FAULTS: Final = (
     "vehicle_error",  # vehicle/controller status F, state Faulted
@@ -77,6 +91,12 @@ STOP_REASONS: Final = ("EVDisconnected", "StoppedByEV", "Local")
 POWER_FACTOR: Final = 0.99
 # An exporter opens 4 connections per charger at once; a simulator of many chargers needs a deep accept queue.
 SIM_BACKLOG: Final = 4096
+DEFAULT_FAULT_SECONDS: Final = {"latency": 2.0, "reboot": 5.0}
+HUGE_BODY_BYTES: Final = 4 << 20
+HTML_PAGE: Final = (
+    "<!doctype html><html><head><title>Proxy authentication required</title></head>"
+    "<body><h1>Please log in to continue</h1></body></html>\n"
+)
 
 
 @dataclass(slots=True)
@@ -117,6 +137,8 @@ class SimCharger:
     last_step: float = 0.0
     meter_reset_done: bool = False
     next_flap: float = 0.0
+    fault_seconds: float = 0.0
+    down_until: float = 0.0  # reboot: wall-clock time at which it answers again
 
     # --- simulation ------------------------------------------------------------------------------------
 
@@ -374,6 +396,20 @@ class Simulator:
     clock: Callable[[], float] = time.time
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     requests: int = 0
+    hits: Counter[tuple[str, str]] = field(default_factory=Counter)  # (charger, endpoint) -> requests
+    in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # requests being answered now
+    max_in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # the most at once so far
+    connections: dict[int, asyncio.BaseTransport] = field(default_factory=dict)  # id -> client connection seen
+    max_chargers_in_flight: int = 0  # the most chargers with a request being answered at the same time
+    _charger_in_flight: Counter[str] = field(default_factory=Counter)
+    _chargers_busy: int = 0
+
+    def open_connections(self) -> int:
+        """Client connections that asked for a charger endpoint and are still open."""
+        return sum(1 for transport in self.connections.values() if not transport.is_closing())
+
+    def connections_seen(self) -> int:
+        return len(self.connections)
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -395,10 +431,44 @@ def _check_auth(request: web.Request) -> None:
         raise web.HTTPUnauthorized(text="unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="pulsatrix"'})
 
 
-async def _transport_fault(request: web.Request, charger: SimCharger, endpoint: str) -> web.Response | None:
+def _drop(request: web.Request) -> web.Response:
+    """Drop the connection without an answer (the response returned is never sent)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=204)
+
+
+async def _half_body(request: web.Request, charger: SimCharger, endpoint: str, reset: bool) -> web.StreamResponse:
+    body = json.dumps(getattr(charger, endpoint)() if endpoint != "limits" else {"enabled": True}).encode()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    await asyncio.sleep(0.01)  # let the first half leave before the connection ends
+    if request.transport is not None:
+        if reset:
+            request.transport.abort()
+        else:
+            request.transport.close()
+    return response
+
+
+async def _transport_fault(request: web.Request, charger: SimCharger, endpoint: str) -> web.StreamResponse | None:
     if charger.fault not in TRANSPORT_FAULTS or endpoint not in charger.fault_endpoints:
         return None
     sim = request.app[SIMULATOR]
+    if charger.fault == "reboot":
+        now = sim.clock()
+        if now < charger.down_until:
+            return _drop(request)
+        charger.fault = "none"  # back up: a new session starts, the meter carries on where it was
+        charger.advance(now)
+        charger._enter(CONNECTED, now)
+        return None
+    if charger.fault == "latency":
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sim.stopping.wait(), timeout=charger.fault_seconds)
+        return None
     if charger.fault == "hang":
         # Hang until the simulator stops (bounded, so that a forgotten test cannot hang for ever).
         with contextlib.suppress(TimeoutError):
@@ -408,14 +478,23 @@ async def _transport_fault(request: web.Request, charger: SimCharger, endpoint: 
         return web.Response(status=500, text="internal error\n")
     if charger.fault == "unauthorized":
         return web.Response(status=401, text="unauthorized\n")
+    if charger.fault.startswith("http_"):
+        status = int(charger.fault.removeprefix("http_"))
+        return web.Response(status=status, text=f"error {status}\n")
     if charger.fault == "invalid_json":
         return web.Response(body=b'{"voltage": [230.1, 229.8,', content_type="application/json")
     if charger.fault == "invalid_payload":
         return web.Response(body=b'["not", "an", "object"]', content_type="application/json")
-    # disconnect: drop the connection without an answer (the response below is never sent)
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=204)
+    if charger.fault == "huge":
+        padding = b"x" * HUGE_BODY_BYTES
+        return web.Response(body=b'{"padding": "' + padding + b'"}', content_type="application/json")
+    if charger.fault == "html":
+        return web.Response(text=HTML_PAGE, content_type="text/html")
+    if charger.fault == "redirect":
+        raise web.HTTPFound(f"http://127.0.0.2:9/{charger.name}/api/v1/{endpoint}")
+    if charger.fault in ("reset_mid_body", "truncated"):
+        return await _half_body(request, charger, endpoint, reset=charger.fault == "reset_mid_body")
+    return _drop(request)  # disconnect
 
 
 async def handle_get(request: web.Request) -> web.StreamResponse:
@@ -425,6 +504,26 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     endpoint = request.match_info["endpoint"]
     if endpoint not in ENDPOINTS:
         raise web.HTTPNotFound(text="no such endpoint\n")
+    key = (charger.name, endpoint)
+    sim.hits[key] += 1
+    if request.transport is not None:
+        sim.connections.setdefault(id(request.transport), request.transport)
+    sim.in_flight[key] += 1
+    sim.max_in_flight[key] = max(sim.max_in_flight[key], sim.in_flight[key])
+    sim._charger_in_flight[charger.name] += 1
+    if sim._charger_in_flight[charger.name] == 1:
+        sim._chargers_busy += 1
+        sim.max_chargers_in_flight = max(sim.max_chargers_in_flight, sim._chargers_busy)
+    try:
+        return await _answer(request, sim, charger, endpoint)
+    finally:
+        sim.in_flight[key] -= 1
+        sim._charger_in_flight[charger.name] -= 1
+        if sim._charger_in_flight[charger.name] == 0:
+            sim._chargers_busy -= 1
+
+
+async def _answer(request: web.Request, sim: Simulator, charger: SimCharger, endpoint: str) -> web.StreamResponse:
     _check_auth(request)
     fault = await _transport_fault(request, charger, endpoint)
     if fault is not None:
@@ -486,11 +585,29 @@ async def handle_sim_fault(request: web.Request) -> web.Response:
     endpoints = body.get("endpoints", list(ENDPOINTS))
     if not isinstance(endpoints, list) or not set(endpoints) <= set(ENDPOINTS) or not endpoints:
         raise web.HTTPBadRequest(text=f"endpoints must be a non-empty list of {', '.join(ENDPOINTS)}\n")
+    seconds = body.get("seconds", DEFAULT_FAULT_SECONDS.get(fault, 0.0))
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+        raise web.HTTPBadRequest(text="seconds must be a number from 0 to 3600\n")
+    set_fault(charger, fault, endpoints, float(seconds), request.app[SIMULATOR].clock())
+    return web.json_response({"name": charger.name, "fault": fault, "endpoints": sorted(endpoints)})
+
+
+def set_fault(
+    charger: SimCharger,
+    fault: str,
+    endpoints: Sequence[str] = ENDPOINTS,
+    seconds: float | None = None,
+    now: float | None = None,
+) -> None:
+    """Inject ``fault`` (one of :data:`FAULTS`) into ``charger``; ``seconds`` for latency and reboot."""
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}")
     charger.fault = fault
     charger.fault_endpoints = frozenset(endpoints)
     charger.meter_reset_done = False
     charger.next_flap = 0.0
-    return web.json_response({"name": charger.name, "fault": fault, "endpoints": sorted(endpoints)})
+    charger.fault_seconds = DEFAULT_FAULT_SECONDS.get(fault, 0.0) if seconds is None else seconds
+    charger.down_until = (time.time() if now is None else now) + charger.fault_seconds if fault == "reboot" else 0.0
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -275,6 +275,14 @@ def test_compose_demo_profile_starts_the_whole_stack_with_simulated_chargers() -
             assert name == "localhost" or name in names, f"{host}: no service {name!r} in profile {profile}"
 
 
+def test_compose_exporters_have_file_descriptors_for_the_documented_fleet() -> None:
+    for profile in ("demo", "live"):
+        for name, svc in services_in(profile).items():
+            if name.startswith("pulsatrix-exporter"):
+                nofile = svc["ulimits"]["nofile"]
+                assert min(nofile["soft"], nofile["hard"]) >= 4 * documented_fleet() + 64, name
+
+
 def test_compose_publishes_every_port_on_loopback_only() -> None:
     # Nothing in the stack asks for a password (anonymous Grafana, Prometheus with --web.enable-lifecycle,
     # Alertmanager, the exporter): opening a port to the network is the user's explicit decision.
@@ -505,6 +513,22 @@ def test_systemd_unit_is_hardened() -> None:
     assert "@system-service" in keys["SystemCallFilter"]
 
 
+def documented_fleet() -> int:
+    scaling = readme_section("Scaling to thousands of chargers")
+    match = re.search(r"up to \*\*([\d,]+) chargers\*\* per process", scaling)
+    assert match, "README states the largest fleet one process is sized for"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_systemd_unit_reloads_and_has_file_descriptors_for_the_documented_fleet() -> None:
+    keys = unit()
+    assert keys["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # the exporter re-reads its config on SIGHUP
+    (limit,) = keys["LimitNOFILE"]
+    assert int(limit) >= 4 * documented_fleet() + 64  # 4 kept-alive sockets per charger plus the exporter's own
+    # Raising the limit is systemd's job before the start: the hardening that forbids setrlimit() stays.
+    assert keys["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
+
+
 def test_systemd_unit_runs_the_installed_exporter_with_its_config_port_and_secrets(tmp_path: Path) -> None:
     keys = unit()
     (exec_start,) = keys["ExecStart"]
@@ -591,7 +615,8 @@ def test_readme_checks_the_config_with_the_secrets_of_the_service() -> None:
     statefulset, _, container = exporter_pod()
     name, namespace = statefulset["metadata"]["name"], statefulset["metadata"]["namespace"]
     config = flag(container["args"], "--config")
-    expected = f"kubectl -n {namespace} exec {name}-0 -- pulsatrix-exporter --config {config} --check-config"
+    exec_in = f"kubectl -n {namespace} exec {name}-0 -c {container['name']}"  # the pod has a sidecar too
+    expected = f"{exec_in} -- pulsatrix-exporter --config {config} --check-config"
     assert expected in install
 
 
@@ -646,8 +671,30 @@ def exporter_pod() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     objects = k8s_objects()
     (statefulset,) = [o for (kind, _), o in objects.items() if kind == "StatefulSet"]
     pod = statefulset["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "exporter"]
     return statefulset, pod, container
+
+
+def test_kubernetes_config_reloader_reloads_the_exporter_when_its_files_change() -> None:
+    _, pod, container = exporter_pod()
+    (reloader,) = [c for c in pod["containers"] if c["name"] != "exporter"]
+    assert reloader["image"].split(":")[0] == "ghcr.io/jimmidyson/configmap-reload"
+    webhook = urlsplit(flag(reloader["args"], "--webhook-url"))
+    assert (webhook.hostname, webhook.port, webhook.path) == ("127.0.0.1", DEFAULT_PORT, "/-/reload")
+    app = create_app(parse_config("chargers: [{name: a, url: 'http://127.0.0.1:1'}]"))
+    methods = {r.method for r in app.router.routes() if r.resource is not None and r.resource.canonical == "/-/reload"}
+    assert methods == {"POST"}  # configmap-reload's default webhook method
+    # It watches exactly what the exporter reads: the config file's directory and the credentials.
+    watched = {a.split("=", 1)[1] for a in reloader["args"] if a.startswith("--volume-dir=")}
+    exporter_mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert watched == set(exporter_mounts)
+    assert {m["mountPath"]: m["name"] for m in reloader["volumeMounts"]} == exporter_mounts
+    assert all(m.get("readOnly") for m in reloader["volumeMounts"])
+    security = reloader["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(reloader["resources"]["limits"])
+    assert "rollout restart" not in (K8S / "exporter.yml").read_text(encoding="utf-8")
 
 
 def test_kubernetes_statefulset_probes_ports_resources_and_security() -> None:

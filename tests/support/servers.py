@@ -49,6 +49,11 @@ def http_get_json(url: str, timeout: float = 5.0) -> Any:
         return json.loads(response.read())
 
 
+def http_get_text(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test servers only
+        return str(response.read().decode("utf-8"))
+
+
 def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,0 +1,237 @@
+"""Poll each charger at most once at a time and no more often than it allows; swap chargers on a config reload.
+
+Between the HTTP handlers and :mod:`exporter.fetch`. Every scrape asks the :class:`Poller` of each charger it
+needs for a :class:`Reading`:
+
+* **Coalescing.** While a poll of a charger is in flight, further scrapes of it (a second Prometheus, a Grafana
+  refresh, a ``/probe`` next to a ``/metrics``) wait for that poll instead of sending requests of their own: a
+  charger never has more than one request per endpoint in flight. The poll runs under the deadline of the scrape
+  that started it; a scrape with an earlier deadline stops waiting at its own (and reports a timeout).
+* **min_interval.** A reading younger than the charger's ``min_interval`` is served again, with its age, instead
+  of polling.
+* **max_concurrency.** One semaphore bounds how many chargers are polled at once; waiting for a slot counts
+  against the charger's deadline.
+* **Counted once.** A poll is parsed and recorded in the health state exactly once, when it completes: a reading
+  shared by concurrent scrapes or served again from the cache is never counted or logged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+
+from exporter.config import ChargerConfig, Config
+from exporter.fetch import ChargerClient, connection_limit, deadline_after, make_session
+from exporter.health import ExporterHealth
+from exporter.model import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, EndpointResult, Reason
+from exporter.parse import parse_charger
+
+log = logging.getLogger("exporter.poll")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one scrape gets for one charger."""
+
+    result: ChargerResult
+    age: float = 0.0  # seconds since the reading was taken when served from the cache; 0 for a fresh poll
+
+
+def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration: float = 0.0) -> ChargerResult:
+    """A result in which every endpoint failed for the same reason."""
+    return ChargerResult(
+        charger=charger,
+        endpoints={ep: EndpointResult(ep, reason=reason, detail=detail) for ep in ENDPOINTS},
+        duration=duration,
+        taken_at=time.time(),
+    )
+
+
+class Poller:
+    """One charger's polls: at most one in flight, the last one kept for ``min_interval``."""
+
+    def __init__(self, client: ChargerClient, fleet: Fleet) -> None:
+        self.client = client
+        self.charger = client.charger
+        self._fleet = fleet
+        self._task: asyncio.Task[ChargerResult] | None = None
+        self._task_deadline = 0.0
+        self._last: ChargerResult | None = None
+        self._last_started = 0.0  # event-loop time at which the last completed poll started
+        self._unexpected_logged: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Poller({self.charger.name!r})"
+
+    def adopt(self, other: Poller) -> None:
+        """Take over the cached reading of the poller this one replaces (same charger, same config)."""
+        self._last, self._last_started = other._last, other._last_started
+
+    async def read(self, deadline: float) -> Reading:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._last is not None and now - self._last_started < self.charger.min_interval:
+            return Reading(self._last, age=max(now - self._last_started, 0.0))
+        task = self._task
+        if task is None:
+            task = self._start(deadline)
+        if deadline >= self._task_deadline:  # the poll ends by its own deadline, before ours
+            return Reading(await asyncio.shield(task))
+        try:
+            async with asyncio.timeout_at(deadline):
+                return Reading(await asyncio.shield(task))
+        except TimeoutError:
+            detail = "no answer before the deadline (a poll started by another scrape was still running)"
+            return Reading(failed_result(self.charger, Reason.TIMEOUT, detail, loop.time() - now))
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start(self, deadline: float) -> asyncio.Task[ChargerResult]:
+        task = asyncio.create_task(self._poll(deadline), name=f"poll {self.charger.name}")
+        self._task, self._task_deadline = task, deadline
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[ChargerResult]) -> None:
+        if self._task is task:
+            self._task = None
+        if not task.cancelled():
+            task.exception()  # retrieved: waiters got it already; never "exception was never retrieved"
+
+    async def _poll(self, deadline: float) -> ChargerResult:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            fetched = await self._fetch(deadline)
+            result = parse_charger(fetched)
+        except Exception as exc:  # a bug in the exporter must not look like the charger's fault, nor stop others
+            kind = type(exc).__name__
+            if kind not in self._unexpected_logged:  # a traceback once per charger and kind, not every poll
+                self._unexpected_logged.add(kind)
+                log.exception("charger %s: unexpected error while polling", self.charger.name)
+            detail = f"exporter error: {kind}"
+            result = failed_result(self.charger, Reason.EXPORTER_ERROR, detail, loop.time() - started)
+        self._last, self._last_started = result, started
+        try:
+            self._fleet.health.record([result])
+        except Exception:
+            log.exception("charger %s: cannot record the poll", self.charger.name)
+        return result
+
+    async def _fetch(self, deadline: float) -> ChargerFetch:
+        limiter = self._fleet.limiter
+        if limiter is None:
+            return await self.client.fetch(deadline=deadline)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await limiter.acquire()
+        except TimeoutError:
+            detail = "no free polling slot before the deadline (max_concurrency)"
+            return ChargerFetch(
+                charger=self.charger,
+                endpoints={ep: EndpointFetch(ep, reason=Reason.TIMEOUT, detail=detail) for ep in ENDPOINTS},
+                duration=loop.time() - started,
+                taken_at=time.time(),
+            )
+        try:
+            return await self.client.fetch(deadline=deadline)
+        finally:
+            limiter.release()
+
+
+class Fleet:
+    """The chargers being served: a :class:`Poller` per configured charger, on one shared HTTP session.
+
+    :meth:`apply` swaps in a reloaded config: unchanged chargers keep their poller (its client, cached reading
+    and connections), new ones get one, removed ones are dropped (scrapes already waiting for them finish).
+    """
+
+    def __init__(self, config: Config, health: ExporterHealth, resolver: AbstractResolver | None = None) -> None:
+        self.config = config
+        self.health = health
+        self.pollers: dict[str, Poller] = {}
+        self.limiter: asyncio.Semaphore | None = None
+        self._limiter_size: int | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self._resolver = resolver
+        self._session_shape: tuple[int, float] = (0, 0.0)  # (connection limit, keep-alive) of the session
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Fleet({len(self.pollers)} chargers from {self.config.source!r})"
+
+    def start(self) -> None:
+        self.apply(self.config)
+
+    def apply(self, config: Config) -> None:
+        """Serve ``config`` from the next scrape on. Needs a running event loop."""
+        old = self.pollers
+        shape = (
+            connection_limit(len(config.chargers), config.max_concurrency),
+            config.keepalive_timeout,
+        )
+        new_session = self.session is None or shape[0] > self._session_shape[0] or shape[1] != self._session_shape[1]
+        session = self.session
+        if session is None or new_session:
+            if session is not None:
+                self._retire(session, max((c.timeout for c in self.config.chargers), default=0.0))
+            session = self.session = make_session(
+                len(config.chargers),
+                self._resolver,
+                keepalive_timeout=config.keepalive_timeout,
+                max_concurrency=config.max_concurrency,
+            )
+            self._session_shape = shape
+        pollers: dict[str, Poller] = {}
+        for charger in config.chargers:
+            kept = old.get(charger.name)
+            if kept is not None and kept.charger == charger and not new_session:
+                pollers[charger.name] = kept
+                continue
+            poller = Poller(ChargerClient(charger, session), self)
+            if kept is not None and kept.charger == charger:
+                poller.adopt(kept)
+            pollers[charger.name] = poller
+        if self.limiter is None or config.max_concurrency != self._limiter_size:  # polls in flight keep the old one
+            self.limiter = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+            self._limiter_size = config.max_concurrency
+        self.pollers = pollers
+        self.config = config
+        self.health.apply(config.chargers)
+
+    async def read(self, pollers: Sequence[Poller], budget: float | None = None) -> list[Reading]:
+        """A reading of each charger, concurrently; each under its own deadline (its timeout, capped by budget)."""
+        now = asyncio.get_running_loop().time()
+        return list(await asyncio.gather(*(p.read(now + max(deadline_after(p.charger, budget), 0.0)) for p in pollers)))
+
+    def _retire(self, session: aiohttp.ClientSession, grace: float) -> None:
+        """Close a replaced session once the polls that may still use it are over."""
+
+        async def close_later() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(grace + 1.0)
+            await session.close()
+
+        task = asyncio.create_task(close_later(), name="close replaced HTTP session")
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def close(self) -> None:
+        for poller in self.pollers.values():
+            poller.cancel()
+        for task in list(self._retired):
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()

@@ -1,0 +1,235 @@
+"""The chargers are protected: coalesced polls, min_interval, max_concurrency, kept-alive and bounded connections.
+
+Every claim is counted at the simulated chargers (``Simulator.hits``, ``max_in_flight``, ``connections``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import pytest
+
+from exporter.app import FLEET, HEALTH
+from exporter.config import DEFAULT_KEEPALIVE, Config, ConfigError, parse_config
+from exporter.model import ENDPOINTS
+from exporter.simulator import set_fault
+from tests.conftest import SimulatedFleet
+from tests.test_app import MakeClient, MakeFleet, get, parse, scrape
+
+
+def configured(
+    fleet: SimulatedFleet,
+    *,
+    min_interval: float = 0.0,
+    max_concurrency: int | None = None,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE,
+) -> Config:
+    """The fleet's config with serving options; ``min_interval`` goes onto every charger, as the loader does."""
+    chargers = tuple(replace(c, min_interval=min_interval) for c in fleet.config().chargers)
+    return Config(chargers=chargers, max_concurrency=max_concurrency, keepalive_timeout=keepalive_timeout)
+
+
+async def test_concurrent_scrapes_share_one_request_per_charger_endpoint(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    """3 x /metrics and 2 x /probe of the same charger at once (an HA pair plus Grafana): one poll per endpoint."""
+    for name in fleet.names:
+        set_fault(fleet.sim.chargers[name], "latency", seconds=0.4)  # all five scrapes arrive during the poll
+    client = await exporter_client(fleet.config())
+    responses = await asyncio.gather(
+        *(client.get("/metrics") for _ in range(3)), *(client.get("/probe?target=garage") for _ in range(2))
+    )
+    for response in responses:
+        assert response.status == 200
+        assert get(parse(await response.text()), "pulsatrix_up", charger="garage") == 1.0
+    for name in fleet.names:
+        for endpoint in ENDPOINTS:
+            assert fleet.sim.hits[(name, endpoint)] == 1, (name, endpoint)
+            assert fleet.sim.max_in_flight[(name, endpoint)] == 1
+    assert fleet.sim.connections_seen() == 4 * len(fleet.names)  # sockets: one per endpoint of each charger
+    # Once the poll is over, the next scrape polls again (no min_interval).
+    await scrape(client, "/probe?target=garage")
+    assert fleet.sim.hits[("garage", "charging")] == 2
+
+
+async def test_a_shared_failing_poll_is_counted_and_logged_once(
+    fleet: SimulatedFleet, exporter_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    set_fault(fleet.sim.chargers["garage"], "latency", seconds=0.3)
+    set_fault(fleet.sim.chargers["carport"], "http_500")
+    client = await exporter_client(fleet.config())
+    texts = [await r.text() for r in await asyncio.gather(*(client.get("/metrics") for _ in range(3)))]
+    assert fleet.sim.hits[("carport", "charging")] <= 3  # the fast one may finish before the next scrape starts
+    final = parse(texts[-1])
+    count = get(final, "pulsatrix_scrape_errors_total", charger="carport", endpoint="charging", reason="http_status")
+    assert count == fleet.sim.hits[("carport", "charging")]  # one count per request actually sent, not per scrape
+    failing = [r for r in caplog.records if r.getMessage().startswith("charger carport failing")]
+    assert len(failing) == 1
+
+
+async def test_min_interval_serves_a_fresh_enough_reading_with_its_age(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    config = fleet.config()
+    garage, carport, bay = config.chargers
+    client = await exporter_client(Config(chargers=(replace(garage, min_interval=60.0), carport, bay)))
+    first = await scrape(client)
+    assert get(first, "pulsatrix_reading_age_seconds", charger="garage") == 0.0
+    await asyncio.sleep(0.2)
+    second = await scrape(client)
+    for endpoint in ENDPOINTS:
+        assert fleet.sim.hits[("garage", endpoint)] == 1  # served again, not polled
+        assert fleet.sim.hits[("carport", endpoint)] == 2
+    age = get(second, "pulsatrix_reading_age_seconds", charger="garage")
+    assert age is not None and 0.2 <= age < 5
+    assert get(second, "pulsatrix_reading_age_seconds", charger="carport") == 0.0
+    assert get(second, "pulsatrix_up", charger="garage") == 1.0
+    assert get(second, "pulsatrix_voltage_volts", charger="garage", phase="L1") == get(
+        first, "pulsatrix_voltage_volts", charger="garage", phase="L1"
+    )
+
+
+async def test_a_cached_failure_is_not_counted_or_logged_again(
+    fleet: SimulatedFleet, exporter_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    set_fault(fleet.sim.chargers["garage"], "http_500")
+    client = await exporter_client(configured(fleet, min_interval=60.0))
+    for _ in range(3):
+        samples = await scrape(client)
+        await scrape(client, "/probe?target=garage")
+    assert fleet.sim.hits[("garage", "charging")] == 1
+    assert get(samples, "pulsatrix_up", charger="garage") == 0.0
+    assert (
+        get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="charging", reason="http_status")
+        == 1.0
+    )
+    assert len([r for r in caplog.records if r.getMessage().startswith("charger garage failing")]) == 1
+
+
+async def test_max_concurrency_bounds_the_chargers_polled_at_once(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    fleet = await make_fleet(6)
+    for charger in fleet.sim.chargers.values():
+        set_fault(charger, "latency", seconds=0.2)
+    client = await exporter_client(configured(fleet, max_concurrency=2))
+    samples = await scrape(client)
+    assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in fleet.names)  # 3 rounds < timeout
+    assert fleet.sim.max_chargers_in_flight == 2
+    assert fleet.sim.connections_seen() <= 4 * 2
+
+
+async def test_waiting_for_a_polling_slot_counts_against_the_deadline(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    fleet = await make_fleet(3)
+    for charger in fleet.sim.chargers.values():
+        set_fault(charger, "latency", seconds=0.6)
+    chargers = tuple(replace(c, timeout=1.0) for c in fleet.config().chargers)
+    client = await exporter_client(Config(chargers=chargers, max_concurrency=1))
+    samples = await scrape(client)
+    up = [name for name in fleet.names if get(samples, "pulsatrix_up", charger=name) == 1.0]
+    assert len(up) == 1  # the first gets the slot; the second has 0.4 s left, the third never gets one
+    for name in fleet.names:
+        duration = get(samples, "pulsatrix_scrape_duration_seconds", charger=name)
+        assert duration is not None and duration < 1.5
+    errors = [client.app[HEALTH].status[name].last_error or "" for name in fleet.names if name not in up]
+    assert any("no free polling slot before the deadline (max_concurrency)" in e for e in errors), errors
+    assert sum(fleet.sim.hits[(name, "charging")] for name in fleet.names) == 2  # the third never asked
+
+
+async def test_connections_are_kept_alive_across_scrapes(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config())
+    for _ in range(3):
+        await scrape(client)
+        await asyncio.sleep(0.3)
+    assert fleet.sim.connections_seen() == 4 * len(fleet.names)  # every scrape reused the first scrape's sockets
+    assert fleet.sim.open_connections() == 4 * len(fleet.names)
+
+
+async def test_keepalive_timeout_is_configurable(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(configured(fleet, keepalive_timeout=0.1))
+    for _ in range(2):
+        await scrape(client)
+        await asyncio.sleep(0.5)  # longer than the keep-alive: the idle sockets are closed
+    assert fleet.sim.connections_seen() == 2 * 4 * len(fleet.names)
+    assert fleet.sim.open_connections() == 0
+
+
+def test_serving_keys_and_their_defaults() -> None:
+    text = """
+min_interval: 20
+max_concurrency: 50
+chargers:
+  - {name: a, url: "http://127.0.0.1:1"}
+  - {name: b, url: "http://127.0.0.1:2", min_interval: 0}
+"""
+    config = parse_config(text)
+    assert [c.min_interval for c in config.chargers] == [20.0, 0.0]
+    assert config.max_concurrency == 50
+    assert config.keepalive_timeout == DEFAULT_KEEPALIVE == 300.0  # longer than any usual scrape interval
+    plain = parse_config('chargers: [{name: a, url: "http://127.0.0.1:1"}]')
+    assert (plain.chargers[0].min_interval, plain.max_concurrency) == (0.0, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("min_interval: -1", "min_interval: must be greater than 0 and at most 3600, got -1"),
+        ("max_concurrency: 0", "max_concurrency: must be a whole number from 1 to 100000, got int (0)"),
+        ("max_concurrency: 2.5", "max_concurrency: must be a whole number from 1 to 100000, got float (2.5)"),
+        ("keepalive_timeout: 0", "keepalive_timeout: must be greater than 0 and at most 3600, got 0"),
+    ],
+)
+def test_serving_keys_are_checked(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text + '\nchargers: [{name: a, url: "http://127.0.0.1:1"}]', source="x.yml")
+    assert caught.value.problems == [message]
+
+
+async def test_an_exporter_bug_is_reported_as_exporter_error(
+    fleet: SimulatedFleet, exporter_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_: object) -> object:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("exporter.poll.parse_charger", broken)
+    client = await exporter_client(fleet.config())
+    samples = await scrape(client)
+    assert get(samples, "pulsatrix_up", charger="garage") == 0.0
+    assert (
+        get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="charging", reason="exporter_error")
+        == 1.0
+    )
+    blamed = get(
+        samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="charging", reason="invalid_payload"
+    )
+    assert blamed == 0.0  # the charger is not blamed for the exporter's bug
+    assert client.app[FLEET].session is not None
+
+
+async def test_a_bug_building_metrics_is_counted_as_exporter_error_and_logged_once(
+    fleet: SimulatedFleet,
+    exporter_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("exporter.metrics.add_device", broken)
+    client = await exporter_client(fleet.config())
+    for _ in range(2):
+        samples = await scrape(client, "/probe?target=garage")
+    for endpoint in ENDPOINTS:
+        assert (
+            get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint=endpoint, reason="exporter_error")
+            == 2.0
+        )
+    assert get(samples, "pulsatrix_voltage_volts", charger="garage") is None
+    logged = [r for r in caplog.records if "cannot build metrics" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None
