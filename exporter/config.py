@@ -197,11 +197,13 @@ class _Checker:
             return None
         return value
 
-    def string(self, path: str, value: Any) -> str | None:
+    def string(self, path: str, value: Any, *, secret: bool = False) -> str | None:
         if not isinstance(value, str):
             # YAML turns unquoted 0755 into 493 and 1_000 into 1000: never guess, ask for quotes.
             hint = "; put the value in quotes" if isinstance(value, bool | int | float) else ""
-            self.error(path, f"must be a string, got {_describe(value)}{hint}")
+            # A credential's value is never shown, not even a wrongly typed one: only what kind of value it is.
+            got = _kind(value) if secret else _describe(value)
+            self.error(path, f"must be a string, got {got}{hint}")
             return None
         text = self.expand(path, value)
         if text is not None and (bad := CONTROL_RE.search(text)):
@@ -313,7 +315,7 @@ class _Checker:
             return None
         if has_file:
             return self.secret_file(_join(path, from_file), obj[from_file])
-        text = self.header_safe(_join(path, inline), self.string(_join(path, inline), obj[inline]))
+        text = self.header_safe(_join(path, inline), self.string(_join(path, inline), obj[inline], secret=True))
         if text is None:
             return None
         if not text:
@@ -553,6 +555,15 @@ def _describe(value: Any) -> str:
     if isinstance(value, set | tuple | bytes):
         return f"a YAML {type(value).__name__}"
     return f"{type(value).__name__} ({_show(value)})"
+
+
+def _kind(value: Any) -> str:
+    """What kind of value this is, without showing it (for credentials)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a mapping" if isinstance(value, Mapping) else f"a {type(value).__name__}"
 
 
 def _escape(text: str) -> str:

@@ -252,6 +252,23 @@ def test_secret_values_never_appear_in_error_messages() -> None:
     assert "hunter2" not in info.value.render()
 
 
+@pytest.mark.parametrize(
+    ("auth", "key"),
+    [
+        ("{basic: {username: u, password: 73019561}}", "auth.basic.password"),
+        ("{bearer: {token: 73019561}}", "auth.bearer.token"),
+        ("{bearer: {token: [73019561]}}", "auth.bearer.token"),
+    ],
+)
+def test_a_wrongly_typed_inline_secret_is_named_but_never_shown(auth: str, key: str) -> None:
+    text = f"chargers:\n  - name: a\n    url: http://192.0.2.1\n    auth: {auth}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    rendered = info.value.render()
+    assert f"chargers[0].{key}: must be a string, got a" in rendered
+    assert "73019561" not in rendered
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return run(*args, env={"OFFICE_TOKEN": "tok-123"})
 
