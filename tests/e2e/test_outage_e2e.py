@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -176,8 +177,8 @@ def test_a_dark_site_is_one_notification(depot: Depot) -> None:
     # Its chargers' own alerts fire in Prometheus too, and would be notified now if nothing muted them.
     for charger in depot.south:
         depot.wait(
-            f"PulsatrixChargerDown for {charger}", lambda c=charger: depot.firing("PulsatrixChargerDown", charger=c)
-        )  # type: ignore[misc]
+            f"PulsatrixChargerDown for {charger}", partial(depot.firing, "PulsatrixChargerDown", charger=charger)
+        )
     depot.wait("a notification for south", lambda: depot.notifications("south"))
     time.sleep(4)  # several group intervals
     [note] = depot.notifications("south")
@@ -234,7 +235,7 @@ def test_a_stopped_exporter_leaves_chargers_unmonitored_and_alerts_unresolved(de
     for charger in depot.north + depot.south:
         depot.wait(
             f"PulsatrixChargerUnmonitored for {charger}",
-            lambda c=charger: depot.firing("PulsatrixChargerUnmonitored", charger=c),  # type: ignore[misc]
+            partial(depot.firing, "PulsatrixChargerUnmonitored", charger=charger),
             timeout=20,
         )
     time.sleep(4)
