@@ -45,6 +45,9 @@ ID: Final = "charger, instance, job"
 # Fault values: IEC 61851 E, F, R in both forms, and the fault states of both vocabularies.
 FAULT_STATUS: Final = "[EFR]1?"
 FAULT_STATES: Final = "Faulted|FAILED"
+# pulsatrix_scrape_errors_total exists only for (endpoint, reason) pairs that occurred: a healthy fleet has none.
+# Panels by reason then show one 0 series named "none" instead of "No data".
+NO_ERRORS: Final = ' or label_replace(vector(0), "reason", "none", "", "")'
 # How long a charger that stopped reporting still counts as "unmonitored" (the alert rules use one day too).
 KNOWN_FOR: Final = "1d"
 
@@ -1068,7 +1071,7 @@ def fleet() -> Json:
         "cps",
         [
             Target(
-                f"sum by (reason) (rate({s('pulsatrix_scrape_errors_total')}[$__rate_interval]))",
+                f"sum by (reason) (rate({s('pulsatrix_scrape_errors_total')}[$__rate_interval])){NO_ERRORS}",
                 "{{reason}}",
             )
         ],
@@ -1085,7 +1088,7 @@ def fleet() -> Json:
         "none",
         [
             Target(
-                f"sort_desc(sum by (reason) (increase({s('pulsatrix_scrape_errors_total')}[$__range])))",
+                f"sort_desc(sum by (reason) (increase({s('pulsatrix_scrape_errors_total')}[$__range]))){NO_ERRORS}",
                 "{{reason}}",
                 instant=True,
             )

@@ -314,6 +314,19 @@ def test_detail_dashboard_opens_on_one_charger_and_links_keep_time_without_narro
     assert urls and all("var-charger=${__value.raw:percentencode}" in url for url in urls), urls
 
 
+def test_panels_on_scrape_errors_show_zero_for_a_fleet_that_never_failed() -> None:
+    """The exporter creates an error counter only for an (endpoint, reason) pair that occurred."""
+    found = 0
+    for dashboard in DASHBOARDS.values():
+        for where, expr in queries(dashboard):
+            if "pulsatrix_scrape_errors_total{" in expr:
+                found += 1
+                assert re.search(r"\bor (label_replace\(vector\(0\)|sum by \(charger\) \(0 \* pulsatrix_up\{)", expr), (
+                    f"{where}: {expr}"
+                )
+    assert found == 3
+
+
 def test_recording_rules_the_dashboards_read_are_shipped() -> None:
     recorded = {
         rule["record"]
