@@ -32,6 +32,7 @@ import yaml
 
 from tests.e2e.fast_rules import DEPLOY, SITES, fast_rules, shipped_alertmanager
 from tests.e2e.test_alerting_e2e import Webhook
+from tests.e2e.test_dashboards_e2e import dashboards, expander, label_values
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -218,6 +219,26 @@ def test_a_charger_with_partial_data_is_a_warning_that_mutes_nothing(depot: Depo
     assert depot.am_state({**reading, **ids}) == "active"
     dark = {**ids, "charger": depot.south[0], "site": "south"}
     assert depot.am_state({**reading, **dark}) == "suppressed"
+
+
+def test_the_fleet_dashboard_finds_the_exporter_under_the_users_job_name(depot: Depot) -> None:
+    fleet = dashboards()["pulsatrix-fleet.json"]
+    variables = {v["name"]: v for v in fleet["templating"]["list"]}
+    assert label_values(depot.prometheus, variables["job"]["definition"]) == [JOB]
+    assert label_values(depot.prometheus, variables["exporter_job"]["definition"]) == [JOB]
+    expand = expander(fleet, {"job": [JOB], "site": None, "charger": None, "exporter_job": [JOB]})
+    panels = {p["title"]: p for p in fleet["panels"] + [c for p in fleet["panels"] for c in p.get("panels", [])]}
+
+    def values(title: str) -> list[float]:
+        return [
+            float(s["value"][1]) for t in panels[title]["targets"] for s in depot.prometheus.query(expand(t["expr"]))
+        ]
+
+    assert values("Exporter processes up") == [1, 0]
+    assert values("Exporter version") == [1]
+    assert values("Unmonitored") == [0]
+    assert values("Down") == [4]  # the dark site
+    assert values("Partial data") == [1]
 
 
 def test_a_stopped_exporter_leaves_chargers_unmonitored_and_alerts_unresolved(depot: Depot) -> None:
