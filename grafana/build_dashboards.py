@@ -35,12 +35,21 @@ SUSPENDED_STATES: Final = "SuspendedEV|SuspendedEVSE|SUSPENDED_EV|SUSPENDED_EVSE
 IDLE_STATES: Final = "Idle|IDLE"
 GROUPED_STATES: Final = f"{CHARGING_STATES}|{SUSPENDED_STATES}|{IDLE_STATES}"
 
-# The Prometheus job whose targets are the exporter processes (README, "Prometheus configuration"; the alert rules
-# use the same name). The device series' job is the `job` variable instead: `pulsatrix` with one /probe scrape per
-# charger, `pulsatrix-exporter` when the exporter's /metrics is scraped as a whole. Exporter-process panels select
-# this job by name, never `$job`: in probe mode `$job` is the probe job, whose `up` counts chargers, not processes,
-# and which carries neither build info nor process metrics (those come from /-/metrics).
-EXPORTER_JOB: Final = "pulsatrix-exporter"
+# The exporter processes are found by their own metric, whatever their job is called: the `exporter_job` variable
+# lists the jobs that have pulsatrix_exporter_build_info (served on /metrics and /-/metrics, never on /probe).
+# Exporter-process panels select `job=~"$exporter_job"`, never `$job`: in probe mode `$job` is the probe job, whose
+# `up` counts chargers, not processes, and which carries neither build info nor process metrics.
+EXPORTER_JOB_SELECTOR: Final = 'job=~"$exporter_job"'
+# The labels that identify one charger's series (joins between its metrics match on them).
+ID: Final = "charger, instance, job"
+# Fault values: IEC 61851 E, F, R in both forms, and the fault states of both vocabularies.
+FAULT_STATUS: Final = "[EFR]1?"
+FAULT_STATES: Final = "Faulted|FAILED"
+# pulsatrix_scrape_errors_total exists only for (endpoint, reason) pairs that occurred: a healthy fleet has none.
+# Panels by reason then show one 0 series named "none" instead of "No data".
+NO_ERRORS: Final = ' or label_replace(vector(0), "reason", "none", "", "")'
+# How long a charger that stopped reporting still counts as "unmonitored" (the alert rules use one day too).
+KNOWN_FOR: Final = "1d"
 
 # Grid limits (EN 50160: 230 V ± 10 %, 50 Hz; frequency band of normal operation ± 0.2 Hz).
 VOLTAGE_MIN, VOLTAGE_MAX = 207, 253
@@ -63,11 +72,47 @@ def s(name: str, extra: str = "") -> str:
 
 
 def e(name: str) -> str:
-    """A selector of a metric of the exporter processes (job EXPORTER_JOB): Prometheus' ``up``, ``process_*`` or
-    a catalogue metric without a charger label (build info)."""
+    """A selector of a metric of the exporter processes (the `exporter_job` variable): Prometheus' ``up``,
+    ``process_*`` or a catalogue metric without a charger label (build info)."""
     if name.startswith("pulsatrix_") and BY_NAME[m(name)].per_charger:
         raise ValueError(f"{name} is a per-charger metric: use s()")
-    return f'{name}{{job="{EXPORTER_JOB}"}}'
+    return f"{name}{{{EXPORTER_JOB_SELECTOR}}}"
+
+
+def r(name: str, extra: str = "") -> str:
+    """A selector of a per-charger recording rule of deploy/prometheus/alerts.yml, filtered like s()."""
+    if not name.startswith("pulsatrix:charger_"):
+        raise ValueError(f"{name} is not a per-charger recording rule")
+    matchers = 'job=~"$job", charger=~"$charger", site=~"$site"'
+    return f"{name}{{{matchers}{', ' + extra if extra else ''}}}"
+
+
+def faulted() -> str:
+    """One series per charger that reports a fault (state, vehicle or controller status)."""
+    state = s("pulsatrix_state", 'state=~"' + FAULT_STATES + '"')
+    vehicle = s("pulsatrix_vehicle_status", 'status=~"' + FAULT_STATUS + '"')
+    controller = s("pulsatrix_charge_controller_status", 'status=~"' + FAULT_STATUS + '"')
+    return (
+        f"(max by ({ID}, site) ({state} == 1)"
+        f" or on ({ID}) max by ({ID}, site) ({vehicle} == 1)"
+        f" or on ({ID}) max by ({ID}, site) ({controller} == 1))"
+    )
+
+
+def answering() -> str:
+    """Chargers of which at least one endpoint answered in the last scrape (some data)."""
+    return f"(max by ({ID}, site) ({s('pulsatrix_endpoint_up')}) == 1)"
+
+
+def silent() -> str:
+    """Chargers none of whose endpoints answered in the last scrape (no data)."""
+    return f"(max by ({ID}, site) ({s('pulsatrix_endpoint_up')}) == 0)"
+
+
+def unmonitored() -> str:
+    """Chargers seen within KNOWN_FOR that have no current series: their exporter or their probe is down."""
+    up = s("pulsatrix_up")
+    return f"(max by ({ID}, site) (last_over_time({up}[{KNOWN_FOR}])) unless on ({ID}) {up})"
 
 
 # --- field config helpers ----------------------------------------------------------------------------------------
@@ -186,6 +231,21 @@ def stat_options(color_mode: str = "value", graph: bool = False, text: str = "au
     }
 
 
+def bargauge_options(display: str = "basic") -> Json:
+    return {
+        "reduceOptions": REDUCE_LAST,
+        "displayMode": display,
+        "orientation": "horizontal",
+        "showUnfilled": True,
+        "valueMode": "color",
+        "namePlacement": "auto",
+        "sizing": "auto",
+        "minVizHeight": 16,
+        "minVizWidth": 8,
+        "maxVizHeight": 300,
+    }
+
+
 def timeseries_options(legend: Json = LEGEND_LIST) -> Json:
     return {"legend": legend, "tooltip": TOOLTIP}
 
@@ -201,12 +261,12 @@ def state_timeline_options() -> Json:
     }
 
 
-def table_options(sort_by: str = "") -> Json:
+def table_options(sort_by: str = "", desc: bool = False) -> Json:
     return {
         "showHeader": True,
         "cellHeight": "sm",
         "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
-        "sortBy": [{"displayName": sort_by, "desc": False}] if sort_by else [],
+        "sortBy": [{"displayName": sort_by, "desc": desc}] if sort_by else [],
     }
 
 
@@ -220,19 +280,21 @@ class Dashboard:
     _x: int = 0
     _y: int = 0
     _row_height: int = 0
+    _into: list[Json] | None = None
 
-    def row(self, title: str) -> None:
+    def row(self, title: str, collapsed: bool = False) -> None:
+        """A row; the panels added after a collapsed row live inside it (shown when it is opened)."""
         self._newline()
-        self.panels.append(
-            {
-                "id": self._id(),
-                "type": "row",
-                "title": title,
-                "collapsed": False,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
-                "panels": [],
-            }
-        )
+        row: Json = {
+            "id": self._id(),
+            "type": "row",
+            "title": title,
+            "collapsed": collapsed,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
+            "panels": [],
+        }
+        self.panels.append(row)
+        self._into = row["panels"] if collapsed else self.panels
         self._y += 1
 
     def stat(self, title: str, description: str, unit: str, targets: list[Target], **kw: Any) -> None:
@@ -333,7 +395,7 @@ class Dashboard:
             panel["timeFrom"] = time_from  # this panel's own time range, whatever the dashboard's
         if transformations:
             panel["transformations"] = transformations
-        self.panels.append(panel)
+        (self.panels if self._into is None else self._into).append(panel)
         self._x += w
         self._row_height = max(self._row_height, h)
 
@@ -391,7 +453,7 @@ def datasource_variable() -> Json:
     }
 
 
-def query_variable(name: str, label: str, query: str, all_value: str, multi: bool = True) -> Json:
+def query_variable(name: str, label: str, query: str, all_value: str | None, multi: bool = True) -> Json:
     return {
         "name": name,
         "label": label,
@@ -401,8 +463,9 @@ def query_variable(name: str, label: str, query: str, all_value: str, multi: boo
         "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "current": {},
         "hide": 0,
-        "includeAll": True,
-        # The All value is a regex; `.*` also matches chargers that have no such label at all (empty value).
+        "includeAll": multi,
+        # The All value is a regex; `.*` also matches chargers that have no such label at all (empty value). None:
+        # Grafana joins the values it found, `(a|b)`.
         "allValue": all_value,
         "multi": multi,
         "options": [],
@@ -413,26 +476,56 @@ def query_variable(name: str, label: str, query: str, all_value: str, multi: boo
     }
 
 
-def variables() -> list[Json]:
-    # `job` is the job of the device series, in either setup: `pulsatrix` (the /probe job) or `pulsatrix-exporter`
-    # (the exporter's /metrics scraped as a whole). Exporter-process panels do not use it (see EXPORTER_JOB).
+def variables(single_charger: bool = False) -> list[Json]:
+    """`job` is the job of the device series, in either setup: `pulsatrix` (the /probe job) or
+    `pulsatrix-exporter` (the exporter's /metrics scraped as a whole), or whatever the user named them.
+    `exporter_job` is the job(s) of the exporter processes (see EXPORTER_JOB_SELECTOR)."""
     up = m("pulsatrix_up")
+    charger = query_variable(
+        "charger",
+        "Charger",
+        f'label_values({up}{{job=~"$job", site=~"$site"}}, charger)',
+        None if single_charger else ".+",
+        multi=not single_charger,
+    )
     return [
         datasource_variable(),
         query_variable("job", "Job", f"label_values({up}, job)", ".+"),
         query_variable("site", "Site", f'label_values({up}{{job=~"$job"}}, site)', ".*"),
-        query_variable("charger", "Charger", f'label_values({up}{{job=~"$job", site=~"$site"}}, charger)', ".+"),
+        charger,
+        {
+            **query_variable(
+                "exporter_job", "Exporter job", f"label_values({m('pulsatrix_exporter_build_info')}, job)", None
+            ),
+            "description": "The job(s) whose targets are exporter processes: those with pulsatrix_exporter_build_info.",
+        },
     ]
 
 
+def tariff_variable() -> Json:
+    return {
+        "name": "tariff",
+        "label": "Tariff per kWh",
+        "description": "Price of one kWh, for the cost panels (in your currency).",
+        "type": "textbox",
+        "query": "0.30",
+        "current": {"text": "0.30", "value": "0.30"},
+        "options": [{"selected": True, "text": "0.30", "value": "0.30"}],
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+
+
 def links(other_uid: str, other_title: str) -> list[Json]:
+    """A link to the other dashboard that keeps the time range, the data source and the job, and nothing else: the
+    fleet view is not narrowed to the charger shown in the detail, and the detail opens on one charger."""
     return [
         {
             "title": other_title,
             "type": "link",
-            "url": f"/d/{other_uid}",
+            "url": f"/d/{other_uid}?${{datasource:queryparam}}&${{job:queryparam}}",
             "icon": "dashboard",
-            "includeVars": True,
+            "includeVars": False,
             "keepTime": True,
             "asDropdown": False,
             "targetBlank": False,
@@ -449,9 +542,17 @@ def fleet() -> Json:
     d = Dashboard(
         "pulsatrix-fleet",
         "Pulsatrix fleet overview",
-        "Every charger at a glance: up/down, state, power, energy per day, and the exporter's own health.",
+        "Every charger at a glance, the ones in trouble first: status, state, power per site against its capacity, "
+        "energy, cost and use per site and period, and the exporter's own health.",
     )
-    count_state = "count({sel} == 1) or vector(0)"
+    up = s("pulsatrix_up")
+
+    def count(expr: str) -> str:
+        return f"count({expr}) or vector(0)"
+
+    # Every charger is counted in exactly one tile: Unmonitored (no series), Down (no endpoint answers), Faulted,
+    # Partial data (some endpoints fail), or its state (every endpoint answers, no fault).
+    healthy = f"and on ({ID}) ({up} == 1) unless on ({ID}) {faulted()}"
 
     d.row("Fleet now")
     for title, description, states, color in (
@@ -462,53 +563,125 @@ def fleet() -> Json:
         d.add(
             "stat",
             title,
-            description + " Both firmware vocabularies are counted; 0 when there are none.",
+            description + " Only chargers whose every endpoint answered and that report no fault; both firmware "
+            "vocabularies are counted; 0 when there are none.",
             "none",
-            [Target(count_state.format(sel=s("pulsatrix_state", f'state=~"{states}"')), title, instant=True)],
-            w=4,
+            [Target(count(s("pulsatrix_state", 'state=~"' + states + '"') + f" == 1 {healthy}"), title, instant=True)],
+            w=3,
             h=4,
             color={"mode": "fixed", "fixedColor": color},
             options=stat_options(),
         )
     d.stat(
         "Other state",
-        "Chargers in any other state (EVConnected, Finishing, Reserved, Unavailable, Faulted, ...).",
+        "Chargers in any other state without a fault (EVConnected, Finishing, Reserved, Unavailable, ...), whose "
+        "every endpoint answered. A normal part of a busy day, so not coloured.",
         "none",
         [
             Target(
-                count_state.format(sel=s("pulsatrix_state", f'state!~"{GROUPED_STATES}"')),
+                count(s("pulsatrix_state", 'state!~"' + f"{GROUPED_STATES}|{FAULT_STATES}" + '"') + f" == 1 {healthy}"),
                 "other",
                 instant=True,
             )
         ],
-        thresholds=steps(("green", None), ("orange", 1)),
+        w=3,
+        color={"mode": "fixed", "fixedColor": "text"},
         options=stat_options(),
     )
     d.stat(
-        "Down",
-        "Chargers for which at least one endpoint gave no usable reply in the last scrape (pulsatrix_up = 0).",
+        "Faulted",
+        "Chargers that report a fault: the state Faulted / FAILED, or IEC 61851 status E, F or R of the vehicle or "
+        "of the controller (PulsatrixChargerFault fires after 5 minutes).",
         "none",
-        [Target(f"count({s('pulsatrix_up')} == 0) or vector(0)", "down", instant=True)],
+        [Target(count(faulted()), "faulted", instant=True)],
+        w=3,
         thresholds=steps(("green", None), ("red", 1)),
         options=stat_options(color_mode="background"),
     )
     d.stat(
-        "Total power",
-        "Sum of the active power of all selected chargers right now.",
-        "watt",
-        [Target(f"sum({s('pulsatrix_active_power_watts')}) or vector(0)", "total", instant=True)],
-        options=stat_options(),
+        "Partial data",
+        "Chargers that answer on some endpoints but not on all in the last scrape: their data is partial "
+        "(PulsatrixEndpointFailing). Faulted chargers are counted under Faulted.",
+        "none",
+        [
+            Target(
+                count(f"({up} == 0) and on ({ID}) {answering()} unless on ({ID}) {faulted()}"), "partial", instant=True
+            )
+        ],
+        w=3,
+        thresholds=steps(("green", None), ("orange", 1)),
+        options=stat_options(color_mode="background"),
+    )
+    d.stat(
+        "Down",
+        "Chargers none of whose four endpoints gave a usable reply in the last scrape: no data at all "
+        "(PulsatrixChargerDown).",
+        "none",
+        [Target(count(silent()), "down", instant=True)],
+        w=3,
+        thresholds=steps(("green", None), ("red", 1)),
+        options=stat_options(color_mode="background"),
+    )
+    d.stat(
+        "Unmonitored",
+        f"Chargers Prometheus has seen in the last {KNOWN_FOR} that have no current data: their exporter or their "
+        "/probe target cannot be scraped. They are not healthy, only invisible (PulsatrixChargerUnmonitored).",
+        "none",
+        [Target(count(unmonitored()), "unmonitored", instant=True)],
+        w=3,
+        thresholds=steps(("green", None), ("purple", 1)),
+        options=stat_options(color_mode="background"),
     )
 
+    # Status of each charger, worst first: 4 unmonitored, 3 down, 2 faulted, 1 partial data, 0 ok.
+    status = (
+        f"max by (charger, site) ((0 * {unmonitored()} + 4)"
+        f" or (0 * {silent()} + 3)"
+        f" or (0 * {faulted()} + 2)"
+        f" or (0 * max by ({ID}, site) ({up} == 0) + 1)"
+        f" or (0 * max by ({ID}, site) ({up})))"
+    )
+    since = (
+        f"max by (charger) ({r('pulsatrix:charger_down_since_timestamp_seconds')}"
+        f" or on ({ID}) max without (state) ({r('pulsatrix:charger_state_since_timestamp_seconds')})"
+        f" or on ({ID}) {r('pulsatrix:charger_last_seen_timestamp_seconds')}) * 1000"
+    )
+    state_colors = [
+        {"type": "regex", "options": {"pattern": f"^({CHARGING_STATES})$", "result": {"color": "green", "index": 0}}},
+        {"type": "regex", "options": {"pattern": f"^({SUSPENDED_STATES})$", "result": {"color": "yellow", "index": 1}}},
+        {"type": "regex", "options": {"pattern": f"^({IDLE_STATES})$", "result": {"color": "blue", "index": 2}}},
+        {
+            "type": "regex",
+            "options": {"pattern": f"^({FAULT_STATES}|Unavailable)$", "result": {"color": "red", "index": 3}},
+        },
+    ]
+    vehicle_colors = [
+        {"type": "regex", "options": {"pattern": "^[CD]\\d?$", "result": {"color": "green", "index": 0}}},
+        {"type": "regex", "options": {"pattern": f"^{FAULT_STATUS}$", "result": {"color": "red", "index": 1}}},
+    ]
+    status_map = [
+        {
+            "type": "value",
+            "options": {
+                "0": {"text": "ok", "color": "green", "index": 0},
+                "1": {"text": "partial data", "color": "orange", "index": 1},
+                "2": {"text": "faulted", "color": "red", "index": 2},
+                "3": {"text": "down", "color": "red", "index": 3},
+                "4": {"text": "unmonitored", "color": "purple", "index": 4},
+            },
+        }
+    ]
     d.add(
         "table",
         "Chargers",
-        "One row per charger: up, state, vehicle status, power, energy of the current (or last) session, how many "
-        "of the four endpoints failed in the last scrape, scrape errors in the time range, the last scrape "
-        "duration and the last error (endpoint: reason, and when). Click a charger for its detail dashboard.",
+        "One row per charger, chargers in trouble first (status: unmonitored, down, faulted, partial data, ok), "
+        "with since when it is in that status or state (from the recording rules of alerts.yml), its state and "
+        "vehicle status (coloured), power, energy of the current (or last) session, how many of the four "
+        "endpoints failed in the last scrape, scrape errors in the time range, the last scrape duration and the "
+        "last error (endpoint: reason, and when). Click a charger for its detail dashboard.",
         "none",
         [
-            Target(f"max by (charger, site) ({s('pulsatrix_up')})", instant=True, table=True),
+            Target(status, instant=True, table=True),
             Target(f"max by (charger, state) ({s('pulsatrix_state')} == 1)", instant=True, table=True),
             Target(
                 "max by (charger, vehicle_status) (label_replace("
@@ -519,8 +692,10 @@ def fleet() -> Json:
             Target(f"sum by (charger) ({s('pulsatrix_active_power_watts')})", instant=True, table=True),
             Target(f"sum by (charger) ({s('pulsatrix_session_energy_joules')}) / 3.6e6", instant=True, table=True),
             Target(f"sum by (charger) (1 - {s('pulsatrix_endpoint_up')})", instant=True, table=True),
+            # Only (endpoint, reason) pairs that occurred have a counter: healthy chargers get 0, not an empty cell.
             Target(
-                f"sum by (charger) (increase({s('pulsatrix_scrape_errors_total')}[$__range]))",
+                f"sum by (charger) (increase({s('pulsatrix_scrape_errors_total')}[$__range]))"
+                f" or sum by (charger) (0 * {up})",
                 instant=True,
                 table=True,
             ),
@@ -531,11 +706,12 @@ def fleet() -> Json:
                 instant=True,
                 table=True,
             ),
+            Target(since, instant=True, table=True),
         ],
         w=24,
-        h=10,
+        h=20,
         custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False, "filterable": True},
-        options=table_options("Charger"),
+        options=table_options("Status", desc=True),
         transformations=[
             {"id": "merge", "options": {}},
             {
@@ -546,20 +722,22 @@ def fleet() -> Json:
                         "charger": 0,
                         "site": 1,
                         "Value #A": 2,
-                        "state": 3,
-                        "vehicle_status": 4,
-                        "Value #D": 5,
-                        "Value #E": 6,
-                        "Value #F": 7,
-                        "Value #G": 8,
-                        "Value #H": 9,
-                        "last_error": 10,
-                        "Value #I": 11,
+                        "Value #J": 3,
+                        "state": 4,
+                        "vehicle_status": 5,
+                        "Value #D": 6,
+                        "Value #E": 7,
+                        "Value #F": 8,
+                        "Value #G": 9,
+                        "Value #H": 10,
+                        "last_error": 11,
+                        "Value #I": 12,
                     },
                     "renameByName": {
                         "charger": "Charger",
                         "site": "Site",
-                        "Value #A": "Up",
+                        "Value #A": "Status",
+                        "Value #J": "Since",
                         "state": "State",
                         "vehicle_status": "Vehicle",
                         "Value #D": "Power",
@@ -580,11 +758,14 @@ def fleet() -> Json:
                     {
                         "title": "Charger detail",
                         "url": "/d/pulsatrix-charger?${datasource:queryparam}&${job:queryparam}"
-                        "&var-charger=${__value.raw}&${__url_time_range}",
+                        "&var-charger=${__value.raw:percentencode}&${__url_time_range}",
                     }
                 ],
             ),
-            override("Up", mappings=UP_DOWN, custom__cellOptions={"type": "color-background"}),
+            override("Status", mappings=status_map, custom__cellOptions={"type": "color-background"}),
+            override("Since", unit="dateTimeFromNow"),
+            override("State", mappings=state_colors, custom__cellOptions={"type": "color-text"}),
+            override("Vehicle", mappings=vehicle_colors, custom__cellOptions={"type": "color-text"}),
             override("Power", unit="watt", decimals=0),
             override("Session energy", unit="kwatth", decimals=2),
             override(
@@ -603,28 +784,175 @@ def fleet() -> Json:
         ],
     )
 
-    d.row("Power and energy")
+    power = s("pulsatrix_active_power_watts")
+    capacity = 'pulsatrix:site_capacity_watts{site=~"$site"}'
+    d.row("Sites and power")
+    d.stat(
+        "Total power",
+        "Sum of the active power of the selected chargers right now. No data (not 0 W) while no charger is "
+        "monitored: see Unmonitored.",
+        "watt",
+        [Target(f"sum({power})", "total", instant=True)],
+        w=4,
+        h=8,
+        options=stat_options(),
+    )
     d.add(
         "timeseries",
-        "Total power",
-        "Sum of the active power of the selected chargers over time.",
+        "Site power vs. capacity",
+        "Active power of each site (sum of its chargers) over time, with the site's capacity as a dashed line. "
+        "The capacity is configured once, in deploy/prometheus/sites.yml (recording rule "
+        "pulsatrix:site_capacity_watts); a site without one shows no line.",
         "watt",
-        [Target(f"sum({s('pulsatrix_active_power_watts')})", "total")],
+        [
+            Target(f"sum by (site) ({power})", "{{site}}"),
+            Target(f"max by (site) ({capacity})", "{{site}} capacity"),
+        ],
+        w=12,
+        h=8,
+        custom=timeseries_custom(fill=10),
+        options=timeseries_options(LEGEND_TABLE),
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".* capacity$"},
+                "properties": [
+                    {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                    {"id": "custom.fillOpacity", "value": 0},
+                ],
+            }
+        ],
+        extra_defaults={"min": 0},
+    )
+    d.add(
+        "bargauge",
+        "Site load now",
+        "Each site's power right now as a share of its capacity (sites.yml): orange from 80 %, red from 95 %.",
+        "percentunit",
+        [Target(f"sum by (site) ({power}) / on (site) max by (site) ({capacity})", "{{site}}", instant=True)],
         w=8,
         h=8,
-        custom=timeseries_custom(fill=20),
-        options=timeseries_options(),
+        thresholds=steps(("green", None), ("orange", 0.8), ("red", 0.95)),
+        options=bargauge_options("gradient"),
+        extra_defaults={"min": 0, "max": 1},
+    )
+    d.add(
+        "timeseries",
+        "Power per power domain",
+        "Active power per site and power domain (the load-management group the charger reports in "
+        "pulsatrix_charger_info), stacked.",
+        "watt",
+        [
+            Target(
+                f"sum by (site, power_domain) ({power} * on ({ID}) group_left (power_domain) "
+                f"{s('pulsatrix_charger_info')})",
+                "{{site}} {{power_domain}}",
+            )
+        ],
+        w=12,
+        h=8,
+        custom=timeseries_custom(fill=30, stack=True),
+        options=timeseries_options(LEGEND_TABLE),
     )
     d.add(
         "timeseries",
         "Power per charger",
         "Active power of each charger, stacked: which chargers make up the total.",
         "watt",
-        [Target(f"sum by (charger) ({s('pulsatrix_active_power_watts')})", "{{charger}}")],
-        w=16,
+        [Target(f"sum by (charger) ({power})", "{{charger}}")],
+        w=12,
         h=8,
         custom=timeseries_custom(fill=30, stack=True),
         options=timeseries_options(LEGEND_TABLE),
+    )
+
+    energy = r("pulsatrix:charger_energy_joules:increase1h")
+    d.row("Energy, cost and use")
+    hourly = (
+        " From the hourly recording rule pulsatrix:charger_energy_joules:increase1h (alerts.yml): cheap over "
+        "months, accurate to the hour at both ends."
+    )
+    for title, period, time_from in (
+        ("Energy today per site", "since midnight (the dashboard's time zone)", "now/d"),
+        ("Energy this month per site", "since the first of the month", "now/M"),
+        ("Energy in the time range per site", "in the dashboard's time range", ""),
+    ):
+        d.add(
+            "bargauge",
+            title,
+            f"Energy the chargers of each site imported {period}, in kWh.{hourly}",
+            "kwatth",
+            [Target(f"sort_desc(sum by (site) (sum_over_time({energy}[$__range])) / 3.6e6)", "{{site}}", instant=True)],
+            w=8,
+            h=6,
+            options=bargauge_options("gradient"),
+            color={"mode": "continuous-GrYlRd"},
+            extra_defaults={"decimals": 1, "min": 0},
+            time_from=time_from,
+        )
+    sessions = r("pulsatrix:charger_session_starts:changes1h")
+    ratio = r("pulsatrix:charger_charging_ratio:avg1h")
+    per = {"site": "Site", "charger": "Charger"}
+    for by, w in (("site", 10), ("charger", 14)):
+        group = "site" if by == "site" else "charger, site"
+        d.add(
+            "table",
+            f"Energy, cost and use per {by} in the time range",
+            f"Per {by}, in the dashboard's time range: energy (kWh), its cost at the tariff variable (price per "
+            "kWh; set it at the top), the number of sessions started, and utilisation (share of the time spent "
+            f"charging). For a day or a month, pick *Today so far* or *This month so far* in the time picker.{hourly}",
+            "none",
+            [
+                Target(f"sum by ({group}) (sum_over_time({energy}[$__range])) / 3.6e6", instant=True, table=True),
+                Target(
+                    f"sum by ({group}) (sum_over_time({energy}[$__range])) / 3.6e6 * $tariff", instant=True, table=True
+                ),
+                Target(f"sum by ({group}) (sum_over_time({sessions}[$__range]))", instant=True, table=True),
+                Target(f"avg by ({group}) (avg_over_time({ratio}[$__range]))", instant=True, table=True),
+            ],
+            w=w,
+            h=8,
+            custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+            options=table_options("Energy", desc=True),
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "indexByName": {by: 0, "site": 1, "Value #A": 2, "Value #B": 3, "Value #C": 4, "Value #D": 5},
+                        "renameByName": {
+                            by: per[by],
+                            "site": "Site",
+                            "Value #A": "Energy",
+                            "Value #B": "Cost",
+                            "Value #C": "Sessions",
+                            "Value #D": "Utilisation",
+                        },
+                    },
+                },
+            ],
+            overrides=[
+                override("Energy", unit="kwatth", decimals=1),
+                override("Cost", decimals=2),
+                override("Sessions", decimals=0),
+                override("Utilisation", unit="percentunit", decimals=0),
+            ],
+        )
+    d.add(
+        "timeseries",
+        "Sessions per day per site",
+        "Charging sessions started per calendar day and site (the last 7 days and today so far), from the hourly "
+        "recording rule pulsatrix:charger_session_starts:changes1h. Days as in Energy per charger per day.",
+        "none",
+        [
+            Target(f"sum by (site) (sum_over_time({sessions}[1d] offset -1d))", "{{site}}", interval="1d"),
+        ],
+        w=8,
+        h=8,
+        custom=timeseries_custom(bars=True, stack=True, bar_alignment=1),
+        options=timeseries_options(LEGEND_TABLE),
+        extra_defaults={"decimals": 0},
+        time_from="7d",
     )
     d.add(
         "timeseries",
@@ -687,11 +1015,13 @@ def fleet() -> Json:
     d.add(
         "timeseries",
         "Chargers by state",
-        "How many chargers were in each state over time (stacked), plus how many were down.",
+        "How many chargers were in each state over time (stacked; only chargers whose every endpoint answered), "
+        "plus how many had partial data and how many were down: each charger is counted once.",
         "none",
         [
-            Target(f"count by (state) ({s('pulsatrix_state')} == 1)", "{{state}}"),
-            Target(f"count({s('pulsatrix_up')} == 0) or vector(0)", "down"),
+            Target(f"count by (state) ({s('pulsatrix_state')} == 1 and on ({ID}) ({up} == 1))", "{{state}}"),
+            Target(f"count(({up} == 0) and on ({ID}) {answering()}) or vector(0)", "partial data"),
+            Target(f"count({silent()}) or vector(0)", "down"),
         ],
         w=12,
         h=8,
@@ -701,6 +1031,8 @@ def fleet() -> Json:
             regex_color(f"^({CHARGING_STATES})$", "green"),
             regex_color(f"^({SUSPENDED_STATES})$", "yellow"),
             regex_color(f"^({IDLE_STATES})$", "blue"),
+            regex_color(f"^({FAULT_STATES})$", "dark-red"),
+            regex_color("^partial data$", "orange"),
             regex_color("^down$", "red"),
         ],
         extra_defaults={"decimals": 0},
@@ -718,7 +1050,7 @@ def fleet() -> Json:
         options=state_timeline_options(),
     )
 
-    d.row("Exporter health")
+    d.row("Exporter health", collapsed=True)
     d.add(
         "timeseries",
         "Scrape duration per charger",
@@ -739,7 +1071,7 @@ def fleet() -> Json:
         "cps",
         [
             Target(
-                f"sum by (reason) (rate({s('pulsatrix_scrape_errors_total')}[$__rate_interval]))",
+                f"sum by (reason) (rate({s('pulsatrix_scrape_errors_total')}[$__rate_interval])){NO_ERRORS}",
                 "{{reason}}",
             )
         ],
@@ -756,7 +1088,7 @@ def fleet() -> Json:
         "none",
         [
             Target(
-                f"sort_desc(sum by (reason) (increase({s('pulsatrix_scrape_errors_total')}[$__range])))",
+                f"sort_desc(sum by (reason) (increase({s('pulsatrix_scrape_errors_total')}[$__range]))){NO_ERRORS}",
                 "{{reason}}",
                 instant=True,
             )
@@ -780,9 +1112,10 @@ def fleet() -> Json:
     )
     d.stat(
         "Exporter processes up",
-        f"Exporter processes Prometheus reached in its last scrape (`up` of job {EXPORTER_JOB}) and those it did "
-        "not. Counts processes, not chargers, whichever chargers, sites or job are selected. Both 0 means no "
-        f"{EXPORTER_JOB} job is configured: with a /probe job, add one that scrapes the exporter's /-/metrics.",
+        "Exporter processes Prometheus reached in its last scrape (`up` of the Exporter job variable: the jobs "
+        "that carry pulsatrix_exporter_build_info) and those it did not. Counts processes, not chargers, whichever "
+        "chargers, sites or job are selected. Both 0 means no such job is scraped: with a /probe job, add one "
+        "that scrapes the exporter's /-/metrics.",
         "none",
         [
             Target(f"sum({e('up')}) or vector(0)", "up", instant=True),
@@ -795,8 +1128,8 @@ def fleet() -> Json:
     )
     d.stat(
         "Exporter version",
-        f"Each exporter version running, with how many processes run it (pulsatrix_exporter_build_info of job "
-        f"{EXPORTER_JOB}). Two versions at once: an upgrade is under way or a replica was left behind.",
+        "Each exporter version running, with how many processes run it (pulsatrix_exporter_build_info of "
+        "the Exporter job). Two versions at once: an upgrade is under way or a replica was left behind.",
         "none",
         [
             Target(
@@ -807,7 +1140,7 @@ def fleet() -> Json:
         ],
         w=6,
         options=stat_options(text="value_and_name"),
-        extra_defaults={"noValue": f"no {EXPORTER_JOB} job"},
+        extra_defaults={"noValue": "no exporter job"},
     )
     d.stat(
         "Invalid values skipped",
@@ -830,8 +1163,8 @@ def fleet() -> Json:
     d.add(
         "timeseries",
         "Exporter CPU",
-        f"CPU time each exporter process uses per second (1 = one full core), from process_cpu_seconds_total of job "
-        f"{EXPORTER_JOB}. Near 1 the process is saturated: scrapes get slow; add a replica.",
+        "CPU time each exporter process uses per second (1 = one full core), from process_cpu_seconds_total of "
+        "the Exporter job. Near 1 the process is saturated: scrapes get slow; add a replica.",
         "percentunit",
         [Target(f"sum by (instance) (rate({e('process_cpu_seconds_total')}[$__rate_interval]))", "{{instance}}")],
         w=12,
@@ -843,7 +1176,7 @@ def fleet() -> Json:
     d.add(
         "timeseries",
         "Exporter memory",
-        f"Resident memory of each exporter process (process_resident_memory_bytes of job {EXPORTER_JOB}). It "
+        "Resident memory of each exporter process (process_resident_memory_bytes of the Exporter job). It "
         "should stay flat; steady growth points at a leak.",
         "bytes",
         [Target(f"sum by (instance) ({e('process_resident_memory_bytes')})", "{{instance}}")],
@@ -853,7 +1186,7 @@ def fleet() -> Json:
         options=timeseries_options(LEGEND_TABLE),
         extra_defaults={"min": 0},
     )
-    return d.to_json(variables(), links("pulsatrix-charger", "Charger detail"))
+    return d.to_json([*variables(), tariff_variable()], links("pulsatrix-charger", "Charger detail"))
 
 
 # --- charger detail ----------------------------------------------------------------------------------------------
@@ -863,7 +1196,7 @@ def charger() -> Json:
     d = Dashboard(
         "pulsatrix-charger",
         "Pulsatrix charger detail",
-        "One charger (or a few) in depth: grid, power, the amperage chain, states, the current session and API limits.",
+        "One charger in depth: grid, power, the amperage chain, states, the current session and API limits.",
     )
     volt, amp = s("pulsatrix_voltage_volts"), s("pulsatrix_current_amperes")
 
@@ -1093,7 +1426,7 @@ def charger() -> Json:
         "kwatth",
         [Target(f"{s('pulsatrix_session_energy_joules')} / 3.6e6", "{{charger}}", instant=True)],
         w=6,
-        options=stat_options(graph=True),
+        options=stat_options(),
         extra_defaults={"decimals": 2},
     )
     d.stat(
@@ -1184,7 +1517,7 @@ def charger() -> Json:
         ],
         extra_defaults={"min": 0},
     )
-    return d.to_json(variables(), links("pulsatrix-fleet", "Fleet overview"))
+    return d.to_json(variables(single_charger=True), links("pulsatrix-fleet", "Fleet overview"))
 
 
 DASHBOARDS: Final = {"pulsatrix-fleet.json": fleet, "pulsatrix-charger.json": charger}

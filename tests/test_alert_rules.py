@@ -3,9 +3,12 @@ the metric catalogue (a renamed metric or a missing runbook fails here, not at 3
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 import unicodedata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,7 +19,10 @@ from tests.support.servers import promtool
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+SITES = ROOT / "deploy" / "prometheus" / "sites.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
+GENERATOR = ROOT / "deploy" / "prometheus" / "generate_rules.py"
+ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 README = ROOT / "README.md"
 RUNBOOK_BASE = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
 SEVERITIES = {"critical", "warning", "info"}
@@ -26,13 +32,28 @@ COMMON_LABELS = {"charger", "instance", "job"}
 EXPORTER_JOB, PROBE_JOB = "pulsatrix-exporter", "pulsatrix"
 
 
-def load_alerts() -> list[dict[str, Any]]:
-    document = yaml.safe_load(RULES.read_text())
-    return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
+def load_rules(path: Path = RULES) -> list[dict[str, Any]]:
+    document = yaml.safe_load(path.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
 
 
-ALERTS = load_alerts()
+ALERTS = [rule for rule in load_rules() if "alert" in rule]
 ALERT_NAMES = [rule["alert"] for rule in ALERTS]
+RECORDED = {rule["record"] for path in (RULES, SITES) for rule in load_rules(path) if "record" in rule}
+CHARGER_DASHBOARD = "/d/pulsatrix-charger?"
+# Alerts about a charger that keep firing while its series are stale (the others are about the staleness itself,
+# or clear by themselves).
+NOT_HELD = {"PulsatrixChargerUnmonitored", "PulsatrixProbeFailing", "PulsatrixEnergyMeterWentBackwards",
+            "PulsatrixApiLimitFlapping"}  # fmt: skip
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("generate_rules", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def github_anchor(heading: str, seen: dict[str, int]) -> str:
@@ -72,7 +93,12 @@ def duration_seconds(text: str) -> float:
 
 def is_exporter_level(rule: dict[str, Any]) -> bool:
     """Alerts about the exporter process itself have no charger to name."""
-    return "pulsatrix_" not in rule["expr"]
+    return "pulsatrix_" not in rule["expr"] and "pulsatrix:" not in rule["expr"]
+
+
+def is_charger_level(rule: dict[str, Any]) -> bool:
+    """Alerts about one charger link to its detail dashboard (site and exporter alerts to the fleet view)."""
+    return CHARGER_DASHBOARD in rule["annotations"]["dashboard_url"]
 
 
 def is_absence(rule: dict[str, Any]) -> bool:
@@ -103,7 +129,9 @@ def test_github_anchor_matches_github() -> None:
 def test_promtool_check_rules_accepts_the_file() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout, result.stdout
+    assert f"SUCCESS: {len(load_rules())} rules found" in result.stdout, result.stdout
+    result = promtool("check", "rules", str(SITES))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.e2e
@@ -115,7 +143,30 @@ def test_promtool_unit_tests_pass() -> None:
 
 def test_rule_tests_load_the_shipped_rules() -> None:
     document = yaml.safe_load(RULE_TESTS.read_text())
-    assert [(RULE_TESTS.parent / name).resolve() for name in document["rule_files"]] == [RULES.resolve()]
+    assert [(RULE_TESTS.parent / name).resolve() for name in document["rule_files"]] == [RULES, SITES]
+
+
+def test_committed_rules_equal_the_generated_ones() -> None:
+    assert RULES.read_text() == load_generator().render(), "run python deploy/prometheus/generate_rules.py"
+
+
+@pytest.mark.e2e
+def test_job_selectors_and_site_label_come_from_one_config_block(tmp_path: Path) -> None:
+    """Other job names: change CONFIG, and no rule selects the old names any more (and promtool still accepts it)."""
+    text = load_generator().render(
+        {"exporter_selector": 'job="exporters"', "probe_selector": 'job="chargers"', "site": "location"}
+    )
+    assert 'job="pulsatrix-exporter"' not in text and 'job="pulsatrix"' not in text
+    assert 'up{job="exporters"}' in text and 'up{job="chargers"}' in text
+    assert "by (location)" in text and "by (site)" not in text
+    (tmp_path / "alerts.yml").write_text(text)
+    result = promtool("check", "rules", str(tmp_path / "alerts.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_recording_rules_used_by_the_alerts_are_recorded() -> None:
+    used = {name for rule in ALERTS for name in re.findall(r"\bpulsatrix:[a-z0-9_:]+", rule["expr"])}
+    assert used and used <= RECORDED, sorted(used - RECORDED)
 
 
 def test_alert_names_are_unique() -> None:
@@ -128,12 +179,22 @@ def test_alert_has_severity_for_and_annotations(rule: dict[str, Any]) -> None:
     # Long enough to ride out a missed scrape (several at the usual 15 s interval).
     assert duration_seconds(rule.get("for", "0s")) >= 60, f"{rule['alert']}: for: {rule.get('for')}"
     annotations = rule.get("annotations", {})
-    assert set(annotations) >= {"summary", "description", "runbook_url"}, annotations
+    assert set(annotations) >= {"summary", "description", "runbook_url", "dashboard_url"}, annotations
     if not is_absence(rule):
         assert "$value" in annotations["description"], annotations["description"]
-    if not is_exporter_level(rule):
+    if is_charger_level(rule):
         assert "$labels.charger" in annotations["summary"], annotations["summary"]
         assert "$labels.charger" in annotations["description"], annotations["description"]
+        assert "var-charger={{ $labels.charger | urlquery }}" in annotations["dashboard_url"]
+    elif not is_exporter_level(rule):
+        assert "$labels.site" in annotations["summary"] and "$labels.site" in annotations["description"]
+
+
+@pytest.mark.parametrize("rule", [r for r in ALERTS if is_charger_level(r)], ids=lambda r: r["alert"])
+def test_charger_alerts_keep_firing_while_the_charger_is_unmonitored(rule: dict[str, Any]) -> None:
+    """A stopped exporter must not resolve them: stale series are no proof that the fault has gone."""
+    held = f'ALERTS{{alertname="{rule["alert"]}", alertstate="firing"}}' in rule["expr"]
+    assert held == (rule["alert"] not in NOT_HELD), rule["expr"]
 
 
 @pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)
@@ -217,4 +278,20 @@ def test_probe_failing_is_quiet_while_an_exporter_is_down() -> None:
     """Otherwise a replica that is down raises one alert per charger it serves, on top of PulsatrixExporterDown."""
     expr = " ".join(rule_named("PulsatrixProbeFailing")["expr"].split())
     assert f'up{{job="{PROBE_JOB}"}} == 0' in expr
-    assert expr.endswith(f'unless on () (up{{job="{EXPORTER_JOB}"}} == 0)'), expr
+    assert expr.count(f'unless on () (up{{job="{EXPORTER_JOB}"}} == 0)') == 2, expr
+
+
+def test_alertmanager_groups_by_site_and_only_no_data_alerts_mute_readings() -> None:
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    assert set(config["route"]["group_by"]) == {"alertname", "site"}
+    severity_targets = set()
+    for rule in config["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        name = re.fullmatch(r'alertname="(\w+)"', source)
+        assert name and name.group(1) in ALERT_NAMES, source
+        if any(m.startswith("severity") for m in rule["target_matchers"]):
+            severity_targets.add(name.group(1))
+    # A charger that answers on some endpoints has partial data: its alert must never mute readings alerts.
+    assert severity_targets == {"PulsatrixChargerDown", "PulsatrixExporterDown"}
+    assert rule_named("PulsatrixEndpointFailing")["labels"]["severity"] == "warning"
+    assert rule_named("PulsatrixSiteDown")["labels"]["severity"] == "critical"

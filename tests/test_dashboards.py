@@ -31,17 +31,22 @@ EXPECTED_UIDS = {"pulsatrix-fleet.json": "pulsatrix-fleet", "pulsatrix-charger.j
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana unit ids the dashboards may use.
 KNOWN_UNITS = {
-    "volt", "amp", "watt", "hertz", "kwatth", "joule", "s", "dateTimeAsIso", "none", "cps", "percentunit", "bytes"
+    "volt", "amp", "watt", "hertz", "kwatth", "joule", "s", "dateTimeAsIso", "dateTimeFromNow", "none", "cps",
+    "percentunit", "bytes"
 }  # fmt: skip
-# The job whose targets are the exporter processes (README, "Prometheus configuration"; alerts.yml uses it too).
-EXPORTER_JOB = "pulsatrix-exporter"
+# Exporter processes are selected through the `exporter_job` variable: the jobs that carry their build info, whatever
+# they are called.
+EXPORTER_SELECTOR = '{job=~"$exporter_job"}'
+# Recording rules the dashboards read (deploy/prometheus/alerts.yml and sites.yml).
+RULE_FILES = [ROOT / "deploy" / "prometheus" / name for name in ("alerts.yml", "sites.yml")]
+RECORD_RE = re.compile(r"\bpulsatrix:\w+(?::\w+)?")
 # Metrics of the exporter processes, not of a charger: served on /-/metrics (and /metrics), never on /probe.
 PROCESS_METRIC_RE = re.compile(r"\b(up|process_\w+|python_info|pulsatrix_exporter_build_info)(\{[^}]*\})?")
 # A `$name`, `${name}`, `${name:format}` or `[[name]]` reference to a template variable.
 VARIABLE_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
 METRIC_RE = re.compile(r"\bpulsatrix_\w+")
 SELECTOR_RE = re.compile(r"\b(pulsatrix_\w+)(\{[^}]*\})?")
-WINDOW_RE = re.compile(r"\[([^\]]+)\]")
+WINDOW_RE = re.compile(r"\[([^\]\"]+)\](?![^\"{]*\")")  # a range window, not a character class in a regex
 
 Json = dict[str, Any]
 
@@ -171,6 +176,8 @@ def _expected_unit(expr: str) -> str | None:
     """The Grafana unit a single-metric query's values have, from the catalogue's unit."""
     if expr.lstrip().startswith(("count(", "count by")):
         return "none"
+    if "/ on (site) max by (site) (pulsatrix:site_capacity_watts" in expr:
+        return "percentunit"  # power / capacity
     units = {BY_NAME[metric].unit for metric in METRIC_RE.findall(expr) if metric in BY_NAME}
     if "process_cpu_seconds_total" in expr:
         return "percentunit"  # CPU seconds per second
@@ -229,10 +236,9 @@ def test_variables_are_defined_before_use(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
-def test_charger_and_site_are_multi_select_with_all_and_site_all_matches_a_missing_label(name: str) -> None:
+def test_site_is_multi_select_with_all_and_site_all_matches_a_missing_label(name: str) -> None:
     variables = {v["name"]: v for v in DASHBOARDS[name]["templating"]["list"]}
-    for var in ("charger", "site"):
-        assert variables[var]["multi"] and variables[var]["includeAll"], f"{name}: {var}"
+    assert variables["site"]["multi"] and variables["site"]["includeAll"], name
     # Chargers without a `site` label have site="" — only `.*` (not `.+`) lets All include them.
     assert variables["site"]["allValue"] == ".*"
     assert re.fullmatch(variables["site"]["allValue"], "")
@@ -267,28 +273,89 @@ def test_every_charger_metric_is_filtered_by_job_site_and_charger(name: str) -> 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_exporter_process_metrics_select_the_exporter_job_not_the_device_job(name: str) -> None:
     """With a /probe job, `$job` is the probe job: its `up` counts chargers, and it has no build info or process
-    metrics. Exporter-process panels must select the exporter job by name, in both setups."""
+    metrics. Exporter-process panels select the jobs that carry the exporter's build info, whatever their name."""
+    variables = {v["name"]: v for v in DASHBOARDS[name]["templating"]["list"]}
+    assert variables["exporter_job"]["definition"] == "label_values(pulsatrix_exporter_build_info, job)"
+    # All = the jobs found, never `.+` (that would count Prometheus' and Alertmanager's own targets).
+    assert variables["exporter_job"]["includeAll"] and variables["exporter_job"]["allValue"] is None
     for where, expr in queries(DASHBOARDS[name]):
         if where.startswith("variable"):
             continue
+        assert "pulsatrix-exporter" not in expr, f"{name}: {where}: a job name in {expr}"
         for metric, selector in PROCESS_METRIC_RE.findall(expr):
             if metric.startswith("pulsatrix_"):
                 assert not BY_NAME[metric].per_charger, metric
-            assert selector == f'{{job="{EXPORTER_JOB}"}}', f"{name}: {where}: {metric}{selector} in {expr}"
+            assert selector == EXPORTER_SELECTOR, f"{name}: {where}: {metric}{selector} in {expr}"
 
 
 def test_exporter_health_covers_processes_up_version_cpu_and_memory() -> None:
     fleet = {p["title"]: p for p in data_panels(DASHBOARDS["pulsatrix-fleet.json"])}
     exprs = {title: " ".join(t["expr"] for t in panel["targets"]) for title, panel in fleet.items()}
-    selector = f'{{job="{EXPORTER_JOB}"}}'
+    selector = EXPORTER_SELECTOR
     assert f"sum(up{selector}) or vector(0)" in exprs["Exporter processes up"]
     assert f"count(up{selector} == 0) or vector(0)" in exprs["Exporter processes up"]
     assert f"pulsatrix_exporter_build_info{selector}" in exprs["Exporter version"]
     assert f"process_cpu_seconds_total{selector}" in exprs["Exporter CPU"]
     assert f"process_resident_memory_bytes{selector}" in exprs["Exporter memory"]
-    # The alert rules watch the same job: renaming it in one place only would split them.
-    alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
-    assert f"up{selector}" in alerts
+
+
+def test_detail_dashboard_opens_on_one_charger_and_links_keep_time_without_narrowing() -> None:
+    detail = {v["name"]: v for v in DASHBOARDS["pulsatrix-charger.json"]["templating"]["list"]}
+    assert not detail["charger"]["multi"] and not detail["charger"]["includeAll"]
+    fleet = {v["name"]: v for v in DASHBOARDS["pulsatrix-fleet.json"]["templating"]["list"]}
+    assert fleet["charger"]["multi"] and fleet["charger"]["includeAll"] and fleet["charger"]["allValue"] == ".+"
+    for dashboard in DASHBOARDS.values():
+        for link in dashboard["links"]:
+            assert link["keepTime"] and not link["includeVars"], link
+            assert "var-charger" not in link["url"] and "site" not in link["url"], link
+    table = next(p for p in data_panels(DASHBOARDS["pulsatrix-fleet.json"]) if p["title"] == "Chargers")
+    urls = [link["url"] for o in table["fieldConfig"]["overrides"] for p in o["properties"] if p["id"] == "links"
+            for link in p["value"]]  # fmt: skip
+    assert urls and all("var-charger=${__value.raw:percentencode}" in url for url in urls), urls
+
+
+def test_panels_on_scrape_errors_show_zero_for_a_fleet_that_never_failed() -> None:
+    """The exporter creates an error counter only for an (endpoint, reason) pair that occurred."""
+    found = 0
+    for dashboard in DASHBOARDS.values():
+        for where, expr in queries(dashboard):
+            if "pulsatrix_scrape_errors_total{" in expr:
+                found += 1
+                assert re.search(r"\bor (label_replace\(vector\(0\)|sum by \(charger\) \(0 \* pulsatrix_up\{)", expr), (
+                    f"{where}: {expr}"
+                )
+    assert found == 3
+
+
+def test_recording_rules_the_dashboards_read_are_shipped() -> None:
+    recorded = {
+        rule["record"]
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    used = {
+        name for dashboard in DASHBOARDS.values() for _, expr in queries(dashboard) for name in RECORD_RE.findall(expr)
+    }
+    assert used and used <= recorded, sorted(used - recorded)
+
+
+def test_fleet_tiles_count_every_charger_once_and_faults_stand_out() -> None:
+    fleet = [p for p in DASHBOARDS["pulsatrix-fleet.json"]["panels"] if p["type"] == "stat"]
+    titles = [p["title"] for p in fleet if p["gridPos"]["y"] == fleet[0]["gridPos"]["y"]]
+    assert titles == [
+        "Charging", "Suspended", "Idle", "Other state", "Faulted", "Partial data", "Down", "Unmonitored"
+    ]  # fmt: skip
+    by_title = {p["title"]: p for p in fleet}
+    assert "Faulted" not in by_title["Other state"]["description"]
+    for title in ("Faulted", "Down", "Unmonitored", "Partial data"):
+        assert by_title[title]["options"]["colorMode"] == "background", title
+    table = next(p for p in data_panels(DASHBOARDS["pulsatrix-fleet.json"]) if p["title"] == "Chargers")
+    assert table["options"]["sortBy"] == [{"displayName": "Status", "desc": True}]
+    assert table["gridPos"]["h"] >= 20
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    assert {"Status", "Since", "State", "Vehicle"} <= set(renamed.values())
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -297,7 +364,11 @@ def test_sliding_windows_use_rate_interval_and_only_energy_per_day_is_fixed(name
         for window in WINDOW_RE.findall(expr):
             assert window in {"$__rate_interval", "$__range", "1d"}, f"{name}: {where}: window [{window}] in {expr}"
             if window == "1d":
-                assert "increase(pulsatrix_energy_imported_joules_total{" in expr, f"{name}: {where}: {expr}"
+                assert re.search(
+                    r"increase\(pulsatrix_energy_imported_joules_total\{|last_over_time\(pulsatrix_up\{|"
+                    r"sum_over_time\(pulsatrix:charger_session_starts:changes1h\{",
+                    expr,
+                ), f"{name}: {where}: {expr}"
         if re.search(r"\b(rate|irate)\(", expr):
             assert "[$__rate_interval]" in expr, f"{name}: {where}: {expr}"
 
@@ -311,7 +382,7 @@ def test_energy_per_day_bars_are_calendar_days_including_today() -> None:
         (panel, target)
         for panel in data_panels(fleet)
         for target in panel["targets"]
-        if "[1d]" in target["expr"] and not target["instant"]
+        if "[1d]" in target["expr"] and not target["instant"] and "last_over_time" not in target["expr"]
     ]
     assert daily, "no energy-per-day panel"
     for panel, target in daily:
@@ -319,7 +390,9 @@ def test_energy_per_day_bars_are_calendar_days_including_today() -> None:
         assert "[1d] offset -1d)" in target["expr"], f"{panel['title']}: {target['expr']}"
         assert panel["fieldConfig"]["defaults"]["custom"]["barAlignment"] == 1, panel["title"]
         assert panel.get("timeFrom") == "7d", panel["title"]
-        assert "calendar day" in panel["description"] and "counter reset" in panel["description"]
+        assert "calendar day" in panel["description"]
+        if "energy" in target["expr"]:
+            assert "counter reset" in panel["description"], panel["title"]
     for panel in data_panels(fleet):
         for target in panel["targets"]:
             if target["instant"]:
@@ -405,3 +478,53 @@ def test_datasource_provisioning_points_at_the_compose_prometheus() -> None:
     assert datasource["type"] == "prometheus"
     assert datasource["url"] == "http://prometheus:9090"
     assert datasource["access"] == "proxy"
+
+
+# --- Grafana's own model (grafana-foundation-sdk, Grafana 11.2 schema) ---------------------------------------------
+
+
+def _lost_in_round_trip(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """What of ``ours`` the SDK's round trip dropped or changed (defaults it adds are fine)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        lost = [f"{path}.{key} dropped" for key in ours if key not in theirs]
+        return lost + [
+            f for key in ours if key in theirs for f in _lost_in_round_trip(ours[key], theirs[key], f"{path}.{key}")
+        ]
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        return [
+            f
+            for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+            for f in _lost_in_round_trip(a, b, f"{path}[{i}]")
+        ]
+    return [] if ours == theirs else [f"{path}: {ours!r} became {theirs!r}"]
+
+
+def sdk_round_trip(dashboard: Json) -> list[str]:
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()
+    back = json.loads(json.dumps(Dashboard.from_json(dashboard), cls=JSONEncoder))
+    # Not in the SDK's 11.2 model, but written by Grafana itself: a null id (for import) and a variable's
+    # `definition` (the query text its editor shows); an allValue of null is the same as none.
+    return [
+        f
+        for f in _lost_in_round_trip(dashboard, back)
+        if not re.fullmatch(r"\.id dropped|\.templating\.list\[\d+\]\.(definition|allValue) dropped", f)
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_grafanas_typed_model_keeps_everything_the_dashboards_say(name: str) -> None:
+    """Loaded into grafana-foundation-sdk's typed dashboard model and written back, nothing is lost: every key is
+    one Grafana's schema knows at its place, every enum value one it accepts (a mapping type it does not know
+    raises), every panel plugin's options and field config decode."""
+    assert sdk_round_trip(DASHBOARDS[name]) == []
+
+
+def test_the_sdk_round_trip_finds_a_misspelt_key() -> None:
+    broken = json.loads(json.dumps(DASHBOARDS["pulsatrix-fleet.json"]))
+    panel = next(p for p in broken["panels"] if p.get("timeFrom"))
+    panel["timefrom"] = panel.pop("timeFrom")
+    assert [f for f in sdk_round_trip(broken) if f.endswith(".timefrom dropped")]

@@ -340,7 +340,7 @@ def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
     config_file = flag(prom["command"], "--config.file")
     assert prom_mounts[config_file] == DEPLOY / "prometheus" / "prometheus.yml"
     for rule_file in load(DEPLOY / "prometheus" / "prometheus.yml")["rule_files"]:
-        assert prom_mounts[rule_file] == DEPLOY / "prometheus" / "alerts.yml"
+        assert prom_mounts[rule_file] == DEPLOY / "prometheus" / PurePosixPath(rule_file).name
 
     am = services["alertmanager"]
     am_mounts = {target: (DEPLOY / source).resolve() for source, target in bind_mounts(am)}
@@ -369,13 +369,14 @@ def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
 @pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
 def test_promtool_accepts_the_shipped_prometheus_config(name: str, tmp_path: Path) -> None:
     config = load(DEPLOY / "prometheus" / name)
-    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml", "/etc/prometheus/sites.yml"]
     # Rules without an Alertmanager fire into the void.
     (alertmanager,) = config["alerting"]["alertmanagers"]
     assert [t for s in alertmanager["static_configs"] for t in s["targets"]]
-    shutil.copyfile(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
-    text = (DEPLOY / "prometheus" / name).read_text(encoding="utf-8")
-    (tmp_path / name).write_text(text.replace("/etc/prometheus/alerts.yml", "alerts.yml"), encoding="utf-8")
+    for rules in ("alerts.yml", "sites.yml"):
+        shutil.copyfile(DEPLOY / "prometheus" / rules, tmp_path / rules)
+    text = (DEPLOY / "prometheus" / name).read_text(encoding="utf-8").replace("/etc/prometheus/", "")
+    (tmp_path / name).write_text(text, encoding="utf-8")
     result = promtool("check", "config", name, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout and "rules found" in result.stdout
@@ -440,7 +441,7 @@ def test_amtool_accepts_the_alertmanager_config_and_its_inhibitions_name_real_al
         [binary, "check-config", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    alerts = {r["alert"] for g in load(DEPLOY / "prometheus" / "alerts.yml")["groups"] for r in g["rules"]}
+    alerts = {r.get("alert") for g in load(DEPLOY / "prometheus" / "alerts.yml")["groups"] for r in g["rules"]}
     for rule in load(path)["inhibit_rules"]:
         for matcher in rule["source_matchers"]:
             name = re.fullmatch(r'alertname="(\w+)"', matcher)
@@ -811,7 +812,8 @@ def test_kubernetes_docs_name_the_operator_version_the_scrapeconfig_needs() -> N
 
 def test_kubernetes_prometheusrule_equals_the_alert_rules_file() -> None:
     (rule,) = [o for (kind, _), o in k8s_objects().items() if kind == "PrometheusRule"]
-    assert rule["spec"]["groups"] == load(DEPLOY / "prometheus" / "alerts.yml")["groups"]
+    groups = [g for name in ("alerts.yml", "sites.yml") for g in load(DEPLOY / "prometheus" / name)["groups"]]
+    assert rule["spec"]["groups"] == groups
     result = subprocess.run(
         [sys.executable, str(K8S / "generate_prometheusrule.py"), "--check"],
         capture_output=True,

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Write deploy/kubernetes/prometheusrule.yml from deploy/prometheus/alerts.yml, so that the two never drift.
+"""Write deploy/kubernetes/prometheusrule.yml from deploy/prometheus/alerts.yml and sites.yml, so they never drift.
 
     python deploy/kubernetes/generate_prometheusrule.py           # rewrite prometheusrule.yml
     python deploy/kubernetes/generate_prometheusrule.py --check   # exit 1 if it is out of date
 
-The PrometheusRule's ``spec.groups`` is the rules file's ``groups`` list, unchanged (tests/test_deploy.py checks).
+The PrometheusRule's ``spec.groups`` is the ``groups`` list of alerts.yml (alerting and recording rules) followed by
+that of sites.yml (the sites' capacities), unchanged (tests/test_deploy.py checks). Edit sites.yml, then rerun.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parent / "prometheus" / "alerts.yml"
+SITES = HERE.parent / "prometheus" / "sites.yml"
 OUTPUT = HERE / "prometheusrule.yml"
 
 HEADER = """\
-# GENERATED from deploy/prometheus/alerts.yml by deploy/kubernetes/generate_prometheusrule.py -- do not edit.
+# GENERATED from deploy/prometheus/alerts.yml and sites.yml by deploy/kubernetes/generate_prometheusrule.py --
+# do not edit.
 # The Prometheus resource must select it (spec.ruleSelector; kube-prometheus-stack: label `release: <release>`).
 """
 
@@ -38,10 +41,14 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _str)
 
 
-def build(rules_text: str) -> dict[str, Any]:
-    rules = yaml.safe_load(rules_text)
+def _groups(path: Path, text: str) -> list[Any]:
+    rules = yaml.safe_load(text)
     if not isinstance(rules, dict) or not isinstance(rules.get("groups"), list):
-        raise ValueError(f"{RULES}: expected a mapping with a 'groups' list")
+        raise ValueError(f"{path}: expected a mapping with a 'groups' list")
+    return list(rules["groups"])
+
+
+def build(rules_text: str, sites_text: str) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -50,12 +57,13 @@ def build(rules_text: str) -> dict[str, Any]:
             "namespace": "monitoring",
             "labels": {"app.kubernetes.io/name": "pulsatrix-exporter"},
         },
-        "spec": {"groups": rules["groups"]},
+        "spec": {"groups": _groups(RULES, rules_text) + _groups(SITES, sites_text)},
     }
 
 
-def render(rules_text: str) -> str:
-    body = yaml.dump(build(rules_text), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=1000)
+def render(rules_text: str, sites_text: str) -> str:
+    document = build(rules_text, sites_text)
+    body = yaml.dump(document, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=1000)
     return HEADER + body
 
 
@@ -63,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="only check that the committed file is up to date")
     args = parser.parse_args(argv)
-    wanted = render(RULES.read_text(encoding="utf-8"))
+    wanted = render(RULES.read_text(encoding="utf-8"), SITES.read_text(encoding="utf-8"))
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != wanted:

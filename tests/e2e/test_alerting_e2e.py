@@ -6,8 +6,9 @@ Prometheus follows the README's job convention in the ``/probe`` setup: job ``pu
 F); the alerts must fire in Prometheus and reach the webhook with the failed charger's labels and annotations, the
 healthy charger and the exporter must never alert, and the charger-down alert must resolve once the charger answers
 again. Last, the exporter process is stopped: PulsatrixExporterDown must fire once for it, not once per charger,
-and the chargers' failing probes must not raise PulsatrixProbeFailing on top. The rules are the shipped ones with
-every ``for:`` shortened, so that the test takes seconds instead of minutes.
+the chargers' failing probes must not raise PulsatrixProbeFailing on top, every charger must be reported
+unmonitored, and the faulted charger's alert must stay firing (no "resolved" for an alert whose data merely
+stopped). The rules are the shipped ones with their timing scaled from minutes to seconds (tests/e2e/fast_rules.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 
+from tests.e2e.fast_rules import shipped_fast_rules
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -39,8 +39,6 @@ from tests.support.servers import (
 
 pytestmark = pytest.mark.e2e
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
-SHORT_FOR = "2s"
 # absent() is true until the first scrape of the exporter job after Prometheus starts; a longer `for:` keeps a slow
 # first scrape on a busy machine from firing it (the healthy test checks that it never fires).
 FOR_OVERRIDES = {"PulsatrixExporterAbsent": "15s"}
@@ -147,18 +145,6 @@ class Stack:
         }
 
 
-def shortened_rules(target: Path) -> Path:
-    """A copy of the shipped rules with every ``for:`` cut to a few seconds (the shipped file is not touched)."""
-    document = yaml.safe_load(RULES.read_text())
-    for group in document["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = FOR_OVERRIDES.get(rule["alert"], SHORT_FOR)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
-    return target
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("alerting")
@@ -212,7 +198,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     ],
                 },
                 root / "prometheus",
-                rule_files=[shortened_rules(root / "rules" / "alerts.yml")],
+                rule_files=shipped_fast_rules(root / "rules", FOR_OVERRIDES),
             )
         )
         result = Stack(simulator, exporter, prometheus, alertmanager, webhook)
@@ -239,8 +225,10 @@ def test_unreachable_charger_alerts_through_alertmanager(stack: Stack) -> None:
     assert firing["labels"]["site"] == SITE
     notified = stack.wait("PulsatrixChargerDown at the webhook", lambda: stack.notified("PulsatrixChargerDown", DOWN))
     check_notification(notified, DOWN, "critical")
-    # All four endpoints answer HTTP 500.
-    assert notified["annotations"]["description"].startswith(f"4 of the 4 API endpoints of charger {DOWN} ")
+    # All four endpoints answer HTTP 500: no data at all.
+    assert notified["annotations"]["description"].startswith(f"No API endpoint of charger {DOWN} has given ")
+    dashboard = f"/d/pulsatrix-charger?var-job={PROBE_JOB}&var-charger={DOWN}"
+    assert notified["annotations"]["dashboard_url"].endswith(dashboard)
 
 
 def test_faulted_charger_alerts_through_alertmanager(stack: Stack) -> None:
@@ -332,3 +320,16 @@ def test_stopped_exporter_alerts_once_not_per_charger(stack: Stack) -> None:
     assert not [a for a in stack.webhook.alerts() if a["labels"]["alertname"] == "PulsatrixProbeFailing"]
     down = [a for a in stack.prometheus.alerts() if a["labels"].get("alertname") == "PulsatrixExporterDown"]
     assert len(down) == 1, down
+    # Blind is not healthy: every charger is reported unmonitored (with its site), and the faulted charger's alert
+    # stays firing instead of resolving because its series went stale.
+    for charger in (DOWN, FAULTED, HEALTHY):
+        unmonitored = stack.wait(
+            f"PulsatrixChargerUnmonitored for {charger}",
+            lambda c=charger: stack.firing("PulsatrixChargerUnmonitored", c),  # type: ignore[misc]
+            timeout=20,
+        )
+        assert unmonitored["labels"]["site"] == SITE
+    assert stack.firing("PulsatrixChargerFault", FAULTED) is not None, stack.context()
+    time.sleep(3)
+    assert stack.firing("PulsatrixChargerFault", FAULTED) is not None, stack.context()
+    assert stack.notified("PulsatrixChargerFault", FAULTED, status="resolved") is None, stack.webhook.alerts()

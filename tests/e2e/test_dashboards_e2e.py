@@ -3,12 +3,15 @@
 Grafana is not available here, so the test does what Grafana would do with each panel: expand the template
 variables (All → the variable's allValue, a multi-selection → ``(a|b)``, ``$__rate_interval`` etc.), align range
 queries to their step like Grafana does (dashboard time zone UTC) and run the query through Prometheus' HTTP API.
-Every panel query must return data on a fleet with one charger down, API limits set on one charger and one charger
-without the ``site`` label, in both setups at once (two Prometheus servers scraping the same exporter):
+Every panel query must return data on a fleet with one charger answering on only three of its endpoints, API limits
+set on one charger and one charger without the ``site`` label, in both setups at once (two Prometheus servers
+scraping the same exporter, each with the shipped recording rules of alerts.yml and sites.yml, sped up):
 
 - the shipped one: ``deploy/prometheus/prometheus.yml`` read as is, only the exporter's address substituted — a
   ``pulsatrix`` job probing each charger discovered from ``/sd`` and a ``pulsatrix-exporter`` job on ``/-/metrics``;
 - the single-job one: job ``pulsatrix-exporter`` scraping the exporter's ``/metrics``.
+
+Last the exporter stops: the fleet view must count every charger as unmonitored, none as healthy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import pytest
 import yaml
 
 from exporter import __version__
+from tests.e2e.fast_rules import shipped_fast_rules
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -53,8 +58,9 @@ VARIABLE_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
 LABEL_VALUES_RE = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 BUILTINS = {"__rate_interval": "10s", "__interval": "2s", "__range": "5m"}
 SITE = "depot-north"
-DOWN = "bay-0003"  # its `limits` endpoint answers 500: the charger is down; it also has no `site` label
+DOWN = "bay-0003"  # its `limits` endpoint answers 500: partial data; it also has no `site` label
 LIMITED = "garage"  # gets an API current and power limit
+FLEET_TILES = ("Charging", "Suspended", "Idle", "Other state", "Faulted", "Partial data", "Down", "Unmonitored")
 Json = dict[str, Any]
 
 
@@ -69,16 +75,22 @@ def panels(dashboard: Json) -> Iterator[Json]:
         yield from panel.get("panels", [])
 
 
-def expander(dashboard: Json, selection: dict[str, list[str] | None]) -> Callable[[str], str]:
-    """Expand variables the way Grafana does for Prometheus: None selects All (the allValue), a list the values."""
-    all_values = {v["name"]: v.get("allValue") for v in dashboard["templating"]["list"]}
+def expander(
+    dashboard: Json, selection: dict[str, list[str] | None], builtins: dict[str, str] | None = None
+) -> Callable[[str], str]:
+    """Expand variables the way Grafana does for Prometheus: None selects All (the allValue), a list the values;
+    a textbox variable has its default; ``builtins`` overrides ``$__range`` etc. (a panel's own time range)."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    fixed = {**BUILTINS, **(builtins or {})}
 
     def value(name: str) -> str:
-        if name in BUILTINS:
-            return BUILTINS[name]
+        if name in fixed:
+            return fixed[name]
+        if variables[name]["type"] == "textbox":
+            return str(variables[name]["query"])
         chosen = selection[name]
         if chosen is None:
-            all_value = all_values[name]
+            all_value = variables[name].get("allValue")
             assert all_value, f"variable {name} has no allValue"
             return str(all_value)
         # Grafana escapes regex metacharacters with a double backslash (one for the PromQL string, one for the regex).
@@ -89,6 +101,22 @@ def expander(dashboard: Json, selection: dict[str, list[str] | None]) -> Callabl
         return VARIABLE_RE.sub(lambda m: value(next(g for g in m.groups() if g)), text)
 
     return expand
+
+
+def panel_builtins(panel: Json, at: float) -> dict[str, str]:
+    """``$__range`` of a panel with its own relative time: ``now/d`` (today so far), ``now/M`` (this month so far)
+    or a duration; the dashboard's (BUILTINS) otherwise. Time zone UTC, as in query_range_like_grafana."""
+    time_from = panel.get("timeFrom")
+    if not time_from:
+        return {}
+    now = datetime.fromtimestamp(at, UTC)
+    if time_from == "now/d":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif time_from == "now/M":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    else:
+        return {"__range": time_from}
+    return {"__range": f"{max(1, int(at - start.timestamp()))}s"}
 
 
 def seconds(duration: str) -> int:
@@ -177,23 +205,43 @@ def wait_for_data(prom: Prometheus, names: list[str]) -> None:
     prom.wait_for("pulsatrix_api_current_limit_amperes", timeout=30)
     prom.wait_for('increase(pulsatrix_scrape_errors_total{reason="http_status"}[10s]) > 0', timeout=30)
     prom.wait_for("pulsatrix_session_end_timestamp_seconds", timeout=60)
+    # The recording rules (the hourly group runs every 2 s here).
+    for record in (
+        "pulsatrix:charger_energy_joules:increase1h",
+        "pulsatrix:charger_session_starts:changes1h",
+        "pulsatrix:charger_charging_ratio:avg1h",
+        "pulsatrix:charger_down_since_timestamp_seconds",
+        "pulsatrix:charger_state_since_timestamp_seconds",
+        'pulsatrix:site_capacity_watts{site="depot-north"}',
+    ):
+        prom.wait_for(record, timeout=30)
 
 
 def check_dashboards(prom: Prometheus, names: list[str], device_job: str) -> None:
     at = time.time()
-    everything: dict[str, list[str] | None] = {"job": [device_job], "site": None, "charger": None}
+    everything: dict[str, list[str] | None] = {
+        "job": [device_job],
+        "site": None,
+        "charger": None,
+        "exporter_job": [EXPORTER_JOB],
+    }
 
+    # The fleet view with every charger; the detail dashboard (one charger at a time) for some charger.
     failures: list[str] = []
     for dashboard in dashboards().values():
-        expand = expander(dashboard, everything)
+        single = not next(v for v in dashboard["templating"]["list"] if v["name"] == "charger")["multi"]
         for panel in panels(dashboard):
             for target in panel["targets"]:
-                expr = expand(target["expr"])
-                if not run_target(prom, panel, target, expr, at):
-                    failures.append(f"{dashboard['title']} / {panel['title']} / {target['refId']}: {expr}")
+                exprs = [
+                    expander(dashboard, everything | {"charger": chosen}, panel_builtins(panel, at))(target["expr"])
+                    for chosen in ([[name] for name in names] if single else [None])
+                ]
+                if not any(run_target(prom, panel, target, expr, at) for expr in exprs):
+                    failures.append(f"{dashboard['title']} / {panel['title']} / {target['refId']}: {exprs[0]}")
     assert not failures, "queries without data:\n" + "\n".join(failures)
 
-    # The template variables resolve to the chargers, the site and the job of the device series.
+    # The template variables resolve to the chargers, the site and the job of the device series, and to the job of
+    # the exporter processes (whatever it is called: found by their build info).
     for dashboard in dashboards().values():
         expand = expander(dashboard, everything)
         resolved = {
@@ -201,7 +249,8 @@ def check_dashboards(prom: Prometheus, names: list[str], device_job: str) -> Non
             for v in dashboard["templating"]["list"]
             if v["type"] == "query"
         }
-        assert resolved == {"job": {device_job}, "site": {SITE}, "charger": set(names)}, dashboard["title"]
+        expected = {"job": {device_job}, "site": {SITE}, "charger": set(names), "exporter_job": {EXPORTER_JOB}}
+        assert resolved == expected, dashboard["title"]
 
     fleet = dashboards()["pulsatrix-fleet.json"]
     fleet_panels = {p["title"]: p for p in panels(fleet)}
@@ -220,11 +269,11 @@ def check_dashboards(prom: Prometheus, names: list[str], device_job: str) -> Non
         [value] = stat_values(title).values()
         return value
 
-    # Site = All counts the charger without a site label too: it is the one down.
-    assert stat_value("Down") == 1
-    # Every charger that reports a state is counted in exactly one of the state tiles.
-    by_state = sum(stat_value(t) for t in ("Charging", "Suspended", "Idle", "Other state"))
-    assert by_state == len(names)
+    # Site = All counts the charger without a site label too: it answers on three endpoints of four (partial data,
+    # not down). Every charger is counted in exactly one tile.
+    assert stat_value("Partial data") == 1
+    assert stat_value("Down") == 0 and stat_value("Unmonitored") == 0 and stat_value("Faulted") == 0
+    assert sum(stat_value(t) for t in FLEET_TILES) == len(names)
     # Exporter processes, not chargers (with the probe job, its `up` would count the chargers), and its version.
     assert stat_values("Exporter processes up") == {"up": 1, "down": 0}
     assert stat_values("Exporter version") == {__version__: 1}
@@ -232,7 +281,7 @@ def check_dashboards(prom: Prometheus, names: list[str], device_job: str) -> Non
     # Energy per day: with Grafana's 1-day step the last point is today's midnight; it must be there and hold the
     # energy since midnight (the meter's rise over the same samples, plus increase()'s extrapolation of at most
     # half a scrape interval at each end).
-    [daily_panel] = [p for p in panels(fleet) if p.get("timeFrom")]
+    [daily_panel] = [p for p in panels(fleet) if p["title"] == "Energy per charger per day"]
     [daily_target] = daily_panel["targets"]
     bars = query_range_like_grafana(prom, daily_panel, daily_target, expand(daily_target["expr"]), at)
     midnight = math.floor(at / DAY) * DAY
@@ -247,18 +296,44 @@ def check_dashboards(prom: Prometheus, names: list[str], device_job: str) -> Non
     for charger, kwh in today.items():
         assert risen[charger] * 0.999 <= kwh <= risen[charger] * 1.25 + 1e-9, (charger, kwh, risen[charger])
 
-    # Selecting chargers narrows every per-charger panel of the detail dashboard to them.
+    # The Chargers table: the charger with partial data first (status 1), the others ok (0).
+    [table] = [p for p in panels(fleet) if p["title"] == "Chargers"]
+    status = {s["metric"]["charger"]: float(s["value"][1]) for s in prom.query(expand(table["targets"][0]["expr"]))}
+    assert status == {name: (1.0 if name == DOWN else 0.0) for name in names}, status
+
+    # The detail dashboard shows one charger: every per-charger panel is narrowed to it.
     detail = dashboards()["pulsatrix-charger.json"]
-    chosen = [LIMITED, DOWN]
-    expand = expander(detail, {"job": [device_job], "site": None, "charger": chosen})
-    seen: set[str] = set()
-    for panel in panels(detail):
-        for target in panel["targets"]:
-            for series in run_target(prom, panel, target, expand(target["expr"]), at):
-                charger = series["metric"].get("charger")
-                assert charger in chosen, f"{panel['title']}: series of {charger}: {target['expr']}"
-                seen.add(charger)
-    assert seen == set(chosen)
+    for chosen in (LIMITED, DOWN):
+        expand = expander(detail, everything | {"charger": [chosen]})
+        seen: set[str] = set()
+        for panel in panels(detail):
+            for target in panel["targets"]:
+                for series in run_target(prom, panel, target, expand(target["expr"]), at):
+                    charger = series["metric"].get("charger")
+                    assert charger == chosen, f"{panel['title']}: series of {charger}: {target['expr']}"
+                    seen.add(charger)
+        assert seen == {chosen}
+
+
+def check_blind_fleet(prom: Prometheus, names: list[str], device_job: str) -> None:
+    """The exporter is stopped: every charger is unmonitored, none counted healthy, no total power of 0 W."""
+    fleet = dashboards()["pulsatrix-fleet.json"]
+    selection: dict[str, list[str] | None] = {"job": [device_job], "site": None, "charger": None}
+    expand = expander(fleet, selection | {"exporter_job": [EXPORTER_JOB]})
+    tiles = {p["title"]: p for p in panels(fleet) if p["type"] == "stat"}
+
+    def tile(title: str) -> list[float]:
+        return [float(s["value"][1]) for t in tiles[title]["targets"] for s in prom.query(expand(t["expr"]))]
+
+    deadline = time.monotonic() + 20
+    while tile("Unmonitored") != [len(names)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert tile("Unmonitored") == [len(names)]
+    for title in FLEET_TILES:
+        if title != "Unmonitored":
+            assert tile(title) == [0], title
+    assert tile("Total power") == [], "no data, not 0 W"
+    assert tile("Exporter processes up") == [0, 1]
 
 
 def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
@@ -279,8 +354,9 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
                 "shipped probe setup": (shipped_prometheus_config(exporter), PROBE_JOB),
                 "single job": (single_job_prometheus_config(exporter), EXPORTER_JOB),
             }
+            rules = shipped_fast_rules(tmp_path / "rules", group_interval="2s")
             proms = {
-                name: stack.enter_context(run_prometheus(config, tmp_path / f"prometheus-{i}"))
+                name: stack.enter_context(run_prometheus(config, tmp_path / f"prometheus-{i}", rule_files=rules))
                 for i, (name, (config, _)) in enumerate(setups.items())
             }
             for prom in proms.values():
@@ -288,5 +364,11 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
             for name, prom in proms.items():
                 try:
                     check_dashboards(prom, names, device_job=setups[name][1])
+                except AssertionError as error:
+                    raise AssertionError(f"{name}: {error}") from error
+            exporter.stop()
+            for name, prom in proms.items():
+                try:
+                    check_blind_fleet(prom, names, device_job=setups[name][1])
                 except AssertionError as error:
                     raise AssertionError(f"{name}: {error}") from error
