@@ -563,7 +563,9 @@ def _kind(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return "a boolean"
-    return "a mapping" if isinstance(value, Mapping) else f"a {type(value).__name__}"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a mapping" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else "another type"
 
 
 def _escape(text: str) -> str:
