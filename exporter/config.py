@@ -566,7 +566,10 @@ def _kind(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return "a boolean"
-    return "a mapping" if isinstance(value, Mapping) else f"a {type(value).__name__}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _escape(text: str) -> str:

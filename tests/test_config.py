@@ -112,7 +112,7 @@ def test_secrets_never_show_in_repr() -> None:
             [
                 "chargers[0].name: must be a string, got int (1); put the value in quotes",
                 "chargers[0].labels.zone: must be a string, got int (8); put the value in quotes",
-                "chargers[0].auth.basic.password: must be a string, got int (493); put the value in quotes",
+                "chargers[0].auth.basic.password: must be a string, got an int; put the value in quotes",
             ],
         ),
         (
