@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Sequence
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import DEFAULT_TIMEOUT, Config, ConfigError, demo_config, load_config
+from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
@@ -19,11 +19,11 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_SIM_LISTEN = "127.0.0.1:8080"
 CONFIG_ENV = "PULSATRIX_EXPORTER_CONFIG"
 DEFAULT_DEMO_CHARGERS = 3
-# SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end within their chargers'
-# deadline, so wait for the longest one plus a margin for rendering, but at most 25 s (Kubernetes kills after 30 s
-# by default; systemd after 90 s).
-SHUTDOWN_MARGIN = 2.0
-MAX_SHUTDOWN_TIMEOUT = 25.0
+# SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end by their chargers'
+# deadlines, so the wait is only as long as they take, but at most 25 s (Kubernetes kills after 30 s by default;
+# systemd after 90 s). Not sized from the config at start: a reload may have raised the timeouts since. aiohttp
+# waits up to shutdown_timeout for the handlers, then cancels the requests and waits up to shutdown_timeout again.
+SHUTDOWN_TIMEOUT = 12.5
 # Label on every series of a simulated charger: fake data must never pass for real data.
 SIMULATED_LABELS = {"simulated": "true"}
 NO_CONFIG_MESSAGE = (
@@ -254,13 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
         app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
-        longest = DEFAULT_TIMEOUT
     else:
         from exporter.app import create_app
 
         app = _ready(create_app(config))
-        longest = max([config.timeout, *(c.timeout for c in config.chargers)])
-    _serve(app, args.listen, web_config, shutdown_timeout=min(longest + SHUTDOWN_MARGIN, MAX_SHUTDOWN_TIMEOUT))
+    _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
     return 0
 
 
