@@ -74,8 +74,19 @@ class Poller:
         return f"Poller({self.charger.name!r})"
 
     def adopt(self, other: Poller) -> None:
-        """Take over the cached reading of the poller this one replaces (same charger, same config)."""
+        """Take over the cached reading and the poll in flight of the poller this one replaces (same charger, same
+        config, a new connection pool): scrapes join that poll instead of sending the charger a second request."""
         self._last, self._last_started = other._last, other._last_started
+        task = other._task
+        if task is not None and not task.done():
+            self._task, self._deadline, self._poll_limit = task, other._deadline, other._poll_limit
+            task.add_done_callback(lambda done: self._adopted_done(other, done))
+
+    def _adopted_done(self, other: Poller, task: asyncio.Task[ChargerResult]) -> None:
+        if self._task is task:
+            self._task = None
+        if other._last is not None and other._last_started > self._last_started:  # the poll kept its reading
+            self._last, self._last_started = other._last, other._last_started
 
     async def read(self, deadline: float) -> Reading:
         loop = asyncio.get_running_loop()
