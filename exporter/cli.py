@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
@@ -143,6 +144,32 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    hide_malformed_requests()
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback quoting the offending line: for an over-long
+    ``Authorization`` header that is ``Basic <base64 of user:password>``, at ERROR level. Keep one line that
+    says what was wrong and from where, never the request's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            try:
+                where = record.getMessage()
+            except (TypeError, ValueError):  # a filter that raises would break the request, not only the log
+                where = "Error handling request"
+            record.msg = "%s: malformed HTTP request refused with %d (%s; its content is not logged)"
+            record.args = (where, exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def hide_malformed_requests() -> None:
+    """Install the filter on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(_MalformedRequestFilter())
 
 
 async def _demo_app(n: int, speed: float) -> web.Application:
