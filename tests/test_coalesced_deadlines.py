@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from exporter.app import HEALTH
+from exporter.app import FLEET, HEALTH
 from exporter.config import Config
 from exporter.model import ENDPOINTS
 from exporter.simulator import set_fault
@@ -74,3 +74,19 @@ async def test_a_poll_is_never_extended_beyond_the_chargers_timeout(
         assert get(parse(await response.text()), "pulsatrix_up", charger="garage") == 0.0
     assert recorded_while_scraped, "the first poll ended by the charger's timeout, although scrapes kept joining"
     assert status.last_error is not None and "timeout" in status.last_error
+
+
+async def test_a_scraper_that_hangs_up_mid_poll_leaves_the_shared_poll_to_the_others(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    client = await exporter_client(slow_garage(fleet))
+    gone = asyncio.ensure_future(client.get("/probe?target=garage"))
+    await asyncio.sleep(0.2)  # its poll is in flight
+    staying = asyncio.ensure_future(client.get("/metrics"))
+    await asyncio.sleep(0.1)
+    gone.cancel()  # Prometheus gave up and closed the connection
+    samples = parse(await (await staying).text())
+    assert get(samples, "pulsatrix_up", charger="garage") == 1.0
+    assert fleet.sim.hits[("garage", "charging")] == 1
+    poller = client.app[FLEET].pollers["garage"]
+    assert poller._task is None, "nothing left pending once the poll is over"
