@@ -9,9 +9,10 @@ import sys
 from collections.abc import Awaitable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter import __version__
-from exporter.config import DEFAULT_TIMEOUT, Config, ConfigError, demo_config, load_config
+from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
@@ -19,11 +20,11 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_SIM_LISTEN = "127.0.0.1:8080"
 CONFIG_ENV = "PULSATRIX_EXPORTER_CONFIG"
 DEFAULT_DEMO_CHARGERS = 3
-# SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end within their chargers'
-# deadline, so wait for the longest one plus a margin for rendering, but at most 25 s (Kubernetes kills after 30 s
-# by default; systemd after 90 s).
-SHUTDOWN_MARGIN = 2.0
-MAX_SHUTDOWN_TIMEOUT = 25.0
+# SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end by their chargers'
+# deadlines, so the wait is only as long as they take, but at most 25 s (Kubernetes kills after 30 s by default;
+# systemd after 90 s). Not sized from the config at start: a reload may have raised the timeouts since. aiohttp
+# waits up to shutdown_timeout for the handlers, then cancels the requests and waits up to shutdown_timeout again.
+SHUTDOWN_TIMEOUT = 12.5
 # Label on every series of a simulated charger: fake data must never pass for real data.
 SIMULATED_LABELS = {"simulated": "true"}
 NO_CONFIG_MESSAGE = (
@@ -143,6 +144,32 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    hide_malformed_requests()
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback quoting the offending line: for an over-long
+    ``Authorization`` header that is ``Basic <base64 of user:password>``, at ERROR level. Keep one line that
+    says what was wrong and from where, never the request's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            try:
+                where = record.getMessage()
+            except (TypeError, ValueError):  # a filter that raises would break the request, not only the log
+                where = "Error handling request"
+            record.msg = "%s: malformed HTTP request refused with %d (%s; its content is not logged)"
+            record.args = (where, exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def hide_malformed_requests() -> None:
+    """Install the filter on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(_MalformedRequestFilter())
 
 
 async def _demo_app(n: int, speed: float) -> web.Application:
@@ -254,13 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
         app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
-        longest = DEFAULT_TIMEOUT
     else:
         from exporter.app import create_app
 
         app = _ready(create_app(config))
-        longest = max([config.timeout, *(c.timeout for c in config.chargers)])
-    _serve(app, args.listen, web_config, shutdown_timeout=min(longest + SHUTDOWN_MARGIN, MAX_SHUTDOWN_TIMEOUT))
+    _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
     return 0
 
 

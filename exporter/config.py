@@ -50,6 +50,9 @@ HOST_RE = re.compile(rf"{HOST_LABEL}(?:\.{HOST_LABEL})*\.?")
 CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A line that holds a credential inline: a YAML error there must not quote the line (PyYAML quotes an undefined
+# alias, an unknown tag or an unreadable value, e.g. a password that starts with '*' or '!').
+SECRET_LINE_RE = re.compile(r"(?:^|[\s{,])[\"']?(password|token)[\"']?\s*:")
 
 # Label names the exporter itself puts on device metrics; a configured extra label may not shadow them.
 RESERVED_LABELS = frozenset(
@@ -631,9 +634,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:  # '<<: *defaults': construct_mapping merges it; explicit keys win
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             duplicate = key in seen
@@ -678,9 +686,21 @@ def load_yaml(text: str, source: str, *, max_chars: int, error: type[ConfigError
             char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
             problem = f"the character {char} is not allowed in YAML (binary data?)"
             raise error_type(source, [f"line {line}, column {column}: invalid YAML: {problem}"]) from None
+        if (secret_key := _secret_key_at(text, mark)) is not None:
+            problem = f"the value of '{secret_key}' is not valid YAML as written (not shown); put it in single quotes"
         raise error_type(source, [f"{_where(mark)}invalid YAML: {problem or exc}"]) from None
     except RecursionError:  # _check_shape should make this impossible; never a traceback all the same
         raise error_type(source, [f"invalid YAML: nested more than {MAX_DEPTH} levels deep"]) from None
+
+
+def _secret_key_at(text: str, mark: Any) -> str | None:
+    """The credential key ('password', 'token') on the line a YAML error points at, if there is one."""
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+    found = SECRET_LINE_RE.search(line)
+    return found.group(1) if found else None
 
 
 def _where(mark: Any) -> str:

@@ -6,9 +6,11 @@ needs for a :class:`Reading`:
 * **Coalescing.** While a poll of a charger is in flight, further scrapes of it (a second Prometheus, a Grafana
   refresh, a ``/probe`` next to a ``/metrics``) wait for that poll instead of sending requests of their own: a
   charger never has more than one request per endpoint in flight. The poll runs under the deadline of the scrape
-  that started it; a scrape with an earlier deadline stops waiting at its own (and reports a timeout).
+  that started it, pushed later by a scrape with more time that joins it (up to the charger's own timeout from
+  the poll's start); a scrape with an earlier deadline stops waiting at its own (and reports a timeout).
 * **min_interval.** A reading younger than the charger's ``min_interval`` is served again, with its age, instead
-  of polling.
+  of polling; except one that timed out under a deadline shorter than the charger's timeout (a scrape's short
+  budget): another scrape may have more time, so the next one polls again.
 * **max_concurrency.** One semaphore bounds how many chargers are polled at once; waiting for a slot counts
   against the charger's deadline.
 * **Counted once.** A poll is parsed and recorded in the health state exactly once, when it completes: a reading
@@ -28,7 +30,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter.config import ChargerConfig, Config
-from exporter.fetch import ChargerClient, connection_limit, deadline_after, make_session
+from exporter.fetch import ChargerClient, Deadline, connection_limit, deadline_after, make_session
 from exporter.health import ExporterHealth
 from exporter.model import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, EndpointResult, Reason
 from exporter.parse import parse_charger
@@ -62,7 +64,8 @@ class Poller:
         self.charger = client.charger
         self._fleet = fleet
         self._task: asyncio.Task[ChargerResult] | None = None
-        self._task_deadline = 0.0
+        self._deadline = Deadline(0.0)  # of the poll in flight
+        self._poll_limit = 0.0  # the latest its deadline may be pushed to: its start + the charger's timeout
         self._last: ChargerResult | None = None
         self._last_started = 0.0  # event-loop time at which the last completed poll started
         self._unexpected_logged: set[str] = set()
@@ -71,8 +74,19 @@ class Poller:
         return f"Poller({self.charger.name!r})"
 
     def adopt(self, other: Poller) -> None:
-        """Take over the cached reading of the poller this one replaces (same charger, same config)."""
+        """Take over the cached reading and the poll in flight of the poller this one replaces (same charger, same
+        config, a new connection pool): scrapes join that poll instead of sending the charger a second request."""
         self._last, self._last_started = other._last, other._last_started
+        task = other._task
+        if task is not None and not task.done():
+            self._task, self._deadline, self._poll_limit = task, other._deadline, other._poll_limit
+            task.add_done_callback(lambda done: self._adopted_done(other, done))
+
+    def _adopted_done(self, other: Poller, task: asyncio.Task[ChargerResult]) -> None:
+        if self._task is task:
+            self._task = None
+        if other._last is not None and other._last_started > self._last_started:  # the poll kept its reading
+            self._last, self._last_started = other._last, other._last_started
 
     async def read(self, deadline: float) -> Reading:
         loop = asyncio.get_running_loop()
@@ -82,12 +96,15 @@ class Poller:
         task = self._task
         if task is None:
             task = self._start(deadline)
-        if deadline >= self._task_deadline:  # the poll ends by its own deadline, before ours
-            return Reading(await asyncio.shield(task))
+        else:  # a scrape with more time: the poll gets it too, so that it does not time out for us too early
+            self._deadline.extend(min(deadline, self._poll_limit))
+        poll_deadline = self._deadline
         try:
             async with asyncio.timeout_at(deadline):
                 return Reading(await asyncio.shield(task))
         except TimeoutError:
+            if poll_deadline.when <= deadline:  # the poll ends now too, with what did answer: take that
+                return Reading(await asyncio.shield(task))
             detail = "no answer before the deadline (a poll started by another scrape was still running)"
             return Reading(failed_result(self.charger, Reason.TIMEOUT, detail, loop.time() - now))
 
@@ -96,8 +113,10 @@ class Poller:
             self._task.cancel()
 
     def _start(self, deadline: float) -> asyncio.Task[ChargerResult]:
-        task = asyncio.create_task(self._poll(deadline), name=f"poll {self.charger.name}")
-        self._task, self._task_deadline = task, deadline
+        self._deadline = Deadline(deadline)
+        self._poll_limit = max(deadline, asyncio.get_running_loop().time() + self.charger.timeout)
+        task = asyncio.create_task(self._poll(self._deadline, self._poll_limit), name=f"poll {self.charger.name}")
+        self._task = task
         task.add_done_callback(self._done)
         return task
 
@@ -107,7 +126,7 @@ class Poller:
         if not task.cancelled():
             task.exception()  # retrieved: waiters got it already; never "exception was never retrieved"
 
-    async def _poll(self, deadline: float) -> ChargerResult:
+    async def _poll(self, deadline: Deadline, limit: float) -> ChargerResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -120,21 +139,23 @@ class Poller:
                 log.exception("charger %s: unexpected error while polling", self.charger.name)
             detail = f"exporter error: {kind}"
             result = failed_result(self.charger, Reason.EXPORTER_ERROR, detail, loop.time() - started)
-        self._last, self._last_started = result, started
+        cut_short = deadline.when < limit and any(e.reason is Reason.TIMEOUT for e in result.endpoints.values())
+        if not cut_short:  # a timeout under a scrape's short budget is not the charger's answer for min_interval
+            self._last, self._last_started = result, started
         try:
             self._fleet.health.record([result])
         except Exception:
             log.exception("charger %s: cannot record the poll", self.charger.name)
         return result
 
-    async def _fetch(self, deadline: float) -> ChargerFetch:
+    async def _fetch(self, deadline: Deadline) -> ChargerFetch:
         limiter = self._fleet.limiter
         if limiter is None:
             return await self.client.fetch(deadline=deadline)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with deadline.scope():
                 await limiter.acquire()
         except TimeoutError:
             detail = "no free polling slot before the deadline (max_concurrency)"

@@ -399,9 +399,11 @@ class Simulator:
     hits: Counter[tuple[str, str]] = field(default_factory=Counter)  # (charger, endpoint) -> requests
     in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # requests being answered now
     max_in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # the most at once so far
-    connections: dict[int, asyncio.BaseTransport] = field(default_factory=dict)  # id -> client connection seen
+    connections: dict[int, asyncio.BaseTransport] = field(default_factory=dict)  # id -> connection, closed pruned
+    connections_total: int = 0  # client connections seen so far
     max_chargers_in_flight: int = 0  # the most chargers with a request being answered at the same time
     _charger_in_flight: Counter[str] = field(default_factory=Counter)
+    _open_after_prune: int = 0
     _chargers_busy: int = 0
 
     def open_connections(self) -> int:
@@ -409,7 +411,17 @@ class Simulator:
         return sum(1 for transport in self.connections.values() if not transport.is_closing())
 
     def connections_seen(self) -> int:
-        return len(self.connections)
+        return self.connections_total
+
+    def saw_connection(self, transport: asyncio.BaseTransport) -> None:
+        """Count a client connection once; forget closed ones now and then (a demo runs for months)."""
+        if id(transport) in self.connections and self.connections[id(transport)] is transport:
+            return
+        self.connections_total += 1
+        self.connections[id(transport)] = transport
+        if len(self.connections) >= 2 * self._open_after_prune + 64:  # amortised: a sweep per doubling
+            self.connections = {k: t for k, t in self.connections.items() if not t.is_closing()}
+            self._open_after_prune = len(self.connections)
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -507,7 +519,7 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     key = (charger.name, endpoint)
     sim.hits[key] += 1
     if request.transport is not None:
-        sim.connections.setdefault(id(request.transport), request.transport)
+        sim.saw_connection(request.transport)
     sim.in_flight[key] += 1
     sim.max_in_flight[key] = max(sim.max_in_flight[key], sim.in_flight[key])
     sim._charger_in_flight[charger.name] += 1

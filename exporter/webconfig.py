@@ -282,23 +282,29 @@ def load_web_config(path: str | Path) -> WebConfig:
     return parse_web_config(text, source=str(path), base_dir=file_path.resolve().parent)
 
 
+class TooManyChecks(Exception):
+    """``BasicAuth.MAX_PENDING`` password checks are already waiting for bcrypt."""
+
+
 class BasicAuth:
     """Checks ``Authorization: Basic`` against bcrypt hashes, off the event loop and at most once per credential.
 
     bcrypt costs ~70 ms of CPU at cost 10 by design. A verified (user, password) pair is remembered, keyed by an
     HMAC under a per-process random key (the password itself is not kept), in a bounded LRU; concurrent requests
     with the same credentials share one verification, so a /probe job of 200 chargers costs one bcrypt run, not
-    200. Failures are not cached. Unknown users are checked against a dummy hash so that timing does not tell
-    which user names exist. bcrypt runs in two threads of its own, so a flood of wrong passwords cannot starve
-    the default executor the HTTP client resolves host names in.
+    200. Failures are not cached. An unknown user is checked against the hash of the costliest configured user (and
+    refused whatever the result), so that timing does not tell which user names exist. bcrypt runs in two threads
+    of its own, so a flood of wrong passwords cannot starve the default executor the HTTP client resolves host
+    names in; at most ``MAX_PENDING`` different credentials wait for a check at once, further ones are answered 429
+    at once (a flood of made-up passwords would otherwise queue CPU work and requests without bound).
     """
 
     CACHE_SIZE = 256
+    MAX_PENDING = 64
 
     def __init__(self, users: tuple[tuple[str, Secret], ...]) -> None:
         self._hashes = {name: hashed.reveal().encode() for name, hashed in users}
-        costs = [int(h[4:6]) for h in self._hashes.values()] or [10]
-        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=min(max(costs), 12)))
+        self._dummy = max(self._hashes.values(), key=lambda h: int(h[4:6]), default=b"")
         self._key = os.urandom(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
@@ -307,6 +313,8 @@ class BasicAuth:
 
     def _bcrypt(self, user: str, password: bytes) -> bool:
         hashed = self._hashes.get(user)
+        if hashed is None and not self._dummy:
+            return False
         try:
             ok = bcrypt.checkpw(password, hashed or self._dummy)
         except ValueError:  # longer than bcrypt's 72 bytes: no hash was made from it
@@ -314,6 +322,7 @@ class BasicAuth:
         return ok and hashed is not None
 
     async def verify(self, user: str, password: str) -> bool:
+        """True for a known user's right password; raises :class:`TooManyChecks` when MAX_PENDING checks wait."""
         secret = password.encode()
         digest = hmac.new(self._key, user.encode() + b"\0" + secret, hashlib.sha256).digest()
         if digest in self._verified:
@@ -321,6 +330,8 @@ class BasicAuth:
             return True
         future = self._pending.get(digest)
         if future is None:
+            if len(self._pending) >= self.MAX_PENDING:
+                raise TooManyChecks
             self.bcrypt_runs += 1
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._bcrypt, user, secret)
             self._pending[digest] = future
@@ -342,7 +353,15 @@ class BasicAuth:
         if request.path in OPEN_PATHS:
             return await handler(request)
         credentials = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
-        if credentials is None or not await self.verify(*credentials):
+        try:
+            verified = credentials is not None and await self.verify(*credentials)
+        except TooManyChecks:
+            return web.Response(
+                status=429,
+                text="429 Too Many Requests: too many password checks in progress; try again shortly\n",
+                headers={hdrs.RETRY_AFTER: "1"},
+            )
+        if not verified:
             return web.Response(
                 status=401,
                 text="401 Unauthorized: this exporter needs a user name and password (HTTP basic auth)\n",
@@ -370,6 +389,7 @@ __all__ = [
     "OPEN_PATHS",
     "BasicAuth",
     "TLSServerConfig",
+    "TooManyChecks",
     "WebConfig",
     "WebConfigError",
     "load_web_config",
