@@ -8,10 +8,12 @@ Every problem in a file is collected and reported at once, each one naming the f
 from __future__ import annotations
 
 import difflib
+import errno
 import math
 import os
 import re
 import ssl
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,8 +292,7 @@ class _Checker:
         if not file_path.is_absolute():
             file_path = self.base_dir / file_path
         try:
-            with file_path.open("rb") as f:
-                data = f.read(MAX_SECRET_BYTES + 1)
+            data = read_bounded(file_path, MAX_SECRET_BYTES)
         except OSError as exc:
             self.error(path, f"cannot read file '{file_path}': {exc.strerror or exc}")
             return None
@@ -714,6 +715,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(text, source=str(path), env=env, base_dir=file_path.resolve().parent)
 
 
+def read_bounded(file_path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of a file. Opened without blocking and refused if it is a named pipe: a FIFO
+    with no writer would otherwise hang the start-up, or a reload while it holds the reload lock."""
+    fd = os.open(file_path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if stat.S_ISFIFO(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "is a named pipe, not a file")
+        return f.read(max_bytes + 1)
+
+
 def read_text_file(
     file_path: Path, source: str, *, max_bytes: int, what: str, error: type[ConfigError] | None = None
 ) -> str:
@@ -722,8 +733,7 @@ def read_text_file(
     if file_path.is_dir():
         raise error_type(source, [f"is a directory, not a {what}"])
     try:
-        with file_path.open("rb") as f:
-            data = f.read(max_bytes + 1)
+        data = read_bounded(file_path, max_bytes)
     except OSError as exc:
         raise error_type(source, [f"cannot read {what}: {exc.strerror or exc}"]) from None
     if len(data) > max_bytes:

@@ -47,7 +47,12 @@ class Reloader:
                 config: Config = await loop.run_in_executor(executor, load_config, self.path)
             except ConfigError as exc:
                 self.successful = False
-                log.error("config reload rejected, the running config stays:\n%s", exc.render())
+                # One log line (a journal or a log shipper keeps it together), every problem in it.
+                log.error(
+                    "config reload rejected, the running config stays: %s: %s",
+                    exc.source,
+                    "; ".join(exc.problems),
+                )
                 return False, exc.render()
             except Exception as exc:  # a bug while reading: say so, keep running
                 self.successful = False

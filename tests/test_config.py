@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -394,3 +395,17 @@ def test_check_config_cli_odd_files_give_one_line_errors_without_traceback(fixtu
     assert lines[0].startswith(f"{CONF / fixture}: ")
     assert len(lines) == 1 + len(problems(fixture))
     assert all(line.startswith(f"  {CONF / fixture}: ") for line in lines[1:])
+
+
+def test_a_named_pipe_as_secret_or_config_file_is_refused_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait forever (and hold a reload)
+    text = "chargers: [{name: a, url: 'http://192.0.2.1', auth: {bearer: {token_file: token}}}]\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, base_dir=tmp_path)
+    assert info.value.problems == [
+        f"chargers[0].auth.bearer.token_file: cannot read file '{fifo}': is a named pipe, not a file"
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config(fifo)
+    assert info.value.problems == ["cannot read config file: is a named pipe, not a file"]

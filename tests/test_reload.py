@@ -76,7 +76,11 @@ async def test_an_invalid_config_is_rejected_and_the_old_one_keeps_running(
     assert response.status == 500
     reason = await response.text()
     assert f"{path}: chargers[0].ulr: unknown key (did you mean 'url'?)" in reason
-    assert any("config reload rejected, the running config stays" in r.getMessage() for r in caplog.records)
+    rejected = [r.getMessage() for r in caplog.records if "config reload rejected" in r.getMessage()]
+    assert rejected == [
+        f"config reload rejected, the running config stays: {path}: chargers[0].ulr: unknown key (did you mean "
+        "'url'?); chargers[0].url: required key is missing"
+    ]
     samples = await scrape(client)
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0  # still polled with the old config
     assert get(samples, "pulsatrix_exporter_config_last_reload_successful") == 0.0
