@@ -20,8 +20,6 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -29,9 +27,10 @@ from exporter import __version__
 from exporter.config import Config
 from exporter.fetch import ChargerClient, fetch_all, make_session
 from exporter.health import ExporterHealth
-from exporter.metrics import StaticCollector, build_info_families, device_families, health_families
+from exporter.metrics import Family, StaticCollector, build_info_families, device_families, health_families
 from exporter.model import ChargerResult
 from exporter.parse import parse_charger
+from exporter.render import exposition
 
 log = logging.getLogger("exporter.app")
 
@@ -110,33 +109,25 @@ async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> lis
     return results
 
 
-async def _render(request: web.Request, registry: CollectorRegistry, started: float) -> web.StreamResponse:
+async def _render(
+    request: web.Request, families: Sequence[Family], started: float, extra: CollectorRegistry | None = None
+) -> web.StreamResponse:
     """Render in the render threads: for thousands of chargers it takes long enough to stall other requests."""
     runtime = request.app[RUNTIME]
-    encoder, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
-    headers = {"Content-Type": content_type}
+    accept = ",".join(request.headers.getall("Accept", []))
+    headers: dict[str, str] = {}
     # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     if gzipped:
         headers["Content-Encoding"] = "gzip"
 
-    def render() -> bytes:
-        body = encoder(registry)
-        return gzip.compress(body, compresslevel=6) if gzipped else body
+    def render() -> tuple[bytes, str]:
+        body, content_type = exposition(families, accept, extra)
+        return (gzip.compress(body, compresslevel=6) if gzipped else body), content_type
 
-    body = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
+    body, headers["Content-Type"] = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
     runtime.last_render[request.path] = time.perf_counter() - started
     return web.Response(body=body, headers=headers)
-
-
-def _registry(*families: Sequence[Metric], extra: CollectorRegistry | None = None) -> CollectorRegistry:
-    """A registry for one request: families built on the event loop, so the render thread only reads them."""
-    registry = CollectorRegistry(auto_describe=False)
-    for group in families:
-        registry.register(StaticCollector(group))
-    if extra is not None:
-        registry.register(extra)
-    return registry
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
@@ -144,10 +135,9 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     config = app[CONFIG]
     results = await _scrape(request, list(app[RUNTIME].clients.values()))
     started = time.perf_counter()
-    registry = _registry(
-        device_families(results), health_families(app[HEALTH], config.chargers), extra=app[OWN_REGISTRY]
-    )
-    return await _render(request, registry, started)
+    # Families are built on the event loop, so the render thread only reads them.
+    families = device_families(results) + health_families(app[HEALTH], config.chargers)
+    return await _render(request, families, started, extra=app[OWN_REGISTRY])
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
@@ -161,14 +151,14 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
     results = await _scrape(request, [client])
     started = time.perf_counter()
-    registry = _registry(device_families(results), health_families(app[HEALTH], [client.charger]))
-    return await _render(request, registry, started)
+    families = device_families(results) + health_families(app[HEALTH], [client.charger])
+    return await _render(request, families, started)
 
 
 async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics only (build info, process): contacts no charger, so it is cheap to scrape as
     the exporter's liveness target next to a /probe job."""
-    return await _render(request, _registry(extra=request.app[OWN_REGISTRY]), time.perf_counter())
+    return await _render(request, [], time.perf_counter(), extra=request.app[OWN_REGISTRY])
 
 
 async def handle_sd(request: web.Request) -> web.Response:

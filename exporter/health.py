@@ -13,12 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import ChargerConfig
-from exporter.model import ENDPOINTS, ChargerResult, Reason
+from exporter.model import ChargerResult
 
 log = logging.getLogger("exporter.health")
-
-# The reasons a charger can cause; exporter_error appears only once it happened.
-DEVICE_REASONS = tuple(r.value for r in Reason if r is not Reason.EXPORTER_ERROR)
 
 
 @dataclass(slots=True)
@@ -31,6 +28,8 @@ class ChargerStatus:
 
 @dataclass(slots=True)
 class ChargerCounters:
+    scrapes: float = 0.0  # polls of the charger; with failures, starts at 0 so that increase() sees the first
+    failures: float = 0.0  # polls in which at least one endpoint failed
     errors: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> count
     invalid_values: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, field) -> count
     last_error: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> Unix time
@@ -39,10 +38,8 @@ class ChargerCounters:
 class ExporterHealth:
     def __init__(self, chargers: Sequence[ChargerConfig]) -> None:
         self.chargers = {c.name: c for c in chargers}
-        # Every (endpoint, reason) starts at 0 so that increase() sees the first error.
-        self.counters = {
-            c.name: ChargerCounters(errors={(ep, r): 0.0 for ep in ENDPOINTS for r in DEVICE_REASONS}) for c in chargers
-        }
+        # Error series exist per (endpoint, reason) that occurred; scrapes and failures start at 0 for increase().
+        self.counters = {c.name: ChargerCounters() for c in chargers}
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[tuple[str, str], str] = {}  # (charger, endpoint) -> reason currently failing
         self._logged_values: set[tuple[str, str, str]] = set()
@@ -58,6 +55,9 @@ class ExporterHealth:
         status = self.status[name]
         status.up = result.up
         status.last_scrape = now
+        counters.scrapes += 1
+        if not result.up:
+            counters.failures += 1
         for endpoint, outcome in result.endpoints.items():
             key = (name, endpoint)
             if outcome.reason is not None:
