@@ -7,6 +7,7 @@ render a registry built for this one request. Nothing is fetched inside ``collec
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import html
 import logging
@@ -53,6 +54,9 @@ HEALTH = web.AppKey("health", ExporterHealth)
 RUNTIME = web.AppKey("runtime", Runtime)
 OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 
+# A young-generation collection every 10,000 allocations instead of 700: a scrape of 1,000 chargers keeps ~100,000
+# objects alive at once (requests in flight, readings), which the default turns into thousands of collections.
+GC_THRESHOLDS = (10_000, 20, 20)
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
@@ -94,6 +98,15 @@ def _runtime_ctx(resolver: AbstractResolver | None) -> Callable[[web.Application
             runtime.render_pool.shutdown(wait=False, cancel_futures=True)
 
     return ctx
+
+
+async def _tune_gc(_: web.Application) -> None:
+    """Once started: what exists now (modules, config, one client per charger) lives as long as the process, so
+    the garbage collector need never look at it again (gc.freeze); and it runs less often. At N = 1,000 this
+    takes about a third off the exporter's CPU per scrape (bench/fleet.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _not_ready(app: web.Application) -> None:
@@ -237,14 +250,17 @@ def own_registry() -> CollectorRegistry:
     return registry
 
 
-def create_app(config: Config, *, resolver: AbstractResolver | None = None) -> web.Application:
-    """Wire routes and state. ``resolver`` replaces aiohttp's host-name resolver (tests use it)."""
+def create_app(config: Config, *, resolver: AbstractResolver | None = None, tune_gc: bool = False) -> web.Application:
+    """Wire routes and state. ``resolver`` replaces aiohttp's host-name resolver (tests use it); ``tune_gc`` tunes
+    the process's garbage collector once started (the command line sets it: it is the process's owner)."""
     app = web.Application()
     app[CONFIG] = config
     app[HEALTH] = ExporterHealth(config.chargers)
     app[OWN_REGISTRY] = own_registry()
     app[RUNTIME] = Runtime()
     app.cleanup_ctx.append(_runtime_ctx(resolver))
+    if tune_gc:
+        app.on_startup.append(_tune_gc)  # after cleanup_ctx's start-up: the clients exist by then
     app.on_shutdown.append(_not_ready)
     app.router.add_get("/", handle_index)
     app.router.add_get("/metrics", handle_metrics)

@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.app import create_app
 
         log.info("pulsatrix-exporter %s listening on %s:%d", __version__, host, port)
-        web.run_app(create_app(config), host=host, port=port, access_log=None, print=None)
+        web.run_app(create_app(config, tune_gc=True), host=host, port=port, access_log=None, print=None)
         return 0
     if args.check_config:
         print("--check-config needs --config FILE (or $" + CONFIG_ENV + ")", file=sys.stderr)
