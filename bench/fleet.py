@@ -379,13 +379,17 @@ async def _rounds(
                 await scrape()
                 rss.append(rss_bytes(exporter.pid))
             settled = rss[min(9, len(rss) - 1)]
+            later = rss[min(49, len(rss) - 1)]
             soak_result = {
                 "n": n,
                 "scrapes": soak,
                 "rss_after_10_mib": settled / 2**20,
+                "rss_after_50_mib": later / 2**20,
+                "growth_after_50_mib": (rss[-1] - later) / 2**20,
                 "rss_last_mib": rss[-1] / 2**20,
                 "rss_max_mib": max(rss) / 2**20,
                 "growth_mib": (rss[-1] - settled) / 2**20,
+                "every_10th_mib": [round(r / 2**20, 1) for r in rss[9::10]],
             }
 
     def med(kind: str, attr: str, per: int = 1) -> float:
@@ -458,8 +462,11 @@ def markdown(report: Report) -> str:
         s = report.soak
         out.append(
             f"\nRSS over {s['scrapes']} `/metrics` scrapes of {s['n']} chargers: {s['rss_after_10_mib']:.1f} MiB after "
-            f"10, {s['rss_last_mib']:.1f} MiB after the last (max {s['rss_max_mib']:.1f}; growth "
-            f"{s['growth_mib']:+.1f} MiB)."
+            f"10, {s['rss_after_50_mib']:.1f} MiB after 50, {s['rss_last_mib']:.1f} MiB after the last (max "
+            f"{s['rss_max_mib']:.1f}; growth {s['growth_mib']:+.1f} MiB after scrape 10, "
+            f"{s['growth_after_50_mib']:+.1f} MiB after scrape 50). Every 10th scrape: "
+            + ", ".join(f"{x:.0f}" for x in s["every_10th_mib"])
+            + " MiB."
         )
     return "\n".join(out) + "\n"
 

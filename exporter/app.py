@@ -57,6 +57,7 @@ OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 # A young-generation collection every 10,000 allocations instead of 700: a scrape of 1,000 chargers keeps ~100,000
 # objects alive at once (requests in flight, readings), which the default turns into thousands of collections.
 GC_THRESHOLDS = (10_000, 20, 20)
+INLINE_RENDER_SAMPLES = 1_000  # up to this many samples (one charger has about 70) are rendered on the event loop
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
@@ -125,7 +126,8 @@ async def _scrape(request: web.Request, clients: Sequence[ChargerClient]) -> lis
 async def _render(
     request: web.Request, families: Sequence[Family], started: float, extra: CollectorRegistry | None = None
 ) -> web.StreamResponse:
-    """Render in the render threads: for thousands of chargers it takes long enough to stall other requests."""
+    """Render in the render threads: for thousands of chargers it takes long enough to stall other requests. A
+    small exposition (a probe: one charger) is rendered right here, where it costs less than the thread hop."""
     runtime = request.app[RUNTIME]
     accept = ",".join(request.headers.getall("Accept", []))
     headers: dict[str, str] = {}
@@ -136,9 +138,13 @@ async def _render(
 
     def render() -> tuple[bytes, str]:
         body, content_type = exposition(families, accept, extra)
-        return (gzip.compress(body, compresslevel=6) if gzipped else body), content_type
+        # Level 1: a third of level 6's CPU for 1,000 chargers (25 vs 75 ms), 13 % more bytes (256 vs 227 KiB).
+        return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
-    body, headers["Content-Type"] = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
+    if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
+        body, headers["Content-Type"] = render()
+    else:
+        body, headers["Content-Type"] = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
     runtime.last_render[request.path] = time.perf_counter() - started
     return web.Response(body=body, headers=headers)
 

@@ -77,28 +77,40 @@ def escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+MAX_CACHED_TEXTS: Final = 512  # label texts kept per charger: far more than its series (about 70)
+
+
 class Labels:
     """One charger's label pairs (``charger`` and its extra labels), rendered once.
 
-    ``text(("phase",), ("L1",))`` is the label text of a sample with one more label, in the sorted order
-    prometheus_client writes; the template per set of extra label names is built once per charger.
+    ``text(("phase",), ("L1",))`` is the label text of a sample with more labels, in the sorted order
+    prometheus_client writes. Nearly every such text is the same in every scrape (the phases, the endpoints, the
+    known values of a state), so they are kept (up to a bound) along with the template per set of label names.
     """
 
-    __slots__ = ("_templates", "base", "pairs")
+    __slots__ = ("_templates", "_texts", "base", "pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.pairs = tuple(sorted(pairs))
         self.base = ",".join(f'{k}="{escape(v)}"' for k, v in self.pairs)
         self._templates: dict[tuple[str, ...], str] = {}
+        self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
-    def text(self, names: tuple[str, ...], values: Sequence[str]) -> str:
+    def text(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
+        key = (names, values)
+        text = self._texts.get(key)
+        if text is not None:
+            return text
         template = self._templates.get(names)
         if template is None:
             extra = [(name, f'"{{{i}}}"') for i, name in enumerate(names)]
             base = [(k, '"' + escape(v).replace("{", "{{").replace("}", "}}") + '"') for k, v in self.pairs]
             template = ",".join(f"{k}={v}" for k, v in sorted(base + extra))
             self._templates[names] = template
-        return template.format(*[escape(v) for v in values])
+        text = template.format(*[escape(v) for v in values])
+        if len(self._texts) < MAX_CACHED_TEXTS:
+            self._texts[key] = text
+        return text
 
 
 @functools.lru_cache(maxsize=65536)
@@ -164,7 +176,7 @@ class Families:
         family.values.append(value)
 
     def add_labelled(
-        self, name: str, labels: Labels, names: tuple[str, ...], label_values: Sequence[str], value: float
+        self, name: str, labels: Labels, names: tuple[str, ...], label_values: tuple[str, ...], value: float
     ) -> None:
         family = self.family(name)
         family.label_texts.append(labels.text(names, label_values))
