@@ -77,7 +77,7 @@ def escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-MAX_CACHED_TEXTS: Final = 512  # label texts kept per charger: far more than its series (about 70)
+MAX_CACHED_TEXTS: Final = 256  # label texts kept per charger: a safety bound, it has about 70 stable series
 
 
 class Labels:
@@ -85,7 +85,9 @@ class Labels:
 
     ``text(("phase",), ("L1",))`` is the label text of a sample with more labels, in the sorted order
     prometheus_client writes. Nearly every such text is the same in every scrape (the phases, the endpoints, the
-    known values of a state), so they are kept (up to a bound) along with the template per set of label names.
+    known values of a state): those (``stable``) are kept, along with the template per set of label names. Texts
+    with values the device chooses (info labels, an unknown state) are built every time, so that a device cannot
+    fill the cache.
     """
 
     __slots__ = ("_templates", "_texts", "base", "pairs")
@@ -96,9 +98,9 @@ class Labels:
         self._templates: dict[tuple[str, ...], str] = {}
         self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
-    def text(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    def text(self, names: tuple[str, ...], values: tuple[str, ...], stable: bool = True) -> str:
         key = (names, values)
-        text = self._texts.get(key)
+        text = self._texts.get(key) if stable else None
         if text is not None:
             return text
         template = self._templates.get(names)
@@ -108,7 +110,7 @@ class Labels:
             template = ",".join(f"{k}={v}" for k, v in sorted(base + extra))
             self._templates[names] = template
         text = template.format(*[escape(v) for v in values])
-        if len(self._texts) < MAX_CACHED_TEXTS:
+        if stable and len(self._texts) < MAX_CACHED_TEXTS:
             self._texts[key] = text
         return text
 
@@ -176,10 +178,16 @@ class Families:
         family.values.append(value)
 
     def add_labelled(
-        self, name: str, labels: Labels, names: tuple[str, ...], label_values: tuple[str, ...], value: float
+        self,
+        name: str,
+        labels: Labels,
+        names: tuple[str, ...],
+        label_values: tuple[str, ...],
+        value: float,
+        stable: bool = True,  # False for label values the device chooses
     ) -> None:
         family = self.family(name)
-        family.label_texts.append(labels.text(names, label_values))
+        family.label_texts.append(labels.text(names, label_values, stable))
         family.values.append(value)
 
     def __iter__(self) -> Iterator[Family]:
@@ -245,7 +253,7 @@ def _enum(
     for candidate in known or sets[0]:
         fam.add_labelled(name, labels, names, (candidate,), 1.0 if candidate == value else 0.0)
     if known is None:
-        fam.add_labelled(name, labels, names, (value,), 1.0)
+        fam.add_labelled(name, labels, names, (value,), 1.0, stable=False)
 
 
 def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Values) -> None:
@@ -257,6 +265,7 @@ def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Va
             ("power_domain", "controller_name"),
             (_text(values, "power_domain") or "", _text(values, "controller_name") or ""),
             1.0,
+            stable=False,
         )
     _enum(fam, "pulsatrix_state", labels, "state", _text(values, "state"), STATE_SETS)
     _enum(fam, "pulsatrix_vehicle_status", labels, "status", _text(values, "vehicle_status"), VEHICLE_SETS)
@@ -291,6 +300,7 @@ def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Va
             ("start_reason", "stop_reason", "allocation_source", "used_phases"),
             tuple(v or "" for v in session),
             1.0,
+            stable=False,
         )
     limits = [values.get(key) for key in ("pulsatrix_api_current_limit_amperes", "pulsatrix_api_power_limit_watts")]
     if any(isinstance(v, float) for v in limits):  # reported (a number or NaN); missing or null is unknown

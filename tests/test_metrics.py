@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -267,3 +268,16 @@ def test_readme_metric_table_is_generated_from_the_catalogue() -> None:
     start = readme.index("\n", start) + 1
     end = readme.index("<!-- metrics-table:end -->")
     assert readme[start:end].strip() == markdown_table().strip(), "run: python -m exporter.catalogue"
+
+
+def test_label_values_the_device_chooses_are_not_kept_between_scrapes() -> None:
+    # Stable label texts (phases, endpoints, known states) are kept per charger; values a device chooses are not,
+    # so a device sending a new state or session text every scrape cannot grow the exporter's memory.
+    from exporter.metrics import charger_labels
+
+    charger = ChargerConfig(name="chatty", url="http://192.0.2.3")
+    for i in range(300):
+        tx = json.dumps({"state": f"S{i}", "startReason": f"R{i}", "startedTime": 1}).encode()
+        text = render([result_from_bodies(charger, {**bodies("openapi"), "transaction": tx})])
+        assert value(text, "pulsatrix_state", state=f"S{i}") == 1.0
+    assert len(charger_labels(charger)._texts) < 80
