@@ -9,6 +9,7 @@ state once per poll), then render a registry built for this one request. Nothing
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import html
 import logging
@@ -23,8 +24,6 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -32,6 +31,7 @@ from exporter import __version__
 from exporter.config import Config
 from exporter.health import ExporterHealth
 from exporter.metrics import (
+    Family,
     StaticCollector,
     build_info_families,
     device_families,
@@ -40,6 +40,7 @@ from exporter.metrics import (
 )
 from exporter.poll import Fleet, Poller, Reading
 from exporter.reload import ReloadCollector, Reloader
+from exporter.render import exposition
 
 log = logging.getLogger("exporter.app")
 
@@ -63,6 +64,10 @@ RUNTIME = web.AppKey("runtime", Runtime)
 RELOADER = web.AppKey("reloader", Reloader)
 OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 
+# A young-generation collection every 10,000 allocations instead of 700: a scrape of 1,000 chargers keeps ~100,000
+# objects alive at once (requests in flight, readings), which the default turns into thousands of collections.
+GC_THRESHOLDS = (10_000, 20, 20)
+INLINE_RENDER_SAMPLES = 1_000  # up to this many samples (one charger has about 70) are rendered on the event loop
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
@@ -127,6 +132,15 @@ def _start_reload(app: web.Application) -> asyncio.Task[tuple[bool, str]]:
     return task
 
 
+async def _tune_gc(_: web.Application) -> None:
+    """Once started: what exists now (modules, config, one client per charger) lives as long as the process, so
+    the garbage collector need never look at it again (gc.freeze); and it runs less often. At N = 1,000 this
+    takes about a third off the exporter's CPU per scrape (bench/fleet.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _not_ready(app: web.Application) -> None:
     app[RUNTIME].ready = False  # shutting down: say so on /-/ready while in-flight requests finish
 
@@ -137,55 +151,50 @@ async def _scrape(request: web.Request, pollers: Sequence[Poller]) -> list[Readi
     return await app[FLEET].read(pollers, scrape_budget(request, last_render))
 
 
-def _device_registry(
-    app: web.Application, readings: Sequence[Reading], extra: CollectorRegistry | None = None
-) -> CollectorRegistry:
+def _device_families(app: web.Application, readings: Sequence[Reading]) -> list[Family]:
+    """This scrape's families, built on the event loop, so that the render thread only reads them."""
     health = app[HEALTH]
     results = [r.result for r in readings]
     # A charger removed by a reload during this scrape has no counters any more: it is not exported again.
     chargers = [r.charger for r in results if r.charger.name in health.counters]
-    return _registry(
-        device_families(results, on_error=health.exporter_error),
-        reading_age_families((r.result.charger, r.age) for r in readings),
-        health_families(health, chargers),
-        extra=extra,
-    )
+    return [
+        *device_families(results, on_error=health.exporter_error),
+        *reading_age_families((r.result.charger, r.age) for r in readings),
+        *health_families(health, chargers),
+    ]
 
 
-async def _render(request: web.Request, registry: CollectorRegistry, started: float) -> web.StreamResponse:
-    """Render in the render threads: for thousands of chargers it takes long enough to stall other requests."""
+async def _render(
+    request: web.Request, families: Sequence[Family], started: float, extra: CollectorRegistry | None = None
+) -> web.StreamResponse:
+    """Render in the render threads: for thousands of chargers it takes long enough to stall other requests. A
+    small exposition (a probe: one charger) is rendered right here, where it costs less than the thread hop."""
     runtime = request.app[RUNTIME]
-    encoder, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
-    headers = {"Content-Type": content_type}
+    accept = ",".join(request.headers.getall("Accept", []))
+    headers: dict[str, str] = {}
     # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     if gzipped:
         headers["Content-Encoding"] = "gzip"
 
-    def render() -> bytes:
-        body = encoder(registry)
-        return gzip.compress(body, compresslevel=6) if gzipped else body
+    def render() -> tuple[bytes, str]:
+        body, content_type = exposition(families, accept, extra)
+        # Level 1: a third of level 6's CPU for 1,000 chargers (25 vs 75 ms), 13 % more bytes (256 vs 227 KiB).
+        return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
-    body = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
+    if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
+        body, headers["Content-Type"] = render()
+    else:
+        body, headers["Content-Type"] = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
     runtime.last_render[request.path] = time.perf_counter() - started
     return web.Response(body=body, headers=headers)
-
-
-def _registry(*families: Sequence[Metric], extra: CollectorRegistry | None = None) -> CollectorRegistry:
-    """A registry for one request: families built on the event loop, so the render thread only reads them."""
-    registry = CollectorRegistry(auto_describe=False)
-    for group in families:
-        registry.register(StaticCollector(group))
-    if extra is not None:
-        registry.register(extra)
-    return registry
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     readings = await _scrape(request, list(app[FLEET].pollers.values()))
     started = time.perf_counter()
-    return await _render(request, _device_registry(app, readings, extra=app[OWN_REGISTRY]), started)
+    return await _render(request, _device_families(app, readings), started, extra=app[OWN_REGISTRY])
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
@@ -199,7 +208,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
     readings = await _scrape(request, [poller])
     started = time.perf_counter()
-    return await _render(request, _device_registry(app, readings), started)
+    return await _render(request, _device_families(app, readings), started)
 
 
 async def handle_reload(request: web.Request) -> web.Response:
@@ -213,7 +222,7 @@ async def handle_reload(request: web.Request) -> web.Response:
 async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics only (build info, process): contacts no charger, so it is cheap to scrape as
     the exporter's liveness target next to a /probe job."""
-    return await _render(request, _registry(extra=request.app[OWN_REGISTRY]), time.perf_counter())
+    return await _render(request, [], time.perf_counter(), extra=request.app[OWN_REGISTRY])
 
 
 async def handle_sd(request: web.Request) -> web.Response:
@@ -297,13 +306,18 @@ def own_registry(reloader: Reloader | None = None) -> CollectorRegistry:
 
 
 def create_app(
-    config: Config, *, config_path: str | Path | None = None, resolver: AbstractResolver | None = None
+    config: Config,
+    *,
+    config_path: str | Path | None = None,
+    resolver: AbstractResolver | None = None,
+    tune_gc: bool = False,
 ) -> web.Application:
     """Wire routes and state.
 
     ``config_path`` is the file that SIGHUP and ``POST /-/reload`` re-read; by default the file ``config`` was
     loaded from (its ``source``), none for an in-memory config such as the demo's (a reload then says so).
-    ``resolver`` replaces aiohttp's host-name resolver (tests use it).
+    ``resolver`` replaces aiohttp's host-name resolver (tests use it). ``tune_gc`` tunes the process's garbage
+    collector once started (the command line sets it: it owns the process).
     """
     if config_path is None and not config.source.startswith("<"):
         config_path = config.source
@@ -317,6 +331,8 @@ def create_app(
     app[OWN_REGISTRY] = own_registry(reloader)
     app[RUNTIME] = Runtime()
     app.cleanup_ctx.append(_runtime_ctx)
+    if tune_gc:
+        app.on_startup.append(_tune_gc)  # after cleanup_ctx's start-up: the clients exist by then
     app.on_shutdown.append(_not_ready)
     app.router.add_get("/", handle_index)
     app.router.add_get("/metrics", handle_metrics)

@@ -12,6 +12,33 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 MetricType = Literal["gauge", "counter", "info"]
+# How a device value is read: "number" (finite; null, a string or a boolean is skipped and counted), "meter" (a
+# number that is never negative), "setting" (a number, or NaN for "not set"), "flag" (true/false only), "text" (a
+# string only), "phases" (an array of numbers, one per phase: L1, L2, L3).
+Kind = Literal["number", "meter", "setting", "flag", "text", "phases"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a device value comes from: the endpoints to look in (first found wins), the field names to try (the
+    OpenAPI name first, then the variants other firmware sends), how to read it, and the factor to the metric's
+    unit. A value whose conversion is not finite is skipped and counted like any other unusable value."""
+
+    endpoints: tuple[str, ...]
+    names: tuple[str, ...]
+    kind: Kind
+    scale: float = 1.0
+    conversion: str = ""  # how the unit is converted, for the README (e.g. "kWh × 3.6e6")
+
+    def describe(self) -> str:
+        where = " (or ".join(self.endpoints) + ")" * (len(self.endpoints) - 1)
+        names = "|".join(self.names) + ("[]" if self.kind == "phases" else "")
+        return f"{where}: {names}" + (f" ({self.conversion})" if self.conversion else "")
+
+
+def read(endpoint: str, *names: str, kind: Kind = "number", scale: float = 1.0, conversion: str = "") -> Source:
+    endpoints = tuple(endpoint.split("|"))
+    return Source(endpoints, names, kind, scale, conversion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +50,7 @@ class MetricSpec:
     labels: tuple[str, ...]  # besides `charger` and the configured extra labels
     source: str  # where the value comes from
     per_charger: bool = True
+    read: Source | None = None  # set for a device value exported as it is (per phase for "phases"): one line each
 
     @property
     def family(self) -> str:
@@ -38,11 +66,14 @@ def _m(
     name: str,
     type_: MetricType,
     unit: str,
-    source: str,
+    source: str | Source,
     help_: str,
     labels: tuple[str, ...] = (),
     per_charger: bool = True,
 ) -> MetricSpec:
+    if isinstance(source, Source):
+        labels = ("phase",) if source.kind == "phases" else labels
+        return MetricSpec(name, type_, help_, unit, labels, source.describe(), per_charger, source)
     return MetricSpec(name, type_, help_, unit, labels, source, per_charger)
 
 
@@ -91,28 +122,28 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_has_phase_rotation",
         "gauge",
         "1/0",
-        "configuration: hasPhaseRotation",
+        read("configuration", "hasPhaseRotation", kind="flag"),
         "1 if the charger's phases are rotated by one phase.",
     ),
     _m(
         "pulsatrix_has_phase_shutoff",
         "gauge",
         "1/0",
-        "configuration: hasPhaseStShutoff|hasPhaseShutoff|hasPhaseSTShutoff",
+        read("configuration", "hasPhaseStShutoff", "hasPhaseShutoff", "hasPhaseSTShutoff", kind="flag"),
         "1 if the controller can switch off two phases (1-phase charging).",
     ),
     _m(
         "pulsatrix_has_phase_turnon",
         "gauge",
         "1/0",
-        "configuration: hasPhaseSTTurnon",
+        read("configuration", "hasPhaseSTTurnon", "hasPhaseStTurnon", "hasPhaseTurnon", kind="flag"),
         "1 if the controller can switch the phases back on during a session.",
     ),
     _m(
         "pulsatrix_effective_current_limit_amperes",
         "gauge",
         "amperes",
-        "configuration (or transaction): effectiveAmperageLimit",
+        read("configuration|transaction", "effectiveAmperageLimit"),
         "Absolute current limit of the charger (EVSE).",
     ),
     # --- transaction ---
@@ -181,7 +212,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_voltage_volts",
         "gauge",
         "volts",
-        "charging: voltage[]",
+        read("charging", "voltage", kind="phases"),
         "Voltage per phase (only the phases the device reports).",
         ("phase",),
     ),
@@ -189,7 +220,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_current_amperes",
         "gauge",
         "amperes",
-        "charging: amperage[]",
+        read("charging", "amperage", kind="phases"),
         "Current per phase (only the phases the device reports).",
         ("phase",),
     ),
@@ -197,43 +228,43 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_active_power_watts",
         "gauge",
         "watts",
-        "charging: lastActivePower",
+        read("charging", "lastActivePower"),
         "Last active power measured by the charger.",
     ),
-    _m("pulsatrix_grid_frequency_hertz", "gauge", "hertz", "charging: frequency", "Grid frequency."),
+    _m("pulsatrix_grid_frequency_hertz", "gauge", "hertz", read("charging", "frequency"), "Grid frequency."),
     _m(
         "pulsatrix_energy_imported_joules_total",
         "counter",
         "joules",
-        "charging: energyImported (kWh × 3.6e6)",
+        read("charging", "energyImported", kind="meter", scale=3_600_000.0, conversion="kWh × 3.6e6"),
         "Energy meter reading of the charger.",
     ),
     _m(
         "pulsatrix_allocated_current_amperes",
         "gauge",
         "amperes",
-        "charging: allocatedAmperage",
+        read("charging", "allocatedAmperage"),
         "Current allocated to the charger by the load management.",
     ),
     _m(
         "pulsatrix_commanded_current_amperes",
         "gauge",
         "amperes",
-        "charging: commandedAmperage",
+        read("charging", "commandedAmperage"),
         "Current commanded by the controller.",
     ),
     _m(
         "pulsatrix_available_current_amperes",
         "gauge",
         "amperes",
-        "charging: availableAmperage",
+        read("charging", "availableAmperage"),
         "Current available to the charger.",
     ),
     _m(
         "pulsatrix_signaled_current_amperes",
         "gauge",
         "amperes",
-        "charging: signaledAmperage",
+        read("charging", "signaledAmperage"),
         "Current signaled to the vehicle (pilot PWM).",
     ),
     # --- limits ---
@@ -241,7 +272,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_api_limit_enabled",
         "gauge",
         "1/0",
-        "limits: enabled",
+        read("limits", "enabled", kind="flag"),
         "1 if charging is enabled through the API, 0 if it is disabled.",
     ),
     _m(
@@ -255,22 +286,36 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_api_current_limit_amperes",
         "gauge",
         "amperes",
-        "limits: amperageLimit|setAmperageLimit",
+        read("limits", "amperageLimit", "setAmperageLimit", kind="setting"),
         "Current limit set through the API. Absent while the device reports NaN (no limit set).",
     ),
     _m(
         "pulsatrix_api_power_limit_watts",
         "gauge",
         "watts",
-        "limits: powerLimit|sePowerLimit",
+        read("limits", "powerLimit", "sePowerLimit", "setPowerLimit", kind="setting"),
         "Power limit set through the API. Absent while the device reports NaN (no limit set).",
     ),
     _m(
         "pulsatrix_api_limit_timeout_seconds",
         "gauge",
         "seconds",
-        "limits: timeout|setTimeout (ms ÷ 1000)",
+        read("limits", "timeout", "setTimeout", scale=0.001, conversion="ms ÷ 1000"),
         "Time after which limits set through the API become invalid.",
+    ),
+    _m(
+        "pulsatrix_api_one_phase_limit",
+        "gauge",
+        "1/0",
+        read("limits", "setOnePhaseLimit", kind="flag"),
+        "1 if charging is limited to one phase through the API (a field of the prose docs, not in OpenAPI 1.0.11).",
+    ),
+    _m(
+        "pulsatrix_api_phase_rotation",
+        "gauge",
+        "1/0",
+        read("limits", "setPhaseRotation", kind="flag"),
+        "1 if phase rotation is switched on through the API (a field of the prose docs, not in OpenAPI 1.0.11).",
     ),
     # --- the exporter's own long-lived metrics ---
     _m(
@@ -279,8 +324,23 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "errors",
         "exporter",
         "Failed endpoint fetches by reason: timeout, connect, http_status, unauthorized, invalid_json, "
-        "invalid_payload.",
+        "invalid_payload, exporter_error. A series appears with the first error of its endpoint and reason; "
+        "alert on pulsatrix_scrape_failures_total, which starts at 0.",
         ("endpoint", "reason"),
+    ),
+    _m(
+        "pulsatrix_scrapes_total",
+        "counter",
+        "polls",
+        "exporter",
+        "Polls of the charger (one per scrape that included it); starts at 0.",
+    ),
+    _m(
+        "pulsatrix_scrape_failures_total",
+        "counter",
+        "polls",
+        "exporter",
+        "Polls of the charger in which at least one endpoint failed; starts at 0, so increase() sees the first.",
     ),
     _m(
         "pulsatrix_last_error_timestamp_seconds",
@@ -296,8 +356,9 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "counter",
         "values",
         "exporter",
-        "Values skipped because the device sent null, a wrong type, an infinite number or a negative meter "
-        "reading (the rest of the reply is used).",
+        "Values skipped because the device sent null, a wrong type (a number for a string, 0/1 for a boolean), "
+        "an infinite number, a value whose unit conversion overflows, or a negative meter reading (the rest of "
+        "the reply is used).",
         ("endpoint", "field"),
     ),
     _m(

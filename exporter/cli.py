@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from exporter.app import create_app
 
-        app = _ready(create_app(config))
+        app = _ready(create_app(config, tune_gc=True))
     _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
     return 0
 

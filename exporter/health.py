@@ -15,12 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import ChargerConfig
-from exporter.model import ENDPOINTS, ChargerResult, Reason
+from exporter.model import ChargerResult, Reason
 
 log = logging.getLogger("exporter.health")
-
-# The reasons a charger can cause; exporter_error appears only once it happened.
-DEVICE_REASONS = tuple(r.value for r in Reason if r is not Reason.EXPORTER_ERROR)
 
 
 @dataclass(slots=True)
@@ -33,6 +30,8 @@ class ChargerStatus:
 
 @dataclass(slots=True)
 class ChargerCounters:
+    scrapes: float = 0.0  # polls of the charger; with failures, starts at 0 so that increase() sees the first
+    failures: float = 0.0  # polls in which at least one endpoint failed
     errors: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> count
     invalid_values: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, field) -> count
     last_error: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> Unix time
@@ -41,10 +40,8 @@ class ChargerCounters:
 class ExporterHealth:
     def __init__(self, chargers: Sequence[ChargerConfig]) -> None:
         self.chargers = {c.name: c for c in chargers}
-        # Every (endpoint, reason) starts at 0 so that increase() sees the first error.
-        self.counters = {
-            c.name: ChargerCounters(errors={(ep, r): 0.0 for ep in ENDPOINTS for r in DEVICE_REASONS}) for c in chargers
-        }
+        # Error series exist per (endpoint, reason) that occurred; scrapes and failures start at 0 for increase().
+        self.counters = {c.name: ChargerCounters() for c in chargers}
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
         self._logged_values: set[tuple[str, str, str]] = set()
@@ -60,9 +57,7 @@ class ExporterHealth:
             self._logged_bugs = {key for key in self._logged_bugs if key[0] != name}
         for charger in chargers:
             if charger.name not in self.counters:
-                self.counters[charger.name] = ChargerCounters(
-                    errors={(ep, r): 0.0 for ep in ENDPOINTS for r in DEVICE_REASONS}
-                )
+                self.counters[charger.name] = ChargerCounters()
                 self.status[charger.name] = ChargerStatus()
         self.chargers = {c.name: c for c in chargers}
 
@@ -80,6 +75,9 @@ class ExporterHealth:
         status.up = result.up
         status.last_scrape = now
         self._log_transition(name, result)
+        counters.scrapes += 1
+        if not result.up:
+            counters.failures += 1
         for endpoint, outcome in result.endpoints.items():
             if outcome.reason is not None:
                 counters.errors[(endpoint, outcome.reason)] = counters.errors.get((endpoint, outcome.reason), 0) + 1

@@ -1,30 +1,38 @@
-"""Build Prometheus metric families from typed readings and the exporter's health state.
+"""Build the metric families of one scrape from parsed values and the exporter's health state.
 
 Pure functions: given the results of one scrape they return fresh families; nothing here does I/O or keeps
 state, so a charger that disappears leaves no stale series behind. Every name comes from
-:mod:`exporter.catalogue`.
+:mod:`exporter.catalogue`; a device value with a ``read`` source there is exported by one generic loop, the few
+derived metrics (state sets, info metrics, session metrics) by the functions below.
+
+One :class:`Family` per metric name per scrape. A sample is two plain values, its rendered label text and its
+value (no dict, no object per sample), so that a scrape of thousands of chargers leaves the garbage collector
+almost nothing to track; :mod:`exporter.render` writes them out, and :meth:`Family.to_metric` gives the same
+family as a prometheus_client object (the reference the renderer is tested against).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import platform
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.catalogue import BY_NAME, CATALOGUE
+from exporter.catalogue import BY_NAME, CATALOGUE, MetricSpec
 from exporter.config import ChargerConfig
 from exporter.health import ExporterHealth
 from exporter.model import ENDPOINTS, ChargerResult
-from exporter.parse import Charging, Configuration, Limits, Transaction
+from exporter.parse import Value, Values
 
 log = logging.getLogger("exporter.metrics")
 
-KWH_TO_JOULES: Final = 3_600_000.0
 PHASES: Final = ("L1", "L2", "L3")
 
 # Known values per enum, one tuple per firmware generation / document. The set that contains the current value
@@ -61,246 +69,317 @@ IEC_CODES: Final = ("A1", "B1", "C1", "D1", "E1", "F1", "S1", "R1", "B2", "C2", 
 VEHICLE_SETS: Final = (IEC_CODES, IEC_LETTERS)  # OpenAPI: two-character codes for the vehicle
 CONTROLLER_SETS: Final = (IEC_LETTERS, IEC_CODES)  # OpenAPI: single letters for the controller
 
+DIRECT: Final = tuple(spec for spec in CATALOGUE if spec.read is not None)
+
+
+def escape(value: str) -> str:
+    """A label value as the exposition formats write it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+MAX_CACHED_TEXTS: Final = 256  # label texts kept per charger: a safety bound, it has about 70 stable series
+
+
+class Labels:
+    """One charger's label pairs (``charger`` and its extra labels), rendered once.
+
+    ``text(("phase",), ("L1",))`` is the label text of a sample with more labels, in the sorted order
+    prometheus_client writes. Nearly every such text is the same in every scrape (the phases, the endpoints, the
+    known values of a state): those (``stable``) are kept, along with the template per set of label names. Texts
+    with values the device chooses (info labels, an unknown state) are built every time, so that a device cannot
+    fill the cache.
+    """
+
+    __slots__ = ("_templates", "_texts", "base", "pairs")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.pairs = tuple(sorted(pairs))
+        self.base = ",".join(f'{k}="{escape(v)}"' for k, v in self.pairs)
+        self._templates: dict[tuple[str, ...], str] = {}
+        self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+    def text(self, names: tuple[str, ...], values: tuple[str, ...], stable: bool = True) -> str:
+        key = (names, values)
+        text = self._texts.get(key) if stable else None
+        if text is not None:
+            return text
+        template = self._templates.get(names)
+        if template is None:
+            extra = [(name, f'"{{{i}}}"') for i, name in enumerate(names)]
+            base = [(k, '"' + escape(v).replace("{", "{{").replace("}", "}}") + '"') for k, v in self.pairs]
+            template = ",".join(f"{k}={v}" for k, v in sorted(base + extra))
+            self._templates[names] = template
+        text = template.format(*[escape(v) for v in values])
+        if stable and len(self._texts) < MAX_CACHED_TEXTS:
+            self._texts[key] = text
+        return text
+
+
+@functools.lru_cache(maxsize=65536)
+def charger_labels(charger: ChargerConfig) -> Labels:
+    """The labels of a configured charger, kept across scrapes (bounded, so a reloaded config cannot grow it)."""
+    return Labels((("charger", charger.name), *charger.labels))
+
+
+class Family:
+    """All samples of one metric name in one scrape: label texts and values in two parallel lists."""
+
+    __slots__ = ("label_texts", "spec", "values")
+
+    def __init__(self, spec: MetricSpec) -> None:
+        self.spec = spec
+        self.label_texts: list[str] = []
+        self.values: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def to_metric(self) -> Metric:
+        """The same family as prometheus_client's object (its renderer is the reference for ours)."""
+        spec = self.spec
+        metric = Metric(spec.family, spec.help, spec.type)
+        for text, value in zip(self.label_texts, self.values, strict=True):
+            metric.add_sample(spec.name, _parse_label_text(text), value)
+        return metric
+
+
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+_UNESCAPE = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
+
+
+def _parse_label_text(text: str) -> dict[str, str]:
+    labels = {}
+    end = 0
+    for match in _LABEL_RE.finditer(text):
+        if match.start() != end:
+            raise ValueError(f"malformed label text: {text!r}")
+        labels[match.group(1)] = re.sub(r"\\.", lambda m: _UNESCAPE.get(m.group(0), m.group(0)), match.group(2))
+        end = match.end()
+    if end != len(text):
+        raise ValueError(f"malformed label text: {text!r}")
+    return labels
+
 
 class Families:
-    """Collects samples per metric name; yields the families in catalogue order."""
+    """The families of one scrape, one per metric name; iterated in catalogue order."""
 
     def __init__(self) -> None:
-        self._families: dict[str, Metric] = {}
+        self._by_name: dict[str, Family] = {}
 
-    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
-        spec = BY_NAME[name]
-        family = self._families.get(name)
+    def family(self, name: str) -> Family:
+        family = self._by_name.get(name)
         if family is None:
-            family = Metric(spec.family, spec.help, spec.type)
-            self._families[name] = family
-        family.add_sample(name, dict(labels), float(value))
+            family = self._by_name[name] = Family(BY_NAME[name])
+        return family
 
-    def merge(self, other: Families) -> None:
-        for name, family in other._families.items():
-            mine = self._families.get(name)
-            if mine is None:
-                self._families[name] = family
-            else:
-                mine.samples.extend(family.samples)
+    def add(self, name: str, labels: Labels, value: float) -> None:
+        family = self.family(name)
+        family.label_texts.append(labels.base)
+        family.values.append(value)
 
-    def __iter__(self) -> Iterator[Metric]:
+    def add_labelled(
+        self,
+        name: str,
+        labels: Labels,
+        names: tuple[str, ...],
+        label_values: tuple[str, ...],
+        value: float,
+        stable: bool = True,  # False for label values the device chooses
+    ) -> None:
+        family = self.family(name)
+        family.label_texts.append(labels.text(names, label_values, stable))
+        family.values.append(value)
+
+    def __iter__(self) -> Iterator[Family]:
         for spec in CATALOGUE:
-            if spec.name in self._families:
-                yield self._families[spec.name]
+            family = self._by_name.get(spec.name)
+            if family is not None:
+                yield family
 
 
-def base_labels(charger: ChargerConfig) -> dict[str, str]:
-    return {"charger": charger.name, **dict(charger.labels)}
+def _merged(result: ChargerResult) -> Values:
+    """The charger's values of all endpoints; a value found in two endpoints is taken from the first."""
+    merged: Values = {}
+    for endpoint in ENDPOINTS:
+        values = result.reading(endpoint)
+        if values:
+            for key, value in values.items():
+                merged.setdefault(key, value)
+    return merged
 
 
-def _kwh_to_joules(kwh: float) -> float:
-    return round(kwh * KWH_TO_JOULES, 3)
+def _number(values: Values, key: str) -> float | None:
+    value = values.get(key)
+    return value if isinstance(value, float) else None
 
 
-def _flag(fam: Families, name: str, labels: Mapping[str, str], value: bool | None) -> None:
-    if value is not None:
-        fam.add(name, labels, 1.0 if value else 0.0)
+def _text(values: Values, key: str) -> str | None:
+    value = values.get(key)
+    return value if isinstance(value, str) else None
 
 
-def _value(fam: Families, name: str, labels: Mapping[str, str], value: float | None) -> None:
-    if value is not None:
-        fam.add(name, labels, value)
+def add_scrape_health(fam: Families, result: ChargerResult, labels: Labels) -> None:
+    fam.add("pulsatrix_up", labels, 1.0 if result.up else 0.0)
+    for endpoint in ENDPOINTS:
+        outcome = result.endpoints.get(endpoint)
+        up = 1.0 if outcome is not None and outcome.ok else 0.0
+        fam.add_labelled("pulsatrix_endpoint_up", labels, ("endpoint",), (endpoint,), up)
+    fam.add("pulsatrix_scrape_duration_seconds", labels, round(result.duration, 6))
+
+
+def add_direct(fam: Families, labels: Labels, values: Values) -> None:
+    """Every device value the catalogue exports as it is: one loop, driven by the catalogue's ``read`` sources."""
+    for spec in DIRECT:
+        value: Value | None = values.get(spec.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            for phase, reading in zip(PHASES, value, strict=False):
+                if reading is not None:
+                    fam.add_labelled(spec.name, labels, ("phase",), (phase,), reading)
+        elif isinstance(value, bool):
+            fam.add(spec.name, labels, 1.0 if value else 0.0)
+        elif isinstance(value, float) and not math.isnan(value):  # NaN: a limit that is not set
+            fam.add(spec.name, labels, value)
 
 
 def _enum(
-    fam: Families,
-    name: str,
-    labels: Mapping[str, str],
-    label: str,
-    value: str | None,
-    sets: Sequence[Sequence[str]],
+    fam: Families, name: str, labels: Labels, label: str, value: str | None, sets: Sequence[Sequence[str]]
 ) -> None:
     if value is None:
         return
     known = next((s for s in sets if value in s), None)
+    names = (label,)
     for candidate in known or sets[0]:
-        fam.add(name, {**labels, label: candidate}, 1.0 if candidate == value else 0.0)
+        fam.add_labelled(name, labels, names, (candidate,), 1.0 if candidate == value else 0.0)
     if known is None:
-        fam.add(name, {**labels, label: value}, 1.0)
+        fam.add_labelled(name, labels, names, (value,), 1.0, stable=False)
 
 
-def add_scrape_health(fam: Families, result: ChargerResult) -> None:
-    labels = base_labels(result.charger)
-    fam.add("pulsatrix_up", labels, 1.0 if result.up else 0.0)
-    for endpoint in ENDPOINTS:
-        outcome = result.endpoints.get(endpoint)
-        fam.add("pulsatrix_endpoint_up", {**labels, "endpoint": endpoint}, 1.0 if outcome and outcome.ok else 0.0)
-    fam.add("pulsatrix_scrape_duration_seconds", labels, round(result.duration, 6))
-
-
-def add_configuration(
-    fam: Families, labels: Mapping[str, str], conf: Configuration | None, tx: Transaction | None
-) -> None:
-    if conf is not None:
-        fam.add(
+def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Values) -> None:
+    """The metrics computed from more than one value, or with a label taken from the device."""
+    if result.reading("configuration") is not None:
+        fam.add_labelled(
             "pulsatrix_charger_info",
-            {
-                **labels,
-                "power_domain": conf.power_domain or "",
-                "controller_name": conf.controller_name or "",
-            },
+            labels,
+            ("power_domain", "controller_name"),
+            (_text(values, "power_domain") or "", _text(values, "controller_name") or ""),
             1.0,
+            stable=False,
         )
-        _flag(fam, "pulsatrix_has_phase_rotation", labels, conf.has_phase_rotation)
-        _flag(fam, "pulsatrix_has_phase_shutoff", labels, conf.has_phase_shutoff)
-        _flag(fam, "pulsatrix_has_phase_turnon", labels, conf.has_phase_turnon)
-    limit = conf.effective_current_limit if conf is not None else None
-    if limit is None and tx is not None:
-        limit = tx.effective_current_limit
-    _value(fam, "pulsatrix_effective_current_limit_amperes", labels, limit)
-
-
-def add_transaction(fam: Families, labels: Mapping[str, str], tx: Transaction, charging: Charging | None) -> None:
-    _enum(fam, "pulsatrix_state", labels, "state", tx.state, STATE_SETS)
-    _enum(fam, "pulsatrix_vehicle_status", labels, "status", tx.vehicle_status, VEHICLE_SETS)
+    _enum(fam, "pulsatrix_state", labels, "state", _text(values, "state"), STATE_SETS)
+    _enum(fam, "pulsatrix_vehicle_status", labels, "status", _text(values, "vehicle_status"), VEHICLE_SETS)
     _enum(
         fam,
         "pulsatrix_charge_controller_status",
         labels,
         "status",
-        tx.charge_controller_status,
+        _text(values, "charge_controller_status"),
         CONTROLLER_SETS,
     )
-    started = tx.started_time is not None and tx.started_time > 0
-    running = started and not tx.ended_time
-    if tx.started_time is not None:
+    started_time = _number(values, "started_time")
+    ended_time = _number(values, "ended_time")
+    started = started_time is not None and started_time > 0
+    running = started and not ended_time
+    if started_time is not None:
         fam.add("pulsatrix_session_active", labels, 1.0 if running else 0.0)
-    if started:
-        _value(fam, "pulsatrix_session_start_timestamp_seconds", labels, tx.started_time)
-    if tx.ended_time:
-        fam.add("pulsatrix_session_end_timestamp_seconds", labels, tx.ended_time)
-    if started and tx.meter_start is not None:
-        end = (charging.energy_imported if charging is not None else None) if running else tx.meter_stop
-        if end is not None and end >= tx.meter_start:
-            fam.add("pulsatrix_session_energy_joules", labels, _kwh_to_joules(end - tx.meter_start))
-    if any(v is not None for v in (tx.start_reason, tx.stop_reason, tx.allocation_source, tx.used_phases)):
-        fam.add(
+    if started and started_time is not None:
+        fam.add("pulsatrix_session_start_timestamp_seconds", labels, started_time)
+    if ended_time:
+        fam.add("pulsatrix_session_end_timestamp_seconds", labels, ended_time)
+    meter_start = _number(values, "meter_start")
+    if started and meter_start is not None:
+        end = _number(values, "pulsatrix_energy_imported_joules_total" if running else "meter_stop")
+        if end is not None and end >= meter_start:
+            fam.add("pulsatrix_session_energy_joules", labels, round(end - meter_start, 3))
+    session = tuple(_text(values, key) for key in ("start_reason", "stop_reason", "allocation_source", "used_phases"))
+    if any(v is not None for v in session):
+        fam.add_labelled(
             "pulsatrix_session_info",
-            {
-                **labels,
-                "start_reason": tx.start_reason or "",
-                "stop_reason": tx.stop_reason or "",
-                "allocation_source": tx.allocation_source or "",
-                "used_phases": tx.used_phases or "",
-            },
+            labels,
+            ("start_reason", "stop_reason", "allocation_source", "used_phases"),
+            tuple(v or "" for v in session),
             1.0,
+            stable=False,
         )
-
-
-def add_charging(fam: Families, labels: Mapping[str, str], ch: Charging) -> None:
-    for phase, volts in zip(PHASES, ch.voltages, strict=False):
-        _value(fam, "pulsatrix_voltage_volts", {**labels, "phase": phase}, volts)
-    for phase, amps in zip(PHASES, ch.currents, strict=False):
-        _value(fam, "pulsatrix_current_amperes", {**labels, "phase": phase}, amps)
-    _value(fam, "pulsatrix_active_power_watts", labels, ch.active_power)
-    _value(fam, "pulsatrix_grid_frequency_hertz", labels, ch.frequency)
-    if ch.energy_imported is not None:
-        fam.add("pulsatrix_energy_imported_joules_total", labels, _kwh_to_joules(ch.energy_imported))
-    _value(fam, "pulsatrix_allocated_current_amperes", labels, ch.allocated_current)
-    _value(fam, "pulsatrix_commanded_current_amperes", labels, ch.commanded_current)
-    _value(fam, "pulsatrix_available_current_amperes", labels, ch.available_current)
-    _value(fam, "pulsatrix_signaled_current_amperes", labels, ch.signaled_current)
-
-
-def add_limits(fam: Families, labels: Mapping[str, str], lim: Limits) -> None:
-    _flag(fam, "pulsatrix_api_limit_enabled", labels, lim.enabled)
-    if lim.limits_reported:  # unknown (fields missing or null) is not the same as "no limit set"
-        active = lim.current_limit is not None or lim.power_limit is not None
+    limits = [values.get(key) for key in ("pulsatrix_api_current_limit_amperes", "pulsatrix_api_power_limit_watts")]
+    if any(isinstance(v, float) for v in limits):  # reported (a number or NaN); missing or null is unknown
+        active = any(isinstance(v, float) and not math.isnan(v) for v in limits)
         fam.add("pulsatrix_api_limit_active", labels, 1.0 if active else 0.0)
-    _value(fam, "pulsatrix_api_current_limit_amperes", labels, lim.current_limit)
-    _value(fam, "pulsatrix_api_power_limit_watts", labels, lim.power_limit)
-    if lim.timeout_ms is not None:
-        fam.add("pulsatrix_api_limit_timeout_seconds", labels, lim.timeout_ms / 1000.0)
-
-
-def add_device(fam: Families, result: ChargerResult) -> None:
-    labels = base_labels(result.charger)
-    conf: Configuration | None = result.reading("configuration")
-    tx: Transaction | None = result.reading("transaction")
-    charging: Charging | None = result.reading("charging")
-    limits: Limits | None = result.reading("limits")
-    add_configuration(fam, labels, conf, tx)
-    if tx is not None:
-        add_transaction(fam, labels, tx, charging)
-    if charging is not None:
-        add_charging(fam, labels, charging)
-    if limits is not None:
-        add_limits(fam, labels, limits)
 
 
 def device_families(
     results: Iterable[ChargerResult], on_error: Callable[[ChargerResult, Exception], None] | None = None
-) -> list[Metric]:
+) -> list[Family]:
     """All per-scrape families (scrape health and device values) for these results. ``on_error`` is told about
     a charger whose readings could not be turned into metrics (an exporter bug; it counts and logs it)."""
     fam = Families()
     for result in results:
-        add_scrape_health(fam, result)
-        device = Families()
+        labels = charger_labels(result.charger)
+        add_scrape_health(fam, result, labels)
         try:
-            add_device(device, result)
+            values = _merged(result)
+            add_direct(fam, labels, values)
+            add_derived(fam, labels, result, values)
         except Exception as exc:  # a bug for one charger's data must not turn every charger's scrape into a 500
             if on_error is None:
                 log.exception("charger %s: cannot build metrics from its readings", result.charger.name)
             else:
                 on_error(result, exc)
-            continue
-        fam.merge(device)
     return list(fam)
 
 
-def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -> list[Metric]:
+def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -> list[Family]:
     """The long-lived counters of these chargers."""
     fam = Families()
+    pair = ("endpoint", "reason")
     for charger in chargers:
-        labels = base_labels(charger)
+        labels = charger_labels(charger)
         counters = health.counters[charger.name]
-        for (endpoint, reason), count in counters.errors.items():
-            fam.add("pulsatrix_scrape_errors_total", {**labels, "endpoint": endpoint, "reason": reason}, count)
-        for (endpoint, reason), when in counters.last_error.items():
-            fam.add("pulsatrix_last_error_timestamp_seconds", {**labels, "endpoint": endpoint, "reason": reason}, when)
-        for (endpoint, field), count in sorted(counters.invalid_values.items()):
-            fam.add("pulsatrix_invalid_values_total", {**labels, "endpoint": endpoint, "field": field}, count)
+        fam.add("pulsatrix_scrapes_total", labels, counters.scrapes)
+        fam.add("pulsatrix_scrape_failures_total", labels, counters.failures)
+        for key, count in counters.errors.items():
+            fam.add_labelled("pulsatrix_scrape_errors_total", labels, pair, key, count)
+        for key, when in counters.last_error.items():
+            fam.add_labelled("pulsatrix_last_error_timestamp_seconds", labels, pair, key, when)
+        for key, count in sorted(counters.invalid_values.items()):
+            fam.add_labelled("pulsatrix_invalid_values_total", labels, ("endpoint", "field"), key, count)
     return list(fam)
 
 
-def reading_age_families(readings: Iterable[tuple[ChargerConfig, float]]) -> list[Metric]:
+def reading_age_families(readings: Iterable[tuple[ChargerConfig, float]]) -> list[Family]:
     """How old each charger's reading is: 0 for a fresh poll, more when served again within its min_interval."""
     fam = Families()
     for charger, age in readings:
-        fam.add("pulsatrix_reading_age_seconds", base_labels(charger), round(age, 3))
+        fam.add("pulsatrix_reading_age_seconds", charger_labels(charger), round(age, 3))
     return list(fam)
 
 
 def reload_families(successful: bool, success_time: float) -> list[Metric]:
     """The config reload status, named after Prometheus' own."""
     fam = Families()
-    fam.add("pulsatrix_exporter_config_last_reload_successful", {}, 1.0 if successful else 0.0)
-    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", {}, success_time)
-    return list(fam)
+    fam.add("pulsatrix_exporter_config_last_reload_successful", Labels(()), 1.0 if successful else 0.0)
+    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", Labels(()), success_time)
+    return [family.to_metric() for family in fam]
 
 
 def build_info_families() -> list[Metric]:
     fam = Families()
-    fam.add(
+    fam.add_labelled(
         "pulsatrix_exporter_build_info",
-        {"version": __version__, "python_version": platform.python_version()},
+        Labels(()),
+        ("version", "python_version"),
+        (__version__, platform.python_version()),
         1.0,
     )
-    return list(fam)
+    return [family.to_metric() for family in fam]
 
 
 class StaticCollector(Collector):
     """Serves families that were built before ``collect()`` is called: no I/O and no work at collect time."""
 
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
+    def __init__(self, families: Sequence[Metric | Family]) -> None:
+        self._families = [f.to_metric() if isinstance(f, Family) else f for f in families]
 
     def collect(self) -> Iterable[Metric]:
         return iter(self._families)

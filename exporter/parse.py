@@ -1,13 +1,17 @@
-"""Turn the raw bodies of the four device endpoints into typed readings.
+"""Turn the raw bodies of the four device endpoints into values in the metrics' units.
 
-Pure functions, no I/O. What real devices send differs from the vendor's OpenAPI file (see
+Pure functions, no I/O. Which field is read how is a table: the catalogue's ``read`` sources (values exported as
+they are) and :data:`INPUTS` (values that feed labels and derived metrics).
+
+What real devices send differs from the vendor's OpenAPI file (see
 ``shared/reference/DEVICE-API.md``); the parsers accept every documented variant:
 
 * field-name variants (``pdName``/``powerDomainName``, ``ctrlrName``/``controllerName``, the phase-switch flags),
   and fields that moved between ``configuration`` and ``transaction``;
 * the non-standard ``NaN`` literal (and ``nan``/``inf`` as C firmware prints them);
-* ``null`` and wrong-typed values: that one value is skipped and reported as a :class:`Problem`, the rest of the
-  payload is used; missing fields are skipped silently (older firmware simply does not have them);
+* ``null`` and wrong-typed values (a number where the document says string, 0/1 where it says boolean), and
+  finite values whose unit conversion overflows: that one value is skipped and reported as a :class:`Problem`,
+  the rest of the payload is used; missing fields are skipped silently (older firmware simply does not have them);
 * one-, two- or three-phase arrays, and ``{}`` where an array is documented;
 * enum values no document lists: kept as they are;
 * the WebSocket envelope ``{"topic": ..., "message": {...}}``.
@@ -19,11 +23,12 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Final
 
+from exporter.catalogue import CATALOGUE, Source, read
 from exporter.model import (
+    ENDPOINTS,
     ChargerFetch,
     ChargerResult,
     EndpointFetch,
@@ -48,52 +53,36 @@ class PayloadError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Configuration:
-    power_domain: str | None = None
-    controller_name: str | None = None
-    effective_current_limit: float | None = None  # A
-    has_phase_rotation: bool | None = None
-    has_phase_shutoff: bool | None = None
-    has_phase_turnon: bool | None = None
+Value = float | str | bool | tuple[float | None, ...]
+Values = dict[str, Value]  # one endpoint's reading: metric name (or input key below) -> value in the metric's unit
 
+# Device values that are not exported as they are but feed labels and derived metrics (state sets, info metrics,
+# the session metrics). The values exported as they are, each with its source, are in exporter.catalogue.
+INPUTS: Final[Mapping[str, Source]] = {
+    "power_domain": read("configuration", "pdName", "powerDomainName", kind="text"),
+    "controller_name": read("configuration", "ctrlrName", "controllerName", kind="text"),
+    "state": read("transaction", "state", kind="text"),
+    "vehicle_status": read("transaction", "vehicleStatus", kind="text"),
+    "charge_controller_status": read("transaction", "chargeControllerStatus", kind="text"),
+    "started_time": read("transaction", "startedTime"),
+    "ended_time": read("transaction", "endedTime"),
+    "meter_start": read("transaction", "meterStart", kind="meter", scale=3_600_000.0),
+    "meter_stop": read("transaction", "meterStop", kind="meter", scale=3_600_000.0),
+    "used_phases": read("transaction", "usedPhasesSession", kind="text"),
+    "start_reason": read("transaction", "startReason", kind="text"),
+    "stop_reason": read("transaction", "stopReason", kind="text"),
+    "allocation_source": read("transaction", "allocationSourceName", "allocationSource", kind="text"),
+}
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    state: str | None = None
-    started_time: float | None = None  # Unix seconds; 0 = no session
-    ended_time: float | None = None  # Unix seconds; 0 = session still running
-    meter_start: float | None = None  # kWh
-    meter_stop: float | None = None  # kWh
-    vehicle_status: str | None = None
-    charge_controller_status: str | None = None
-    used_phases: str | None = None
-    start_reason: str | None = None
-    stop_reason: str | None = None
-    allocation_source: str | None = None
-    effective_current_limit: float | None = None  # A; some firmware reports it here
-
-
-@dataclass(frozen=True, slots=True)
-class Charging:
-    voltages: tuple[float | None, ...] = ()  # V per phase, index 0 = L1
-    currents: tuple[float | None, ...] = ()  # A per phase
-    allocated_current: float | None = None  # A
-    commanded_current: float | None = None
-    available_current: float | None = None
-    signaled_current: float | None = None
-    frequency: float | None = None  # Hz
-    energy_imported: float | None = None  # kWh meter reading
-    active_power: float | None = None  # W
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    enabled: bool | None = None
-    current_limit: float | None = None  # A; None = NaN = not set
-    power_limit: float | None = None  # W; None = NaN = not set
-    timeout_ms: float | None = None
-    limits_reported: bool = False  # the device reported a current or power limit (a number or NaN)
+# Per endpoint: (key, source) of every value it may hold, in catalogue order.
+FIELDS: Final[Mapping[str, tuple[tuple[str, Source], ...]]] = {
+    endpoint: tuple(
+        (key, source)
+        for key, source in [*((s.name, s.read) for s in CATALOGUE if s.read is not None), *INPUTS.items()]
+        if endpoint in source.endpoints
+    )
+    for endpoint in ENDPOINTS
+}
 
 
 # Bare tokens C firmware prints for non-finite floats, where a JSON value may stand. Strings are matched (and kept)
@@ -139,111 +128,82 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-class _Fields:
-    """Reads typed values out of one JSON object, collecting a Problem for every unusable value."""
-
-    def __init__(self, obj: Mapping[str, Any]) -> None:
-        self.obj = obj
-        self.problems: list[Problem] = []
-
-    def _find(self, names: tuple[str, ...]) -> tuple[str, Any] | None:
-        for name in names:
-            if name in self.obj:
-                return name, self.obj[name]
-        return None
-
-    def problem(self, name: str, message: str) -> None:
-        self.problems.append(Problem(name, message))
-
-    def number(self, *names: str) -> float | None:
-        found = self._find(names)
-        return None if found is None else self._number(found[0], found[1])
-
-    def reported(self, *names: str) -> bool:
-        """True if one of the fields holds a number or NaN (as opposed to missing, null or a wrong type)."""
-        found = self._find(names)
-        if found is None:
-            return False
-        value = found[1]
-        if isinstance(value, str):
-            return value.strip().lower() == "nan"
-        return isinstance(value, int | float) and not isinstance(value, bool)
-
-    def meter(self, *names: str) -> float | None:
-        """A meter reading in kWh: a number that is never negative."""
-        found = self._find(names)
-        if found is None:
-            return None
-        value = self._number(*found)
-        if value is not None and value < 0:
-            self.problem(found[0], "negative meter reading")
-            return None
-        return value
-
-    def _number(self, name: str, value: Any) -> float | None:
-        if isinstance(value, str) and value.strip().lower() == "nan":
-            return None
-        if value is None:
-            self.problem(name, "null")
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(name, f"expected a number, got {_json_type(value)}")
-            return None
-        try:
-            number = float(value)
-        except OverflowError:
-            self.problem(name, "number out of range")
-            return None
-        if math.isnan(number):
-            return None  # NaN = "not set"
-        if math.isinf(number):
-            self.problem(name, "infinite")
-            return None
-        return number
-
-    def text(self, *names: str) -> str | None:
-        found = self._find(names)
-        if found is None:
-            return None
-        name, value = found
-        if value is None:
-            self.problem(name, "null")
-            return None
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            self.problem(name, f"expected a string, got {_json_type(value)}")
-            return None
-        text = str(value).strip()
-        if not text:
-            return None
+def _read(obj: Mapping[str, Any], source: Source, values: Values, key: str, problems: list[Problem]) -> None:
+    """Read one value into ``values[key]``, or leave it out: silently when no field of the source is there (older
+    firmware), with a Problem when the field holds something unusable."""
+    for name in source.names:
+        if name in obj:
+            break
+    else:
+        return
+    raw = obj[name]
+    kind = source.kind
+    if kind == "phases":
+        if isinstance(raw, dict) and not raw:
+            return  # documented quirk: {} where an array is expected
+        if not isinstance(raw, list):
+            problems.append(Problem(name, f"expected an array, got {_json_type(raw)}"))
+            return
+        if len(raw) > MAX_PHASES:
+            problems.append(Problem(name, f"{len(raw)} entries, only the first {MAX_PHASES} are phases"))
+        phases = tuple(_number(name, item, source.scale, problems) for item in raw[:MAX_PHASES])
+        if phases:
+            values[key] = tuple(None if p is None or math.isnan(p) else p for p in phases)
+        return
+    if raw is None:
+        problems.append(Problem(name, "null"))
+        return
+    if kind == "flag":
+        if isinstance(raw, bool):
+            values[key] = raw
+        else:
+            problems.append(Problem(name, f"expected true or false, got {_json_type(raw)}"))
+        return
+    if kind == "text":
+        if not isinstance(raw, str):
+            problems.append(Problem(name, f"expected a string, got {_json_type(raw)}"))
+            return
+        text = raw.strip()
         if len(text) > MAX_LABEL_LEN or not text.isprintable():
-            self.problem(name, f"string is longer than {MAX_LABEL_LEN} characters or not printable")
-            return None
-        return text
+            problems.append(Problem(name, f"string is longer than {MAX_LABEL_LEN} characters or not printable"))
+        elif text:
+            values[key] = text
+        return
+    number = _number(name, raw, source.scale, problems)
+    if number is None:
+        return
+    if math.isnan(number):
+        if kind == "setting":
+            values[key] = number  # NaN = "not set; the controller decides": reported, never exported as a sample
+        return
+    if kind == "meter":
+        if number < 0:
+            problems.append(Problem(name, "negative meter reading"))
+            return
+        number = round(number, 3)  # float32 noise of the kWh reading, scaled to J
+    values[key] = number
 
-    def flag(self, *names: str) -> bool | None:
-        found = self._find(names)
-        if found is None:
-            return None
-        name, value = found
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        self.problem(name, f"expected true or false, got {_json_type(value)}")
+
+def _number(name: str, raw: Any, scale: float, problems: list[Problem]) -> float | None:
+    """A finite number in the metric's unit, NaN for "not set", or None (with a Problem) for anything else."""
+    if isinstance(raw, str) and raw.strip().lower() == "nan":
+        return math.nan
+    if raw is None:
+        problems.append(Problem(name, "null"))
         return None
-
-    def phases(self, name: str) -> tuple[float | None, ...]:
-        if name not in self.obj:
-            return ()
-        value = self.obj[name]
-        if isinstance(value, dict) and not value:
-            return ()  # documented quirk: {} where an array is expected
-        if not isinstance(value, list):
-            self.problem(name, f"expected an array, got {_json_type(value)}")
-            return ()
-        if len(value) > MAX_PHASES:
-            self.problem(name, f"{len(value)} entries, only the first {MAX_PHASES} are phases")
-        return tuple(self._number(name, item) for item in value[:MAX_PHASES])
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        problems.append(Problem(name, f"expected a number, got {_json_type(raw)}"))
+        return None
+    try:
+        number = float(raw) * scale
+    except OverflowError:
+        problems.append(Problem(name, "number out of range"))
+        return None
+    if math.isinf(number):
+        message = "infinite" if math.isinf(raw) else "overflows when converted to the metric's unit"
+        problems.append(Problem(name, message))
+        return None
+    return number
 
 
 def _json_type(value: Any) -> str:
@@ -262,82 +222,18 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def parse_configuration(obj: Mapping[str, Any]) -> Parsed[Configuration]:
-    f = _Fields(obj)
-    reading = Configuration(
-        power_domain=f.text("pdName", "powerDomainName"),
-        controller_name=f.text("ctrlrName", "controllerName"),
-        effective_current_limit=f.number("effectiveAmperageLimit"),
-        has_phase_rotation=f.flag("hasPhaseRotation"),
-        has_phase_shutoff=f.flag("hasPhaseStShutoff", "hasPhaseShutoff", "hasPhaseSTShutoff"),
-        has_phase_turnon=f.flag("hasPhaseSTTurnon", "hasPhaseStTurnon", "hasPhaseTurnon"),
-    )
-    return Parsed(reading, tuple(f.problems))
+def parse_values(endpoint: str, obj: Mapping[str, Any]) -> Parsed[Values]:
+    """Read every field of this endpoint that is in the table; each unusable value is one Problem."""
+    values: Values = {}
+    problems: list[Problem] = []
+    for key, source in FIELDS[endpoint]:
+        _read(obj, source, values, key, problems)
+    return Parsed(values, tuple(problems))
 
 
-def parse_transaction(obj: Mapping[str, Any]) -> Parsed[Transaction]:
-    f = _Fields(obj)
-    used_phases = f.text("usedPhasesSession")
-    if used_phases is not None and used_phases.isdigit() and isinstance(obj.get("usedPhasesSession"), int):
-        used_phases = used_phases.zfill(3)  # sent as a JSON number, e.g. 11 for "011"
-    reading = Transaction(
-        state=f.text("state"),
-        started_time=f.number("startedTime"),
-        ended_time=f.number("endedTime"),
-        meter_start=f.meter("meterStart"),
-        meter_stop=f.meter("meterStop"),
-        vehicle_status=f.text("vehicleStatus"),
-        charge_controller_status=f.text("chargeControllerStatus"),
-        used_phases=used_phases,
-        start_reason=f.text("startReason"),
-        stop_reason=f.text("stopReason"),
-        allocation_source=f.text("allocationSourceName", "allocationSource"),
-        effective_current_limit=f.number("effectiveAmperageLimit"),
-    )
-    return Parsed(reading, tuple(f.problems))
-
-
-def parse_charging(obj: Mapping[str, Any]) -> Parsed[Charging]:
-    f = _Fields(obj)
-    reading = Charging(
-        voltages=f.phases("voltage"),
-        currents=f.phases("amperage"),
-        allocated_current=f.number("allocatedAmperage"),
-        commanded_current=f.number("commandedAmperage"),
-        available_current=f.number("availableAmperage"),
-        signaled_current=f.number("signaledAmperage"),
-        frequency=f.number("frequency"),
-        energy_imported=f.meter("energyImported"),
-        active_power=f.number("lastActivePower"),
-    )
-    return Parsed(reading, tuple(f.problems))
-
-
-def parse_limits(obj: Mapping[str, Any]) -> Parsed[Limits]:
-    f = _Fields(obj)
-    current_names = ("amperageLimit", "setAmperageLimit")
-    power_names = ("powerLimit", "sePowerLimit", "setPowerLimit")
-    reading = Limits(
-        enabled=f.flag("enabled"),
-        current_limit=f.number(*current_names),
-        power_limit=f.number(*power_names),
-        timeout_ms=f.number("timeout", "setTimeout"),
-        limits_reported=f.reported(*current_names) or f.reported(*power_names),
-    )
-    return Parsed(reading, tuple(f.problems))
-
-
-PARSERS: Final[Mapping[str, Callable[[Mapping[str, Any]], Parsed[Any]]]] = {
-    "configuration": parse_configuration,
-    "transaction": parse_transaction,
-    "charging": parse_charging,
-    "limits": parse_limits,
-}
-
-
-def parse_endpoint(endpoint: str, body: bytes) -> Parsed[Any]:
+def parse_endpoint(endpoint: str, body: bytes) -> Parsed[Values]:
     """Decode and parse one endpoint's body; raise :class:`PayloadError` if the body is unusable as a whole."""
-    return PARSERS[endpoint](decode_body(body))
+    return parse_values(endpoint, decode_body(body))
 
 
 def parse_fetched(fetched: EndpointFetch) -> EndpointResult:

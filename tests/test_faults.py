@@ -99,11 +99,13 @@ def assert_healthy(samples: Samples, charger: str) -> None:
     assert get(samples, "pulsatrix_up", charger=charger) == 1.0, charger
     assert get(samples, "pulsatrix_voltage_volts", charger=charger, phase="L1") is not None
     errors = [
-        value
-        for (name, labels), value in samples.items()
+        labels
+        for (name, labels), _ in samples.items()
         if name == "pulsatrix_scrape_errors_total" and ("charger", charger) in labels
     ]
-    assert errors and not any(errors), charger  # no error counted for a healthy charger
+    assert not errors, (charger, errors)  # no error counted for a healthy charger: its error series never appear
+    assert get(samples, "pulsatrix_scrape_failures_total", charger=charger) == 0.0, charger
+    assert (get(samples, "pulsatrix_scrapes_total", charger=charger) or 0.0) >= 1.0, charger
 
 
 @pytest.mark.parametrize("fault", list(FAULT_REASONS))

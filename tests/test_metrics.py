@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -182,7 +183,7 @@ def test_failed_endpoint_keeps_the_others() -> None:
     assert value(text, "pulsatrix_endpoint_up", endpoint="charging") == 0.0
     assert value(text, "pulsatrix_endpoint_up", endpoint="limits") == 1.0
     assert value(text, "pulsatrix_voltage_volts", phase="L1") is None
-    assert value(text, "pulsatrix_state", state="Charging") == 1.0
+    assert value(text, "pulsatrix_state", state="Idle") == 1.0
     assert value(text, "pulsatrix_api_current_limit_amperes") == 15.5
     assert value(text, "pulsatrix_session_energy_joules") == 0.0  # ended session: meterStop - meterStart
 
@@ -197,6 +198,12 @@ def test_dead_charger_exports_only_health() -> None:
     assert names == {"pulsatrix_up", "pulsatrix_endpoint_up", "pulsatrix_scrape_duration_seconds"}
 
 
+def health_text(health: ExporterHealth) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(health_families(health, [GARAGE])))
+    return generate_latest(registry).decode()
+
+
 def test_health_counters_start_at_zero_and_count_reasons() -> None:
     health = ExporterHealth([GARAGE])
     dead = ChargerResult(
@@ -204,20 +211,32 @@ def test_health_counters_start_at_zero_and_count_reasons() -> None:
         endpoints={ep: EndpointResult(ep, reason=Reason.TIMEOUT, detail="") for ep in ENDPOINTS},
         duration=1.0,
     )
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StaticCollector(health_families(health, [GARAGE])))
-    before = generate_latest(registry).decode()
-    assert value(before, "pulsatrix_scrape_errors_total", endpoint="limits", reason="timeout") == 0.0
-    assert value(before, "pulsatrix_last_error_timestamp_seconds") is None  # nothing failed yet
-    health.record([dead, dead], now=1_800_000_000.0)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StaticCollector(health_families(health, [GARAGE])))
-    after = generate_latest(registry).decode()
+    before = health_text(health)
+    # Polls and failed polls exist from the start at 0, so that increase() sees the first failure ...
+    assert value(before, "pulsatrix_scrapes_total") == 0.0
+    assert value(before, "pulsatrix_scrape_failures_total") == 0.0
+    # ... while a series per endpoint and reason appears only once that error happened (not 24 zeros per charger).
+    assert value(before, "pulsatrix_scrape_errors_total") is None
+    assert value(before, "pulsatrix_last_error_timestamp_seconds") is None
+    healthy = result_from_bodies(GARAGE, bodies("openapi"))
+    health.record([dead, dead, healthy], now=1_800_000_000.0)
+    after = health_text(health)
+    assert value(after, "pulsatrix_scrapes_total") == 3.0
+    assert value(after, "pulsatrix_scrape_failures_total") == 2.0
     assert value(after, "pulsatrix_scrape_errors_total", endpoint="limits", reason="timeout") == 2.0
-    assert value(after, "pulsatrix_scrape_errors_total", endpoint="limits", reason="connect") == 0.0
-    assert len([n for (n, _) in samples(after) if n == "pulsatrix_scrape_errors_total"]) == 4 * 6
+    assert value(after, "pulsatrix_scrape_errors_total", endpoint="limits", reason="connect") is None
+    assert len([n for (n, _) in samples(after) if n == "pulsatrix_scrape_errors_total"]) == 4
     assert value(after, "pulsatrix_last_error_timestamp_seconds", endpoint="limits", reason="timeout") == 1.8e9
     assert value(after, "pulsatrix_last_error_timestamp_seconds", reason="connect") is None
+
+
+def test_one_failing_endpoint_is_one_failed_poll() -> None:
+    health = ExporterHealth([GARAGE])
+    health.record([result_from_bodies(GARAGE, {k: v for k, v in bodies("openapi").items() if k != "limits"})])
+    text = health_text(health)
+    assert value(text, "pulsatrix_scrapes_total") == 1.0
+    assert value(text, "pulsatrix_scrape_failures_total") == 1.0
+    assert value(text, "pulsatrix_scrape_errors_total", endpoint="limits", reason="timeout") == 1.0
 
 
 def test_invalid_values_are_counted_per_field() -> None:
@@ -249,3 +268,16 @@ def test_readme_metric_table_is_generated_from_the_catalogue() -> None:
     start = readme.index("\n", start) + 1
     end = readme.index("<!-- metrics-table:end -->")
     assert readme[start:end].strip() == markdown_table().strip(), "run: python -m exporter.catalogue"
+
+
+def test_label_values_the_device_chooses_are_not_kept_between_scrapes() -> None:
+    # Stable label texts (phases, endpoints, known states) are kept per charger; values a device chooses are not,
+    # so a device sending a new state or session text every scrape cannot grow the exporter's memory.
+    from exporter.metrics import charger_labels
+
+    charger = ChargerConfig(name="chatty", url="http://192.0.2.3")
+    for i in range(300):
+        tx = json.dumps({"state": f"S{i}", "startReason": f"R{i}", "startedTime": 1}).encode()
+        text = render([result_from_bodies(charger, {**bodies("openapi"), "transaction": tx})])
+        assert value(text, "pulsatrix_state", state=f"S{i}") == 1.0
+    assert len(charger_labels(charger)._texts) < 80

@@ -6,7 +6,7 @@ import itertools
 import json
 import math
 
-from exporter.parse import decode_body, parse_charging, parse_configuration, parse_transaction
+from exporter.parse import decode_body, parse_values
 from exporter.simulator import CHARGING, CONNECTED, IDLE, POWER_FACTOR, SUSPENDED, SimAuth, make_chargers
 from tests.conftest import ClientFactory
 from tests.test_app import MakeFleet
@@ -37,13 +37,15 @@ def test_power_is_consistent_with_voltage_current_and_phases() -> None:
     charger = make_chargers(1, now=T0)[0]  # starts Charging
     charger.advance(T0 + 30)
     body = charger.charging()
-    reading = parse_charging(body).reading
+    reading = parse_values("charging", body).reading
     assert charger.state == CHARGING
-    estimate = sum(v * a for v, a in zip(reading.voltages, reading.currents, strict=True) if v and a)
-    assert reading.active_power is not None
+    volts, amps = reading["pulsatrix_voltage_volts"], reading["pulsatrix_current_amperes"]
+    power = reading["pulsatrix_active_power_watts"]
+    assert isinstance(volts, tuple) and isinstance(amps, tuple) and isinstance(power, float)
+    estimate = sum(v * a for v, a in zip(volts, amps, strict=True) if v and a)
     assert estimate > 1000
-    assert math.isclose(reading.active_power, estimate * POWER_FACTOR, rel_tol=1e-3)
-    assert all(220 < (v or 0) < 240 for v in reading.voltages)
+    assert math.isclose(power, estimate * POWER_FACTOR, rel_tol=1e-3)
+    assert all(220 < (v or 0) < 240 for v in volts)
 
 
 def test_grid_frequency_wanders_around_50_hz() -> None:
@@ -62,12 +64,12 @@ def test_both_firmware_generations_and_single_phase_chargers() -> None:
     conf2 = gen2.configuration()
     assert {"powerDomainName", "controllerName", "hasPhaseShutoff", "hasPhaseSTTurnon"} <= conf2.keys()
     assert "effectiveAmperageLimit" in gen2.transaction()
-    assert parse_configuration(conf2).problems == ()
+    assert parse_values("configuration", conf2).problems == ()
     assert len(gen2.transaction()["vehicleStatus"]) == 1  # prose-doc form: single letters for the vehicle
     assert len(gen1.transaction()["vehicleStatus"]) == 2
     assert "hasPhaseSTShutoff" in single.configuration()
     assert len(single.charging()["voltage"]) == 1
-    assert parse_transaction(gen1.transaction()).problems == ()
+    assert parse_values("transaction", gen1.transaction()).problems == ()
 
 
 def test_limits_answer_with_nan_literals_and_expire() -> None:

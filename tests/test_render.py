@@ -1,0 +1,77 @@
+"""Our exposition writer is prometheus_client's, byte for byte, for the same families (text and OpenMetrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as om_exposition
+
+from exporter.app import own_registry
+from exporter.config import ChargerConfig
+from exporter.health import ExporterHealth
+from exporter.metrics import Family, StaticCollector, device_families, health_families
+from exporter.model import ENDPOINTS
+from exporter.render import OPENMETRICS, TEXT, exposition
+from tests.support.readings import result_from_bodies
+
+generate_openmetrics = cast(Callable[[CollectorRegistry], bytes], om_exposition.generate_latest)
+PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+ODD = ChargerConfig("odd-1", "http://192.0.2.9", labels=(("a", 'quote " back \\ {0} }{'), ("zone", "é\nx")))
+GARAGE = ChargerConfig("garage", "http://192.0.2.1", labels=(("site", "home"),))
+
+
+def families() -> list[Family]:
+    bodies = {ep: (PAYLOADS / "openapi" / f"{ep}.json").read_bytes() for ep in ENDPOINTS}
+    second = {ep: (PAYLOADS / "firmware2" / f"{ep}.json").read_bytes() for ep in ENDPOINTS}
+    second["transaction"] = b'{"state": "Bay \\"7\\" \\\\ {x}", "pdName": 5, "usedPhasesSession": "1{0}"}'
+    results = [result_from_bodies(GARAGE, bodies), result_from_bodies(ODD, second)]
+    partial = result_from_bodies(GARAGE, {k: v for k, v in bodies.items() if k != "limits"})
+    health = ExporterHealth([GARAGE, ODD])
+    health.record([*results, partial], now=1_800_000_000.5)
+    return device_families(results) + health_families(health, [GARAGE, ODD])
+
+
+def reference(fams: list[Family], extra: CollectorRegistry | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(fams))
+    if extra is not None:
+        registry.register(extra)
+    return registry
+
+
+@pytest.mark.parametrize("with_own_metrics", [False, True])
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [("", TEXT), ("text/plain;version=0.0.4", TEXT), (PROMETHEUS_ACCEPT, OPENMETRICS)],
+)
+def test_byte_identical_to_prometheus_client(accept: str, content_type: str, with_own_metrics: bool) -> None:
+    fams = families()
+    own = own_registry() if with_own_metrics else None
+    body, served_as = exposition(fams, accept, own)
+    assert served_as == content_type
+    # (process metrics such as CPU seconds move between two renders: compare without them)
+    registry = reference(fams, own)
+    expected = generate_openmetrics(registry) if served_as == OPENMETRICS else generate_latest(registry)
+    assert _stable(body) == _stable(expected)
+    assert b'a="quote \\" back \\\\ {0} }{"' in body  # escaped once, braces untouched
+    assert b"pulsatrix_scrape_failures_total{" in body
+
+
+def _stable(body: bytes) -> list[bytes]:
+    return [line for line in body.splitlines() if not line.startswith((b"process_", b"python_gc"))]
+
+
+def test_other_escapings_are_left_to_prometheus_client() -> None:
+    fams = families()
+    accept = "application/openmetrics-text;version=1.0.0;escaping=dots"
+    body, served_as = exposition(fams, accept)
+    assert "escaping=dots" in served_as
+    assert b"pulsatrix__up" in body  # the dots escaping doubles underscores: prometheus_client's job, not ours
