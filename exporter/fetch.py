@@ -16,7 +16,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Final
 
 import aiohttp
@@ -195,11 +195,6 @@ def _short(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else ""
     text = text.strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-async def fetch_all(clients: Sequence[ChargerClient], budget: float | None = None) -> list[ChargerFetch]:
-    """Fetch every charger concurrently. One charger's failure or slowness never affects another's result."""
-    return list(await asyncio.gather(*(client.fetch(budget) for client in clients)))
 
 
 def connection_limit(chargers: int, max_concurrency: int | None = None) -> int:
