@@ -9,11 +9,11 @@ import threading
 import aiohttp
 import bcrypt
 import pytest
-from aiohttp import web
 
 from exporter.config import Secret
 from exporter.webconfig import BasicAuth
 from tests.conftest import ServerFactory
+from tests.support.auth import serve_protected
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -26,14 +26,7 @@ def header(user: str | bytes, password: str | bytes) -> dict[str, str]:
 
 
 async def protected(aiohttp_server: ServerFactory, auth: BasicAuth) -> str:
-    async def hello(_: web.Request) -> web.Response:
-        return web.Response(text="hello\n")
-
-    app = web.Application(middlewares=[auth.middleware])
-    app.router.add_get("/metrics", hello)
-    app.on_cleanup.append(auth.close)
-    server = await aiohttp_server(app)
-    return f"http://127.0.0.1:{server.port}/metrics"
+    return f"http://127.0.0.1:{await serve_protected(aiohttp_server, auth)}/metrics"
 
 
 async def test_a_flood_of_wrong_passwords_queues_a_bounded_number_of_checks(aiohttp_server: ServerFactory) -> None:

@@ -8,18 +8,16 @@ replaces the connection pool.
 from __future__ import annotations
 
 import os
-import ssl
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from exporter.app import FLEET
 from exporter.config import ChargerConfig, Config, TLSConfig
 from exporter.fetch import ChargerClient
 from tests.conftest import ServerFactory
 from tests.test_app import MakeClient, get, scrape
-from tests.test_tls import OPENAPI, make_pki
+from tests.test_tls import make_pki, serve_https_charger
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +28,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def test_chargers_naming_one_ca_file_share_one_context(
     pki: Path, aiohttp_server: ServerFactory, exporter_client: MakeClient
 ) -> None:
-    async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=(OPENAPI / f"{request.match_info['ep']}.json").read_bytes())
-
-    app = web.Application()
-    app.router.add_get("/{name}/api/v1/{ep}", serve)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki / "server.pem", pki / "server.key")
-    server = await aiohttp_server(app, ssl=context)
+    port = await serve_https_charger(pki, aiohttp_server, route="/{name}/api/v1/{ep}")
     tls = TLSConfig(ca_file=str(pki / "ca.pem"))
     names = ["bay-1", "bay-2", "bay-3"]
-    chargers = tuple(ChargerConfig(n, f"https://127.0.0.1:{server.port}/{n}", tls=tls) for n in names)
+    chargers = tuple(ChargerConfig(n, f"https://127.0.0.1:{port}/{n}", tls=tls) for n in names)
     client = await exporter_client(Config(chargers=chargers))
     samples = await scrape(client)
     assert [get(samples, "pulsatrix_up", charger=n) for n in names] == [1.0, 1.0, 1.0]

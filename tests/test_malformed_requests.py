@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import bcrypt
 import pytest
-from aiohttp import web
 
 from exporter.cli import _MalformedRequestFilter, setup_logging
 from exporter.config import Secret
 from exporter.webconfig import BasicAuth
 from tests.conftest import ServerFactory
+from tests.support.auth import serve_protected
 
 PASSWORD = "Sup3rSecretPassw0rd"
 
@@ -35,15 +35,9 @@ async def test_an_over_long_authorization_header_is_not_logged(
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     auth = BasicAuth((("prometheus", Secret(hashed)),))
 
-    async def hello(_: web.Request) -> web.Response:
-        return web.Response(text="hello\n")
-
-    app = web.Application(middlewares=[auth.middleware])
-    app.router.add_get("/metrics", hello)
-    app.on_cleanup.append(auth.close)
-    server = await aiohttp_server(app)
+    port = await serve_protected(aiohttp_server, auth)
     credentials = base64.b64encode(f"prometheus:{PASSWORD}{'x' * 9000}".encode()).decode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {credentials}\r\n\r\n".encode())
     await writer.drain()
     assert (await reader.readline()).startswith(b"HTTP/1.0 400")

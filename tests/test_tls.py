@@ -42,17 +42,25 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-async def https_charger(pki: Path, aiohttp_server: ServerFactory) -> str:
+async def serve_https_charger(pki: Path, aiohttp_server: ServerFactory, route: str = "/api/v1/{ep}") -> int:
+    """An HTTPS server with the test PKI's server certificate answering the vendor's sample for every endpoint
+    (``route`` must capture the endpoint as ``{ep}``); returns its port."""
+
     async def serve(request: web.Request) -> web.Response:
         return web.Response(body=(OPENAPI / f"{request.match_info['ep']}.json").read_bytes())
 
     app = web.Application()
-    app.router.add_get("/api/v1/{ep}", serve)
+    app.router.add_get(route, serve)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(pki / "server.pem", pki / "server.key")
     server = await aiohttp_server(app, ssl=context)
-    return f"https://127.0.0.1:{server.port}"
+    assert server.port is not None
+    return server.port
+
+
+@pytest.fixture
+async def https_charger(pki: Path, aiohttp_server: ServerFactory) -> str:
+    return f"https://127.0.0.1:{await serve_https_charger(pki, aiohttp_server)}"
 
 
 @pytest.mark.parametrize(

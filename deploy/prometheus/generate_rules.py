@@ -79,22 +79,23 @@ def held(expr: str, alert: str) -> str:
 def charger_alert(
     name: str, expr: str, for_: str, severity: str, summary: str, description: str, *, hold: bool = True
 ) -> dict[str, Any]:
-    return {
-        "alert": name,
-        "expr": held(expr, name) if hold else expr,
-        "for": for_,
-        "labels": {"severity": severity},
-        "annotations": {
-            "summary": summary,
-            "description": description,
-            "runbook_url": RUNBOOK + name.lower(),
-            "dashboard_url": "@{grafana_url}/d/pulsatrix-charger?var-job={{ $labels.job | urlquery }}"
-            "&var-charger={{ $labels.charger | urlquery }}",
-        },
-    }
+    """An alert about one charger: it links to the charger's dashboard and, with ``hold``, keeps firing while the
+    charger is unmonitored."""
+    dashboard = (
+        "@{grafana_url}/d/pulsatrix-charger?var-job={{ $labels.job | urlquery }}"
+        "&var-charger={{ $labels.charger | urlquery }}"
+    )
+    return _alert(name, held(expr, name) if hold else expr, for_, severity, summary, description, dashboard)
 
 
 def fleet_alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
+    """An alert about the exporter or a site: it links to the fleet dashboard."""
+    return _alert(name, expr, for_, severity, summary, description, "@{grafana_url}/d/pulsatrix-fleet")
+
+
+def _alert(
+    name: str, expr: str, for_: str, severity: str, summary: str, description: str, dashboard: str
+) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
@@ -104,7 +105,7 @@ def fleet_alert(name: str, expr: str, for_: str, severity: str, summary: str, de
             "summary": summary,
             "description": description,
             "runbook_url": RUNBOOK + name.lower(),
-            "dashboard_url": "@{grafana_url}/d/pulsatrix-fleet",
+            "dashboard_url": dashboard,
         },
     }
 
