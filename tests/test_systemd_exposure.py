@@ -1,0 +1,64 @@
+"""The systemd unit's hardening, as systemd itself rates it (``systemd-analyze security --offline=yes``).
+
+systemd is not PID 1 on the test machines, so the unit cannot be started here; ``verify`` (in test_deploy.py) and
+this exposure figure are what can be proven without it. CI installs systemd's tools (Debian's ``systemd``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pulsatrix-exporter.service"
+
+# The README promises this figure ("Install"): 0 is a fully locked-down unit, 10 a plain one.
+MAX_EXPOSURE = 1.0
+
+
+def analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        if os.environ.get("PULSATRIX_REQUIRE_E2E"):
+            pytest.fail("systemd-analyze is missing (Debian package systemd)")
+        pytest.skip("systemd-analyze is not installed")
+    return found
+
+
+def test_unit_exposure_is_at_most_one() -> None:
+    result = subprocess.run(
+        [analyze(), "security", "--offline=yes", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_unit_keeps_what_the_exporter_needs_to_run() -> None:
+    """The items left open are the ones the exporter cannot do without; each is explained in the unit."""
+    text = UNIT.read_text(encoding="utf-8")
+    keys = dict(
+        line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith(("#", "["))
+    )
+    # IP sockets to reach chargers and serve Prometheus; AF_UNIX and AF_NETLINK for getaddrinfo().
+    assert set(keys["RestrictAddressFamilies"].split()) == {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"}
+    # Not ProcSubset=pid: it hides /proc/stat and with it every process_* metric.
+    assert "ProcSubset" not in keys
+    assert keys["IPAddressDeny"] == "any"
+    allowed = keys["IPAddressAllow"].split()
+    assert {"localhost", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} <= set(allowed)
+    assert keys["PrivateMounts"] == "yes"
+
+
+def test_readme_states_the_exposure_the_unit_has() -> None:
+    readme = (UNIT.parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "systemd-analyze security --offline=yes" in readme
+    assert f"exposure {MAX_EXPOSURE:.1f}" in readme
