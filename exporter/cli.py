@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--basic", metavar="USER:PASSWORD_ENV", help="require HTTP basic auth; password from env var")
     sim.add_argument("--bearer", metavar="TOKEN_ENV", help="require a bearer token, read from this env var")
     sim.add_argument(
+        "--faults",
+        action="store_true",
+        help="also serve the fault-injection routes (GET /_sim, PUT /_sim/NAME) and count requests, for tests",
+    )
+    sim.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (info)"
     )
     return parser
@@ -195,7 +200,7 @@ async def _demo_app(n: int, speed: float) -> web.Application:
 
 
 def _run_simulator(args: argparse.Namespace) -> int:
-    from exporter.simulator import SIM_BACKLOG, SimAuth, create_simulator_app
+    from exporter.simulator import SIM_BACKLOG, SimAuth, base_url, create_simulator_app
 
     auth = SimAuth()
     if args.basic:
@@ -209,11 +214,10 @@ def _run_simulator(args: argparse.Namespace) -> int:
             print(f"--bearer: environment variable {args.bearer!r} is not set", file=sys.stderr)
             return 2
         auth.bearer = os.environ[args.bearer]
-    app = create_simulator_app(args.chargers, speed=args.speed, seed=args.seed, auth=auth)
+    app = create_simulator_app(args.chargers, speed=args.speed, seed=args.seed, auth=auth, faults=args.faults)
     host, port = args.listen
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     for name in app_names(app):
-        print(f"  - name: {name}\n    url: http://{shown}:{port}/{name}", flush=True)
+        print(f"  - name: {name}\n    url: {base_url(host, port)}/{name}", flush=True)
     web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0, backlog=SIM_BACKLOG)
     return 0
 
