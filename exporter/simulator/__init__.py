@@ -9,6 +9,7 @@ exporter is ``http://HOST:PORT/<name>``. The parts:
   honours;
 * :mod:`~exporter.simulator.faults`: transport faults and the ``/_sim`` routes that set them;
 * :mod:`~exporter.simulator.stats`: requests, requests in flight and client connections, counted for the tests;
+* :mod:`~exporter.simulator.script`: scripted sessions (``simulate --script``), the sped-up clock, the session log;
 * :mod:`~exporter.simulator.server`: the app factory and an in-process runner.
 
 Faults and statistics are mounted only with ``faults=True`` (``simulate --faults`` and the tests); ``--demo`` runs the
@@ -31,7 +32,8 @@ from exporter.simulator.device import (
     make_chargers,
 )
 from exporter.simulator.faults import FAULTS, TRANSPORT_FAULTS, set_fault
-from exporter.simulator.server import SIM_BACKLOG, base_url, create_simulator_app, start_simulator
+from exporter.simulator.script import Script, ScriptedCharger, ScriptedSession, ScriptError, load_script, parse_script
+from exporter.simulator.server import SCRIPT, SIM_BACKLOG, base_url, create_simulator_app, start_simulator
 from exporter.simulator.stats import STATS, SimStats
 
 __all__ = [
@@ -43,12 +45,17 @@ __all__ = [
     "FAULTS",
     "IDLE",
     "POWER_FACTOR",
+    "SCRIPT",
     "SIMULATOR",
     "SIM_BACKLOG",
     "SITES",
     "STATS",
     "SUSPENDED",
     "TRANSPORT_FAULTS",
+    "Script",
+    "ScriptError",
+    "ScriptedCharger",
+    "ScriptedSession",
     "SimAuth",
     "SimCharger",
     "SimLimits",
@@ -56,7 +63,9 @@ __all__ = [
     "Simulator",
     "base_url",
     "create_simulator_app",
+    "load_script",
     "make_chargers",
+    "parse_script",
     "set_fault",
     "start_simulator",
 ]
