@@ -67,7 +67,7 @@ RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is l
 MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
 
 
-def scrape_budget(request: web.Request, last_render: float = 0.0) -> float | None:
+def scrape_budget(request: web.Request, last_render: float) -> float | None:
     """Seconds the chargers may take, from Prometheus' scrape-timeout header (None when it is absent)."""
     raw = request.headers.get(SCRAPE_TIMEOUT_HEADER)
     if raw is None:
@@ -288,9 +288,9 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}
     return web.Response(text=body, content_type="text/html")
 
 
-def own_families(reloader: Reloader | None = None) -> list[Family]:
+def own_families(reloader: Reloader) -> list[Family]:
     """The exporter's own metrics that it builds itself: build info and the reload status (read now)."""
-    return [*build_info_families(), *(reloader.families() if reloader is not None else [])]
+    return [*build_info_families(), *reloader.families()]
 
 
 def own_registry() -> CollectorRegistry:

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter import __version__
-from exporter.config import DEFAULT_KEEPALIVE, BasicAuth, BearerAuth, ChargerConfig
+from exporter.config import BasicAuth, BearerAuth, ChargerConfig
 from exporter.logonce import OncePerKind
 from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 
@@ -159,7 +159,7 @@ def _short(exc: BaseException | None) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def connection_limit(chargers: int, max_concurrency: int | None = None) -> int:
+def connection_limit(chargers: int, max_concurrency: int | None) -> int:
     """Sockets the client may hold: one per endpoint of every charger that may be polled at once."""
     polled_at_once = chargers if max_concurrency is None else min(chargers, max_concurrency)
     return max(MIN_CONNECTIONS, len(ENDPOINTS) * polled_at_once)
@@ -167,10 +167,10 @@ def connection_limit(chargers: int, max_concurrency: int | None = None) -> int:
 
 def make_session(
     chargers: int,
-    resolver: AbstractResolver | None = None,
+    resolver: AbstractResolver | None,
     *,
-    keepalive_timeout: float = DEFAULT_KEEPALIVE,
-    max_concurrency: int | None = None,
+    keepalive_timeout: float,
+    max_concurrency: int | None,
 ) -> aiohttp.ClientSession:
     """The HTTP client session shared by every charger. Deadlines are enforced per charger, not here.
 

@@ -2,9 +2,9 @@
 
 Updated once per poll of a charger, when the poll completes (:mod:`exporter.poll` calls :meth:`ExporterHealth.record`
 exactly once per poll: a reading served again from the cache or shared by concurrent scrapes is never counted or
-logged twice); rendered by :mod:`exporter.metrics`. A failing charger is logged in one line when it starts failing
-(or fails differently) and once when it recovers, not on every scrape; a skipped value is logged once per charger,
-endpoint and field.
+logged twice); :mod:`exporter.metrics` builds families from it. A failing charger is logged in one line when it
+starts failing (or fails differently) and once when it recovers, not on every scrape; a skipped value is logged once
+per charger, endpoint and field; an exporter bug once per charger and kind (:mod:`exporter.logonce`).
 """
 
 from __future__ import annotations

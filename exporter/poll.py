@@ -86,7 +86,7 @@ class Reading:
     age: float = 0.0  # seconds since the reading was taken when served from the cache; 0 for a fresh poll
 
 
-def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration: float = 0.0) -> ChargerResult:
+def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration: float) -> ChargerResult:
     """A result in which every endpoint failed for the same reason."""
     return ChargerResult(
         charger=charger,
@@ -216,7 +216,7 @@ class Fleet:
     and connections), new ones get one, removed ones are dropped (scrapes already waiting for them finish).
     """
 
-    def __init__(self, config: Config, health: ExporterHealth, resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, config: Config, health: ExporterHealth, resolver: AbstractResolver | None) -> None:
         self.config = config
         self.health = health
         self.pollers: dict[str, Poller] = {}
@@ -270,7 +270,7 @@ class Fleet:
         self.config = config
         self.health.apply(config.chargers)
 
-    async def read(self, pollers: Sequence[Poller], budget: float | None = None) -> list[Reading]:
+    async def read(self, pollers: Sequence[Poller], budget: float | None) -> list[Reading]:
         """A reading of each charger, concurrently; each under its own deadline (its timeout, capped by budget)."""
         now = asyncio.get_running_loop().time()
         return list(await asyncio.gather(*(p.read(now + max(deadline_after(p.charger, budget), 0.0)) for p in pollers)))

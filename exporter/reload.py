@@ -33,7 +33,7 @@ class Reloader:
     def __repr__(self) -> str:
         return f"Reloader({str(self.path) if self.path else None!r})"
 
-    async def reload(self, executor: Executor | None = None) -> tuple[bool, str]:
+    async def reload(self, executor: Executor | None) -> tuple[bool, str]:
         """Re-read the file; return (applied, a one-line summary or every problem found). Never raises."""
         if self.path is None:
             return False, "nothing to reload: the exporter runs without a config file (demo or in-memory config)"
