@@ -96,4 +96,3 @@ def test_other_escapings_are_left_to_prometheus_client() -> None:
 )
 def test_gzip_is_chosen_by_coding_and_q_value(accept_encoding: str, gzipped: bool) -> None:
     assert gzip_accepted(accept_encoding) is gzipped
-
