@@ -30,17 +30,10 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import __version__
 from exporter.config import Config
 from exporter.health import ExporterHealth
-from exporter.metrics import (
-    Family,
-    StaticCollector,
-    build_info_families,
-    device_families,
-    health_families,
-    reading_age_families,
-)
+from exporter.metrics import Family, build_info_families, device_families, health_families, reading_age_families
 from exporter.poll import Fleet, Poller, Reading
-from exporter.reload import ReloadCollector, Reloader
-from exporter.render import exposition
+from exporter.reload import Reloader
+from exporter.render import exposition, gzip_accepted
 
 log = logging.getLogger("exporter.app")
 
@@ -74,7 +67,7 @@ RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is l
 MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
 
 
-def scrape_budget(request: web.Request, last_render: float = 0.0) -> float | None:
+def scrape_budget(request: web.Request, last_render: float) -> float | None:
     """Seconds the chargers may take, from Prometheus' scrape-timeout header (None when it is absent)."""
     raw = request.headers.get(SCRAPE_TIMEOUT_HEADER)
     if raw is None:
@@ -173,7 +166,7 @@ async def _render(
     accept = ",".join(request.headers.getall("Accept", []))
     headers: dict[str, str] = {}
     # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
-    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    gzipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
     if gzipped:
         headers["Content-Encoding"] = "gzip"
 
@@ -194,7 +187,8 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     readings = await _scrape(request, list(app[FLEET].pollers.values()))
     started = time.perf_counter()
-    return await _render(request, _device_families(app, readings), started, extra=app[OWN_REGISTRY])
+    families = [*_device_families(app, readings), *own_families(app[RELOADER])]
+    return await _render(request, families, started, extra=app[OWN_REGISTRY])
 
 
 async def handle_probe(request: web.Request) -> web.StreamResponse:
@@ -222,7 +216,8 @@ async def handle_reload(request: web.Request) -> web.Response:
 async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics only (build info, process): contacts no charger, so it is cheap to scrape as
     the exporter's liveness target next to a /probe job."""
-    return await _render(request, [], time.perf_counter(), extra=request.app[OWN_REGISTRY])
+    app = request.app
+    return await _render(request, own_families(app[RELOADER]), time.perf_counter(), extra=app[OWN_REGISTRY])
 
 
 async def handle_sd(request: web.Request) -> web.Response:
@@ -293,13 +288,15 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}
     return web.Response(text=body, content_type="text/html")
 
 
-def own_registry(reloader: Reloader | None = None) -> CollectorRegistry:
-    """The exporter's long-lived metrics besides the error counters: build info, reload status, process and
-    platform."""
+def own_families(reloader: Reloader) -> list[Family]:
+    """The exporter's own metrics that it builds itself: build info and the reload status (read now)."""
+    return [*build_info_families(), *reloader.families()]
+
+
+def own_registry() -> CollectorRegistry:
+    """The exporter's own metrics that prometheus_client collects: process and platform, written after
+    :func:`own_families` (build info, reload status, then these: the order the exposition has always had)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StaticCollector(build_info_families()))
-    if reloader is not None:
-        registry.register(ReloadCollector(reloader))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
@@ -328,7 +325,7 @@ def create_app(
     app[HEALTH] = health
     app[FLEET] = fleet
     app[RELOADER] = reloader
-    app[OWN_REGISTRY] = own_registry(reloader)
+    app[OWN_REGISTRY] = own_registry()
     app[RUNTIME] = Runtime()
     app.cleanup_ctx.append(_runtime_ctx)
     if tune_gc:

@@ -1,4 +1,4 @@
-"""Fetch the data endpoints of every charger concurrently, each charger under its own deadline.
+"""Fetch the data endpoints of one charger concurrently, under the deadline its poller (:mod:`exporter.poll`) gives.
 
 Nothing here raises and nothing here parses: every endpoint ends as an :class:`EndpointFetch` holding either the
 body of a 200 reply or an error reason (:class:`Reason`) with a message that is safe to show (it never contains a
@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
-from typing import Final
+from contextlib import AbstractAsyncContextManager
+from typing import Final, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter import __version__
-from exporter.config import DEFAULT_KEEPALIVE, BasicAuth, BearerAuth, ChargerConfig
+from exporter.config import BasicAuth, BearerAuth, ChargerConfig
+from exporter.logonce import OncePerKind
 from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 
 log = logging.getLogger("exporter.fetch")
@@ -51,36 +51,11 @@ def _ca_context(ca_file: str, mtime_ns: int, size: int) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-class Deadline:
-    """The event-loop time a poll ends by, which a scrape with more time that joins the poll may push later
-    (:meth:`extend`): the running requests then get that time too instead of timing out at the earlier one."""
+class DeadlineScope(Protocol):
+    """What a fetch needs of its deadline (:class:`exporter.poll.Deadline`, which the poller makes and extends):
+    a scope that times out at it."""
 
-    __slots__ = ("_timeouts", "when")
-
-    def __init__(self, when: float) -> None:
-        self.when = when
-        self._timeouts: set[asyncio.Timeout] = set()
-
-    def __repr__(self) -> str:
-        return f"Deadline({self.when:.3f})"
-
-    def extend(self, when: float) -> None:
-        if when <= self.when:
-            return
-        self.when = when
-        for timeout in self._timeouts:
-            if not timeout.expired():
-                timeout.reschedule(when)
-
-    @contextlib.asynccontextmanager
-    async def scope(self) -> AsyncIterator[None]:
-        """Like ``asyncio.timeout_at(self.when)``, following later extensions."""
-        async with asyncio.timeout_at(self.when) as timeout:
-            self._timeouts.add(timeout)
-            try:
-                yield
-            finally:
-                self._timeouts.discard(timeout)
+    def scope(self) -> AbstractAsyncContextManager[None]: ...
 
 
 class ChargerClient:
@@ -105,20 +80,15 @@ class ChargerClient:
             headers["Authorization"] = f"Bearer {auth.token.reveal()}"
         self._headers = headers
         self._urls = {endpoint: f"{charger.url}/api/v1/{endpoint}" for endpoint in ENDPOINTS}
-        self._unexpected_logged: set[str] = set()
+        self._bugs = OncePerKind(log)
 
     def __repr__(self) -> str:
         return f"ChargerClient({self.charger.name!r})"
 
-    async def fetch(self, budget: float | None = None, *, deadline: float | Deadline | None = None) -> ChargerFetch:
-        """Fetch all endpoints concurrently; give up on each at ``min(timeout, budget)`` seconds from now, or at
-        ``deadline`` (event-loop time, or a :class:`Deadline` that may be extended meanwhile) when it is given."""
+    async def fetch(self, deadline: DeadlineScope) -> ChargerFetch:
+        """Fetch all endpoints concurrently; give up on each at ``deadline`` (which may be extended meanwhile)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        if deadline is None:
-            deadline = start + max(deadline_after(self.charger, budget), 0.0)
-        if not isinstance(deadline, Deadline):
-            deadline = Deadline(deadline)
         taken_at = time.time()
         results = await asyncio.gather(*(self._endpoint_guarded(ep, deadline) for ep in ENDPOINTS))
         return ChargerFetch(
@@ -128,7 +98,7 @@ class ChargerClient:
             taken_at=taken_at,
         )
 
-    async def _endpoint(self, endpoint: str, deadline: Deadline) -> EndpointFetch:
+    async def _endpoint(self, endpoint: str, deadline: DeadlineScope) -> EndpointFetch:
         if self._setup_error:
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=self._setup_error)
         try:
@@ -148,16 +118,13 @@ class ChargerClient:
             return body_or_error
         return EndpointFetch(endpoint, body=body_or_error)
 
-    async def _endpoint_guarded(self, endpoint: str, deadline: Deadline) -> EndpointFetch:
+    async def _endpoint_guarded(self, endpoint: str, deadline: DeadlineScope) -> EndpointFetch:
         """Never let an unexpected error of one endpoint take the scrape of every charger down with it."""
         try:
             return await self._endpoint(endpoint, deadline)
         except Exception as exc:
-            kind = type(exc).__name__
-            if kind not in self._unexpected_logged:  # a traceback once per charger and kind, not every scrape
-                self._unexpected_logged.add(kind)
-                log.exception("charger %s: %s: unexpected error", self.charger.name, endpoint)
-            return EndpointFetch(endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {kind}")
+            self._bugs.error(self.charger.name, exc, "charger %s: %s: unexpected error", self.charger.name, endpoint)
+            return EndpointFetch(endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {type(exc).__name__}")
 
     async def _get(self, endpoint: str) -> bytes | EndpointFetch:
         async with self._session.get(
@@ -186,18 +153,13 @@ class ChargerClient:
             return bytes(body)
 
 
-def deadline_after(charger: ChargerConfig, budget: float | None) -> float:
-    """Seconds a charger may take: its timeout, capped by the scrape's budget."""
-    return charger.timeout if budget is None else min(charger.timeout, budget)
-
-
 def _short(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else ""
     text = text.strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def connection_limit(chargers: int, max_concurrency: int | None = None) -> int:
+def connection_limit(chargers: int, max_concurrency: int | None) -> int:
     """Sockets the client may hold: one per endpoint of every charger that may be polled at once."""
     polled_at_once = chargers if max_concurrency is None else min(chargers, max_concurrency)
     return max(MIN_CONNECTIONS, len(ENDPOINTS) * polled_at_once)
@@ -205,10 +167,10 @@ def connection_limit(chargers: int, max_concurrency: int | None = None) -> int:
 
 def make_session(
     chargers: int,
-    resolver: AbstractResolver | None = None,
+    resolver: AbstractResolver | None,
     *,
-    keepalive_timeout: float = DEFAULT_KEEPALIVE,
-    max_concurrency: int | None = None,
+    keepalive_timeout: float,
+    max_concurrency: int | None,
 ) -> aiohttp.ClientSession:
     """The HTTP client session shared by every charger. Deadlines are enforced per charger, not here.
 

@@ -2,9 +2,9 @@
 
 Updated once per poll of a charger, when the poll completes (:mod:`exporter.poll` calls :meth:`ExporterHealth.record`
 exactly once per poll: a reading served again from the cache or shared by concurrent scrapes is never counted or
-logged twice); rendered by :mod:`exporter.metrics`. A failing charger is logged in one line when it starts failing
-(or fails differently) and once when it recovers, not on every scrape; a skipped value is logged once per charger,
-endpoint and field.
+logged twice); :mod:`exporter.metrics` builds families from it. A failing charger is logged in one line when it
+starts failing (or fails differently) and once when it recovers, not on every scrape; a skipped value is logged once
+per charger, endpoint and field; an exporter bug once per charger and kind (:mod:`exporter.logonce`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import ChargerConfig
+from exporter.logonce import OncePerKind
 from exporter.model import ChargerResult, Reason
 
 log = logging.getLogger("exporter.health")
@@ -45,7 +46,7 @@ class ExporterHealth:
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
         self._logged_values: set[tuple[str, str, str]] = set()
-        self._logged_bugs: set[tuple[str, str]] = set()  # (charger, exception type) logged with a traceback
+        self._bugs = OncePerKind(log)
 
     def apply(self, chargers: Sequence[ChargerConfig]) -> None:
         """A reloaded config: keep the state of chargers that stay, start new ones at 0, forget removed ones."""
@@ -54,7 +55,7 @@ class ExporterHealth:
             del self.counters[name], self.status[name]
             self._failing.pop(name, None)
             self._logged_values = {key for key in self._logged_values if key[0] != name}
-            self._logged_bugs = {key for key in self._logged_bugs if key[0] != name}
+            self._bugs.forget(name)
         for charger in chargers:
             if charger.name not in self.counters:
                 self.counters[charger.name] = ChargerCounters()
@@ -112,15 +113,12 @@ class ExporterHealth:
                 key = (endpoint, Reason.EXPORTER_ERROR.value)
                 counters.errors[key] = counters.errors.get(key, 0) + 1
                 counters.last_error[key] = now
-        kind = (result.charger.name, type(exc).__name__)
-        if kind not in self._logged_bugs:
-            self._logged_bugs.add(kind)
-            log.error(
-                "charger %s: cannot build metrics from its readings (exporter bug; logged once, counted as "
-                "exporter_error)",
-                result.charger.name,
-                exc_info=exc,
-            )
+        self._bugs.error(
+            result.charger.name,
+            exc,
+            "charger %s: cannot build metrics from its readings (exporter bug; logged once, counted as exporter_error)",
+            result.charger.name,
+        )
 
     def _log_transition(self, name: str, result: ChargerResult) -> None:
         """One line when a charger starts failing or fails differently, one when it recovers; nothing else."""

@@ -5,29 +5,25 @@ state, so a charger that disappears leaves no stale series behind. Every name co
 :mod:`exporter.catalogue`; a device value with a ``read`` source there is exported by one generic loop, the few
 derived metrics (state sets, info metrics, session metrics) by the functions below.
 
-One :class:`Family` per metric name per scrape. A sample is two plain values, its rendered label text and its
+One :class:`Family` per metric name per scrape, for the devices and for the exporter's own metrics (build info,
+reload status) alike. A sample is two plain values, its label text (rendered by :mod:`exporter.labels`) and its
 value (no dict, no object per sample), so that a scrape of thousands of chargers leaves the garbage collector
-almost nothing to track; :mod:`exporter.render` writes them out, and :meth:`Family.to_metric` gives the same
-family as a prometheus_client object (the reference the renderer is tested against).
+almost nothing to track. :mod:`exporter.render` writes the families out; nothing here knows an exposition format.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import platform
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
-
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.catalogue import BY_NAME, CATALOGUE, MetricSpec
 from exporter.config import ChargerConfig
 from exporter.health import ExporterHealth
+from exporter.labels import NO_LABELS, Labels, charger_labels
 from exporter.model import ENDPOINTS, ChargerResult
 from exporter.parse import Value, Values
 
@@ -72,55 +68,6 @@ CONTROLLER_SETS: Final = (IEC_LETTERS, IEC_CODES)  # OpenAPI: single letters for
 DIRECT: Final = tuple(spec for spec in CATALOGUE if spec.read is not None)
 
 
-def escape(value: str) -> str:
-    """A label value as the exposition formats write it."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-MAX_CACHED_TEXTS: Final = 256  # label texts kept per charger: a safety bound, it has about 70 stable series
-
-
-class Labels:
-    """One charger's label pairs (``charger`` and its extra labels), rendered once.
-
-    ``text(("phase",), ("L1",))`` is the label text of a sample with more labels, in the sorted order
-    prometheus_client writes. Nearly every such text is the same in every scrape (the phases, the endpoints, the
-    known values of a state): those (``stable``) are kept, along with the template per set of label names. Texts
-    with values the device chooses (info labels, an unknown state) are built every time, so that a device cannot
-    fill the cache.
-    """
-
-    __slots__ = ("_templates", "_texts", "base", "pairs")
-
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self.pairs = tuple(sorted(pairs))
-        self.base = ",".join(f'{k}="{escape(v)}"' for k, v in self.pairs)
-        self._templates: dict[tuple[str, ...], str] = {}
-        self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
-
-    def text(self, names: tuple[str, ...], values: tuple[str, ...], stable: bool = True) -> str:
-        key = (names, values)
-        text = self._texts.get(key) if stable else None
-        if text is not None:
-            return text
-        template = self._templates.get(names)
-        if template is None:
-            extra = [(name, f'"{{{i}}}"') for i, name in enumerate(names)]
-            base = [(k, '"' + escape(v).replace("{", "{{").replace("}", "}}") + '"') for k, v in self.pairs]
-            template = ",".join(f"{k}={v}" for k, v in sorted(base + extra))
-            self._templates[names] = template
-        text = template.format(*[escape(v) for v in values])
-        if stable and len(self._texts) < MAX_CACHED_TEXTS:
-            self._texts[key] = text
-        return text
-
-
-@functools.lru_cache(maxsize=65536)
-def charger_labels(charger: ChargerConfig) -> Labels:
-    """The labels of a configured charger, kept across scrapes (bounded, so a reloaded config cannot grow it)."""
-    return Labels((("charger", charger.name), *charger.labels))
-
-
 class Family:
     """All samples of one metric name in one scrape: label texts and values in two parallel lists."""
 
@@ -133,31 +80,6 @@ class Family:
 
     def __len__(self) -> int:
         return len(self.values)
-
-    def to_metric(self) -> Metric:
-        """The same family as prometheus_client's object (its renderer is the reference for ours)."""
-        spec = self.spec
-        metric = Metric(spec.family, spec.help, spec.type)
-        for text, value in zip(self.label_texts, self.values, strict=True):
-            metric.add_sample(spec.name, _parse_label_text(text), value)
-        return metric
-
-
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
-_UNESCAPE = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
-
-
-def _parse_label_text(text: str) -> dict[str, str]:
-    labels = {}
-    end = 0
-    for match in _LABEL_RE.finditer(text):
-        if match.start() != end:
-            raise ValueError(f"malformed label text: {text!r}")
-        labels[match.group(1)] = re.sub(r"\\.", lambda m: _UNESCAPE.get(m.group(0), m.group(0)), match.group(2))
-        end = match.end()
-    if end != len(text):
-        raise ValueError(f"malformed label text: {text!r}")
-    return labels
 
 
 class Families:
@@ -355,31 +277,21 @@ def reading_age_families(readings: Iterable[tuple[ChargerConfig, float]]) -> lis
     return list(fam)
 
 
-def reload_families(successful: bool, success_time: float) -> list[Metric]:
+def reload_families(successful: bool, success_time: float) -> list[Family]:
     """The config reload status, named after Prometheus' own."""
     fam = Families()
-    fam.add("pulsatrix_exporter_config_last_reload_successful", Labels(()), 1.0 if successful else 0.0)
-    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", Labels(()), success_time)
-    return [family.to_metric() for family in fam]
+    fam.add("pulsatrix_exporter_config_last_reload_successful", NO_LABELS, 1.0 if successful else 0.0)
+    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", NO_LABELS, success_time)
+    return list(fam)
 
 
-def build_info_families() -> list[Metric]:
+def build_info_families() -> list[Family]:
     fam = Families()
     fam.add_labelled(
         "pulsatrix_exporter_build_info",
-        Labels(()),
+        NO_LABELS,
         ("version", "python_version"),
         (__version__, platform.python_version()),
         1.0,
     )
-    return [family.to_metric() for family in fam]
-
-
-class StaticCollector(Collector):
-    """Serves families that were built before ``collect()`` is called: no I/O and no work at collect time."""
-
-    def __init__(self, families: Sequence[Metric | Family]) -> None:
-        self._families = [f.to_metric() if isinstance(f, Family) else f for f in families]
-
-    def collect(self) -> Iterable[Metric]:
-        return iter(self._families)
+    return list(fam)

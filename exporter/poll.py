@@ -11,6 +11,8 @@ needs for a :class:`Reading`:
 * **min_interval.** A reading younger than the charger's ``min_interval`` is served again, with its age, instead
   of polling; except one that timed out under a deadline shorter than the charger's timeout (a scrape's short
   budget): another scrape may have more time, so the next one polls again.
+* **Deadlines.** The poller makes each poll's :class:`Deadline` (the charger's timeout, capped by the scrape's
+  budget: :func:`deadline_after`) and extends it; :mod:`exporter.fetch` only runs its requests under it.
 * **max_concurrency.** One semaphore bounds how many chargers are polled at once; waiting for a slot counts
   against the charger's deadline.
 * **Counted once.** A poll is parsed and recorded in the health state exactly once, when it completes: a reading
@@ -23,19 +25,57 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter.config import ChargerConfig, Config
-from exporter.fetch import ChargerClient, Deadline, connection_limit, deadline_after, make_session
+from exporter.fetch import ChargerClient, connection_limit, make_session
 from exporter.health import ExporterHealth
+from exporter.logonce import OncePerKind
 from exporter.model import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, EndpointResult, Reason
 from exporter.parse import parse_charger
 
 log = logging.getLogger("exporter.poll")
+
+
+class Deadline:
+    """The event-loop time a poll ends by, which a scrape with more time that joins the poll may push later
+    (:meth:`extend`): the running requests then get that time too instead of timing out at the earlier one."""
+
+    __slots__ = ("_timeouts", "when")
+
+    def __init__(self, when: float) -> None:
+        self.when = when
+        self._timeouts: set[asyncio.Timeout] = set()
+
+    def __repr__(self) -> str:
+        return f"Deadline({self.when:.3f})"
+
+    def extend(self, when: float) -> None:
+        if when <= self.when:
+            return
+        self.when = when
+        for timeout in self._timeouts:
+            if not timeout.expired():
+                timeout.reschedule(when)
+
+    @contextlib.asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        """Like ``asyncio.timeout_at(self.when)``, following later extensions."""
+        async with asyncio.timeout_at(self.when) as timeout:
+            self._timeouts.add(timeout)
+            try:
+                yield
+            finally:
+                self._timeouts.discard(timeout)
+
+
+def deadline_after(charger: ChargerConfig, budget: float | None) -> float:
+    """Seconds a charger may take: its timeout, capped by the scrape's budget."""
+    return charger.timeout if budget is None else min(charger.timeout, budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +86,7 @@ class Reading:
     age: float = 0.0  # seconds since the reading was taken when served from the cache; 0 for a fresh poll
 
 
-def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration: float = 0.0) -> ChargerResult:
+def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration: float) -> ChargerResult:
     """A result in which every endpoint failed for the same reason."""
     return ChargerResult(
         charger=charger,
@@ -59,16 +99,17 @@ def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration:
 class Poller:
     """One charger's polls: at most one in flight, the last one kept for ``min_interval``."""
 
-    def __init__(self, client: ChargerClient, fleet: Fleet) -> None:
+    def __init__(self, client: ChargerClient, health: ExporterHealth, limiter: asyncio.Semaphore | None) -> None:
         self.client = client
         self.charger = client.charger
-        self._fleet = fleet
+        self.health = health  # where each completed poll is recorded, once
+        self.limiter = limiter  # max_concurrency's slots, shared by the fleet's pollers; the fleet swaps it on reload
         self._task: asyncio.Task[ChargerResult] | None = None
         self._deadline = Deadline(0.0)  # of the poll in flight
         self._poll_limit = 0.0  # the latest its deadline may be pushed to: its start + the charger's timeout
         self._last: ChargerResult | None = None
         self._last_started = 0.0  # event-loop time at which the last completed poll started
-        self._unexpected_logged: set[str] = set()
+        self._bugs = OncePerKind(log)
 
     def __repr__(self) -> str:
         return f"Poller({self.charger.name!r})"
@@ -133,25 +174,22 @@ class Poller:
             fetched = await self._fetch(deadline)
             result = parse_charger(fetched)
         except Exception as exc:  # a bug in the exporter must not look like the charger's fault, nor stop others
-            kind = type(exc).__name__
-            if kind not in self._unexpected_logged:  # a traceback once per charger and kind, not every poll
-                self._unexpected_logged.add(kind)
-                log.exception("charger %s: unexpected error while polling", self.charger.name)
-            detail = f"exporter error: {kind}"
+            self._bugs.error(self.charger.name, exc, "charger %s: unexpected error while polling", self.charger.name)
+            detail = f"exporter error: {type(exc).__name__}"
             result = failed_result(self.charger, Reason.EXPORTER_ERROR, detail, loop.time() - started)
         cut_short = deadline.when < limit and any(e.reason is Reason.TIMEOUT for e in result.endpoints.values())
         if not cut_short:  # a timeout under a scrape's short budget is not the charger's answer for min_interval
             self._last, self._last_started = result, started
         try:
-            self._fleet.health.record([result])
+            self.health.record([result])
         except Exception:
             log.exception("charger %s: cannot record the poll", self.charger.name)
         return result
 
     async def _fetch(self, deadline: Deadline) -> ChargerFetch:
-        limiter = self._fleet.limiter
+        limiter = self.limiter
         if limiter is None:
-            return await self.client.fetch(deadline=deadline)
+            return await self.client.fetch(deadline)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -166,7 +204,7 @@ class Poller:
                 taken_at=time.time(),
             )
         try:
-            return await self.client.fetch(deadline=deadline)
+            return await self.client.fetch(deadline)
         finally:
             limiter.release()
 
@@ -178,7 +216,7 @@ class Fleet:
     and connections), new ones get one, removed ones are dropped (scrapes already waiting for them finish).
     """
 
-    def __init__(self, config: Config, health: ExporterHealth, resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, config: Config, health: ExporterHealth, resolver: AbstractResolver | None) -> None:
         self.config = config
         self.health = health
         self.pollers: dict[str, Poller] = {}
@@ -214,24 +252,25 @@ class Fleet:
                 max_concurrency=config.max_concurrency,
             )
             self._session_shape = shape
+        if self.limiter is None or config.max_concurrency != self._limiter_size:  # polls in flight keep the old one
+            self.limiter = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+            self._limiter_size = config.max_concurrency
         pollers: dict[str, Poller] = {}
         for charger in config.chargers:
             kept = old.get(charger.name)
             if kept is not None and kept.charger == charger and not new_session:
+                kept.limiter = self.limiter
                 pollers[charger.name] = kept
                 continue
-            poller = Poller(ChargerClient(charger, session), self)
+            poller = Poller(ChargerClient(charger, session), self.health, self.limiter)
             if kept is not None and kept.charger == charger:
                 poller.adopt(kept)
             pollers[charger.name] = poller
-        if self.limiter is None or config.max_concurrency != self._limiter_size:  # polls in flight keep the old one
-            self.limiter = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
-            self._limiter_size = config.max_concurrency
         self.pollers = pollers
         self.config = config
         self.health.apply(config.chargers)
 
-    async def read(self, pollers: Sequence[Poller], budget: float | None = None) -> list[Reading]:
+    async def read(self, pollers: Sequence[Poller], budget: float | None) -> list[Reading]:
         """A reading of each charger, concurrently; each under its own deadline (its timeout, capped by budget)."""
         now = asyncio.get_running_loop().time()
         return list(await asyncio.gather(*(p.read(now + max(deadline_after(p.charger, budget), 0.0)) for p in pollers)))

@@ -12,15 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
-
 from exporter.config import Config, ConfigError, load_config
-from exporter.metrics import reload_families
+from exporter.metrics import Family, reload_families
 from exporter.poll import Fleet
 
 log = logging.getLogger("exporter.reload")
@@ -37,7 +33,7 @@ class Reloader:
     def __repr__(self) -> str:
         return f"Reloader({str(self.path) if self.path else None!r})"
 
-    async def reload(self, executor: Executor | None = None) -> tuple[bool, str]:
+    async def reload(self, executor: Executor | None) -> tuple[bool, str]:
         """Re-read the file; return (applied, a one-line summary or every problem found). Never raises."""
         if self.path is None:
             return False, "nothing to reload: the exporter runs without a config file (demo or in-memory config)"
@@ -69,12 +65,6 @@ class Reloader:
             log.info("config reloaded: %s", config.summary())
             return True, config.summary()
 
-
-class ReloadCollector(Collector):
-    """The two reload metrics, read from the :class:`Reloader` at collect time (two numbers; no I/O)."""
-
-    def __init__(self, reloader: Reloader) -> None:
-        self._reloader = reloader
-
-    def collect(self) -> Iterable[Metric]:
-        return iter(reload_families(self._reloader.successful, self._reloader.success_time))
+    def families(self) -> list[Family]:
+        """``pulsatrix_exporter_config_last_reload_successful`` and its success timestamp, as they are now."""
+        return reload_families(self.successful, self.success_time)

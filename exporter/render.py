@@ -2,19 +2,23 @@
 prometheus_client writes for the same families (``tests/test_render.py`` proves it), several times faster.
 
 The speed comes from the families' shape (:mod:`exporter.metrics`): each sample's label text is already rendered
-and sorted, so a sample line is one string join. Any other format or escaping a client asks for is rendered by
-prometheus_client itself, from the same families.
+and sorted (:mod:`exporter.labels`), so a sample line is one string join. Any other format or escaping a client
+asks for is rendered by prometheus_client itself, from the same families (:func:`to_metric`); so are the process
+and platform metrics, which prometheus_client collects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, cast
 
 from prometheus_client import CollectorRegistry, utils
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
-from exporter.metrics import Family, StaticCollector
+from exporter.labels import parse_text
+from exporter.metrics import Family
 
 TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
@@ -44,7 +48,8 @@ def render_families(families: Sequence[Family], openmetrics: bool) -> str:
 
 
 def exposition(families: Sequence[Family], accept: str, extra: CollectorRegistry | None = None) -> tuple[bytes, str]:
-    """The body and content type for a client that sent this ``Accept`` header."""
+    """The body and content type for a client that sent this ``Accept`` header: ``families``, then what the
+    collectors of ``extra`` (prometheus_client's process and platform metrics) give."""
     encoder, content_type = choose_encoder(accept)
     if content_type not in (TEXT, OPENMETRICS):  # an escaping or version we do not write ourselves
         registry = CollectorRegistry(auto_describe=False)
@@ -60,3 +65,40 @@ def exposition(families: Sequence[Family], accept: str, extra: CollectorRegistry
     if openmetrics:
         text += "# EOF\n"
     return text.encode(), content_type
+
+
+def gzip_accepted(accept_encoding: str) -> bool:
+    """Whether a client with this ``Accept-Encoding`` takes gzip: tokenised as prometheus_client does (a coding,
+    optional parameters after ``;``, case-insensitive), and, as RFC 9110 says, not when its ``q`` is 0."""
+    for accepted in accept_encoding.split(","):
+        coding, *params = accepted.split(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value.strip()) > 0
+                except ValueError:  # not a q-value: ignored, as prometheus_client ignores every parameter
+                    break
+        return True
+    return False
+
+
+def to_metric(family: Family) -> Metric:
+    """The same family as prometheus_client's object, for its writer (and as the reference ours is tested against)."""
+    spec = family.spec
+    metric = Metric(spec.family, spec.help, spec.type)
+    for text, value in zip(family.label_texts, family.values, strict=True):
+        metric.add_sample(spec.name, parse_text(text), value)
+    return metric
+
+
+class StaticCollector(Collector):
+    """Serves families that were built before ``collect()`` is called: no I/O and no work at collect time."""
+
+    def __init__(self, families: Sequence[Family]) -> None:
+        self._families = [to_metric(f) for f in families]
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)

@@ -100,6 +100,9 @@ async def test_gzip_when_asked(fleet: SimulatedFleet, exporter_client: MakeClien
     assert get(parse(await zipped.text()), "pulsatrix_up", charger="garage") == 1.0  # decoded by the client
     plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers
+    refused = await client.get("/-/metrics", headers={"Accept-Encoding": "br, gzip;q=0"})  # gzip not acceptable
+    assert "Content-Encoding" not in refused.headers
+    assert (await refused.read()).startswith(b"# HELP pulsatrix_exporter_build_info ")
 
 
 async def test_dead_slow_and_broken_chargers_do_not_break_the_others(

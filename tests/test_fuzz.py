@@ -37,10 +37,10 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.app import create_app
 from exporter.catalogue import BY_NAME, CATALOGUE
 from exporter.config import ChargerConfig, Config
-from exporter.metrics import StaticCollector, device_families
+from exporter.metrics import device_families
 from exporter.model import ENDPOINTS
 from exporter.parse import INPUTS, MAX_LABEL_LEN, PayloadError, parse_endpoint
-from exporter.render import render_families
+from exporter.render import StaticCollector, render_families
 from exporter.simulator import make_chargers
 from tests.support.readings import result_from_bodies
 

@@ -202,3 +202,20 @@ async def test_a_new_keepalive_gets_a_new_pool_and_the_old_one_closes_after_its_
             break
         await asyncio.sleep(0.1)
     assert open_right_after and old.closed
+
+
+async def test_a_new_max_concurrency_applies_to_the_chargers_a_reload_keeps(
+    make_fleet: MakeFleet, aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    fleet = await make_fleet(3)
+    for charger in fleet.sim.chargers.values():
+        set_fault(charger, "latency", seconds=0.2)
+    path = write_config(tmp_path / "pulsatrix.yml", fleet, fleet.names)
+    client = await start(aiohttp_client, path)
+    before = dict(client.app[FLEET].pollers)
+    write_config(path, fleet, fleet.names, max_concurrency=1)
+    assert (await client.post("/-/reload")).status == 200
+    assert client.app[FLEET].pollers == before  # same chargers, same pool: the pollers are kept ...
+    samples = await scrape(client)
+    assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in fleet.names)  # 3 x 0.2 s < 2 s
+    assert fleet.sim.max_chargers_in_flight == 1  # ... and polled one at a time from the next scrape on

@@ -13,9 +13,9 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from exporter.app import own_registry
 from exporter.config import ChargerConfig
 from exporter.health import ExporterHealth
-from exporter.metrics import Family, StaticCollector, device_families, health_families
+from exporter.metrics import Family, build_info_families, device_families, health_families, reload_families
 from exporter.model import ENDPOINTS
-from exporter.render import OPENMETRICS, TEXT, exposition
+from exporter.render import OPENMETRICS, TEXT, StaticCollector, exposition, gzip_accepted
 from tests.support.readings import result_from_bodies
 
 generate_openmetrics = cast(Callable[[CollectorRegistry], bytes], om_exposition.generate_latest)
@@ -55,6 +55,8 @@ def reference(fams: list[Family], extra: CollectorRegistry | None = None) -> Col
 def test_byte_identical_to_prometheus_client(accept: str, content_type: str, with_own_metrics: bool) -> None:
     fams = families()
     own = own_registry() if with_own_metrics else None
+    if with_own_metrics:  # as /metrics serves them: device, build info, reload status, then process and platform
+        fams += [*build_info_families(), *reload_families(False, 1_800_000_000.25)]
     body, served_as = exposition(fams, accept, own)
     assert served_as == content_type
     # (process metrics such as CPU seconds move between two renders: compare without them)
@@ -75,3 +77,22 @@ def test_other_escapings_are_left_to_prometheus_client() -> None:
     body, served_as = exposition(fams, accept)
     assert "escaping=dots" in served_as
     assert b"pulsatrix__up" in body  # the dots escaping doubles underscores: prometheus_client's job, not ours
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("gzip, deflate, br", True),  # what Prometheus and most clients send
+        (" gzip ; q=1.0 ", True),
+        ("gzip;level=9", True),  # parameters other than q change nothing, as in prometheus_client
+        ("gzip;q=0", False),  # "not acceptable" (RFC 9110): the old substring test compressed anyway
+        ("gzip;q=0.000, identity", False),
+        ("x-gzip", False),  # another coding whose name contains "gzip"
+        ("identity", False),
+        ("", False),
+    ],
+)
+def test_gzip_is_chosen_by_coding_and_q_value(accept_encoding: str, gzipped: bool) -> None:
+    assert gzip_accepted(accept_encoding) is gzipped

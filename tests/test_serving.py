@@ -233,3 +233,32 @@ async def test_a_bug_building_metrics_is_counted_as_exporter_error_and_logged_on
     assert get(samples, "pulsatrix_voltage_volts", charger="garage") is None
     logged = [r for r in caplog.records if "cannot build metrics" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("exporter.poll.parse_charger", "charger garage: unexpected error while polling"),
+        ("exporter.fetch.ChargerClient._get", "charger garage: configuration: unexpected error"),
+    ],
+)
+async def test_a_bug_while_polling_or_fetching_is_logged_once_per_kind(
+    fleet: SimulatedFleet,
+    exporter_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    target: str,
+    message: str,
+) -> None:
+    def broken(*_: object) -> object:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(target, broken)
+    client = await exporter_client(fleet.config())
+    for _ in range(3):
+        samples = await scrape(client, "/probe?target=garage")
+    errors = get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="limits", reason="exporter_error")
+    assert errors == 3.0  # counted every time ...
+    logged = [r for r in caplog.records if "unexpected error" in r.getMessage()]
+    assert [r.getMessage() for r in logged] == [message]  # ... but one traceback, for the first endpoint
+    assert logged[0].exc_info is not None and logged[0].exc_info[0] is ZeroDivisionError
