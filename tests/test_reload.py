@@ -218,4 +218,4 @@ async def test_a_new_max_concurrency_applies_to_the_chargers_a_reload_keeps(
     assert client.app[FLEET].pollers == before  # same chargers, same pool: the pollers are kept ...
     samples = await scrape(client)
     assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in fleet.names)  # 3 x 0.2 s < 2 s
-    assert fleet.sim.max_chargers_in_flight == 1  # ... and polled one at a time from the next scrape on
+    assert fleet.stats.max_chargers_in_flight == 1  # ... and polled one at a time from the next scrape on
