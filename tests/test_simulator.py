@@ -8,8 +8,7 @@ import math
 
 from exporter.parse import decode_body, parse_values
 from exporter.simulator import CHARGING, CONNECTED, IDLE, POWER_FACTOR, SUSPENDED, SimAuth, make_chargers
-from tests.conftest import ClientFactory
-from tests.test_app import MakeFleet
+from tests.support.fleet import ClientFactory, MakeFleet
 
 T0 = 1_800_000_000.0
 
