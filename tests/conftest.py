@@ -1,4 +1,7 @@
-"""Shared fixtures: a simulator server and an exporter app wired to it, all on loopback."""
+"""Shared fixtures: a simulator server and an exporter app wired to it, all on loopback; a throw-away PKI.
+
+The helpers these fixtures use, and everything else tests share, live in tests/support/ (see tests/README.md).
+"""
 
 from __future__ import annotations
 
@@ -7,48 +10,16 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from exporter.app import create_app
-from exporter.config import Config, demo_config
-from exporter.simulator import SIMULATOR, STATS, SimAuth, SimStats, Simulator, create_simulator_app
+from exporter.config import Config
+from exporter.simulator import SimAuth, create_simulator_app
+from tests.support.fleet import ClientFactory, ServerFactory, SimulatedFleet
+from tests.support.tls import make_pki
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
-ExporterClient = TestClient[web.Request, web.Application]
-ClientFactory = Callable[..., Awaitable[ExporterClient]]
-
-
-class SimulatedFleet:
-    """A running simulator (with the fault routes and request statistics) plus a config pointing at it."""
-
-    def __init__(self, server: TestServer, app: web.Application) -> None:
-        self.server = server
-        self.app = app
-        self.base_url = str(server.make_url("")).rstrip("/")
-
-    @property
-    def sim(self) -> Simulator:
-        return self.app[SIMULATOR]
-
-    @property
-    def stats(self) -> SimStats:
-        return self.app[STATS]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.sim.chargers)
-
-    def config(self, labels: dict[str, dict[str, str]] | None = None) -> Config:
-        return demo_config(self.base_url, self.names, labels)
-
-    def set_fault(self, name: str, fault: str, endpoints: tuple[str, ...] | None = None) -> None:
-        charger = self.sim.chargers[name]
-        charger.fault = fault
-        if endpoints is not None:
-            charger.fault_endpoints = frozenset(endpoints)
 
 
 @pytest.fixture
@@ -76,3 +47,10 @@ def exporter_client(
         return await aiohttp_client(create_app(config))
 
     return factory
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (tests.support.tls.make_pki), made once
+    per test module that asks for it."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

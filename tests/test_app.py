@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,40 +15,17 @@ from aiohttp import web
 from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from aiohttp.test_utils import TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 from exporter.app import FLEET, RUNTIME, create_app
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig, Config, Secret
 from exporter.simulator import SimAuth
-from tests.conftest import ClientFactory, ExporterClient, ServerFactory, SimulatedFleet
+from tests.support.fleet import ClientFactory, MakeClient, MakeFleet, ServerFactory, SimulatedFleet
+from tests.support.samples import chargers_in, get, parse, scrape
 from tests.support.servers import free_port
 
 OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "openapi.prom"
-
-MakeClient = Callable[[Config], Awaitable[ExporterClient]]
-MakeFleet = Callable[..., Awaitable[SimulatedFleet]]
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def get(samples: Samples, name: str, **labels: str) -> float | None:
-    for (sample_name, sample_labels), value in samples.items():
-        if sample_name == name and all((k, v) in sample_labels for k, v in labels.items()):
-            return value
-    return None
-
-
-def chargers_in(samples: Samples) -> set[str]:
-    return {dict(labels)["charger"] for (_, labels) in samples if "charger" in dict(labels)}
 
 
 async def recording_server(aiohttp_server: ServerFactory) -> tuple[TestServer, list[str]]:
@@ -63,12 +39,6 @@ async def recording_server(aiohttp_server: ServerFactory) -> tuple[TestServer, l
     app = web.Application()
     app.router.add_get("/{tail:.*}", record)
     return await aiohttp_server(app), hits
-
-
-async def scrape(client: ExporterClient, path: str = "/metrics", **headers: str) -> Samples:
-    response = await client.get(path, headers=headers)
-    assert response.status == 200, await response.text()
-    return parse(await response.text())
 
 
 async def test_all_chargers_exported_with_own_metrics(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:

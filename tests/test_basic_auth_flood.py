@@ -12,8 +12,8 @@ import pytest
 
 from exporter.config import Secret
 from exporter.webconfig import BasicAuth
-from tests.conftest import ServerFactory
 from tests.support.auth import serve_protected
+from tests.support.fleet import ServerFactory
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()

@@ -10,19 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from exporter.app import FLEET
 from exporter.config import ChargerConfig, Config, TLSConfig
 from exporter.fetch import ChargerClient
-from tests.conftest import ServerFactory
-from tests.test_app import MakeClient, get, scrape
-from tests.test_tls import make_pki, serve_https_charger
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_pki(tmp_path_factory.mktemp("pki"))
+from tests.support.fleet import MakeClient, ServerFactory
+from tests.support.samples import get, scrape
+from tests.support.tls import serve_https_charger
 
 
 async def test_chargers_naming_one_ca_file_share_one_context(

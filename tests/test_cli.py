@@ -19,20 +19,10 @@ import pytest
 from exporter import __version__
 from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
 from exporter.config import ConfigError, parse_config
+from tests.support.cli import run
 from tests.support.servers import free_port
 
 OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": os.environ.get("PATH", "/usr/bin"), **(env or {})},
-    )
 
 
 def test_help_lists_every_flag() -> None:

@@ -13,8 +13,8 @@ from exporter.app import FLEET, HEALTH
 from exporter.config import Config
 from exporter.model import ENDPOINTS
 from exporter.simulator import set_fault
-from tests.conftest import SimulatedFleet
-from tests.test_app import MakeClient, get, parse, scrape
+from tests.support.fleet import MakeClient, SimulatedFleet
+from tests.support.samples import get, parse, scrape
 
 SHORT = {"X-Prometheus-Scrape-Timeout-Seconds": "0.8"}  # 0.6 s for the chargers
 

@@ -17,7 +17,7 @@ from exporter.config import (
     load_config,
     parse_config,
 )
-from tests.test_cli import run
+from tests.support.cli import run
 
 CONF = Path(__file__).parent / "fixtures" / "config"
 

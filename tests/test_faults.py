@@ -20,9 +20,9 @@ from exporter.app import FLEET, HEALTH, RELOADER, RUNTIME, create_app
 from exporter.config import load_config
 from exporter.model import ENDPOINTS
 from exporter.simulator import SimAuth, create_simulator_app, set_fault
-from tests.conftest import ClientFactory, ExporterClient, ServerFactory, SimulatedFleet
+from tests.support.fleet import ClientFactory, ExporterClient, MakeFleet, ServerFactory, SimulatedFleet
+from tests.support.samples import Samples, get, scrape
 from tests.support.servers import free_port
-from tests.test_app import MakeFleet, Samples, get, scrape
 
 PASSWORD = "s3cret-Pa55word-for-the-depot"
 TOKEN = "tok-9f8e7d6c5b4a-bearer-token"

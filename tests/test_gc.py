@@ -9,7 +9,7 @@ import pytest
 
 from exporter.app import FLEET, GC_THRESHOLDS, create_app
 from exporter.config import ChargerConfig, Config
-from tests.conftest import ClientFactory
+from tests.support.fleet import ClientFactory
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import time
 from exporter.app import create_app
 from exporter.config import Config, demo_config
 from exporter.simulator import STATS, start_simulator
-from tests.conftest import ClientFactory
-from tests.test_app import get, parse
+from tests.support.fleet import ClientFactory
+from tests.support.samples import get, parse
 
 CHARGERS = 200
 SCRAPERS = 4

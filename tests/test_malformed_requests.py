@@ -13,8 +13,8 @@ import pytest
 from exporter.cli import _MalformedRequestFilter, setup_logging
 from exporter.config import Secret
 from exporter.webconfig import BasicAuth
-from tests.conftest import ServerFactory
 from tests.support.auth import serve_protected
+from tests.support.fleet import ServerFactory
 
 PASSWORD = "Sup3rSecretPassw0rd"
 

@@ -8,26 +8,20 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from exporter.app import FLEET, RELOADER, create_app
-from exporter.config import load_config
+from exporter.app import FLEET, RELOADER
 from exporter.simulator import SimAuth, set_fault
-from tests.conftest import ClientFactory, ExporterClient, SimulatedFleet
-from tests.test_app import MakeClient, MakeFleet, get, parse, scrape
-
-
-def write_config(path: Path, fleet: SimulatedFleet, names: list[str], **extra: Any) -> Path:
-    chargers = [{"name": n, "url": f"{fleet.base_url}/{n}", **extra.pop(n, {})} for n in names]
-    path.write_text(yaml.safe_dump({"timeout": 2, **extra, "chargers": chargers}, sort_keys=False))
-    return path
-
-
-async def start(aiohttp_client: ClientFactory, path: Path) -> ExporterClient:
-    return await aiohttp_client(create_app(load_config(path)))  # the path comes from the config's source
+from tests.support.fleet import (
+    ClientFactory,
+    MakeClient,
+    MakeFleet,
+    SimulatedFleet,
+    start,
+    write_config,
+)
+from tests.support.samples import get, parse, scrape
 
 
 async def test_a_valid_reload_adds_keeps_and_removes_chargers(

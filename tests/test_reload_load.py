@@ -19,9 +19,8 @@ import yaml
 from exporter.app import FLEET, RELOADER, create_app
 from exporter.config import load_config
 from exporter.simulator import SimAuth, set_fault
-from tests.conftest import ClientFactory, SimulatedFleet
-from tests.test_app import MakeFleet, chargers_in, get, parse, scrape
-from tests.test_reload import start, write_config
+from tests.support.fleet import ClientFactory, MakeFleet, SimulatedFleet, start, write_config
+from tests.support.samples import chargers_in, get, parse, scrape
 
 
 def open_fds() -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.app import create_app
 from exporter.config import ConfigError, load_config, parse_config
-from tests.conftest import ClientFactory, SimulatedFleet
+from tests.support.fleet import ClientFactory, SimulatedFleet
 
 CHARGER = "chargers:\n  - name: garage\n    url: {url}\n    auth:\n      basic:\n        username: exporter\n"
 

@@ -15,8 +15,8 @@ from exporter.app import FLEET, HEALTH
 from exporter.config import DEFAULT_KEEPALIVE, Config, ConfigError, parse_config
 from exporter.model import ENDPOINTS
 from exporter.simulator import set_fault
-from tests.conftest import SimulatedFleet
-from tests.test_app import MakeClient, MakeFleet, get, parse, scrape
+from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
+from tests.support.samples import get, parse, scrape
 
 
 def configured(

@@ -20,8 +20,7 @@ from exporter.simulator import (
     make_chargers,
     set_fault,
 )
-from tests.conftest import ClientFactory
-from tests.test_app import MakeFleet
+from tests.support.fleet import ClientFactory, MakeFleet
 
 T0 = 1_800_000_000.0
 

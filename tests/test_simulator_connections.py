@@ -7,7 +7,7 @@ import asyncio
 
 import aiohttp
 
-from tests.conftest import SimulatedFleet
+from tests.support.fleet import SimulatedFleet
 
 
 async def test_closed_connections_are_counted_but_not_kept(fleet: SimulatedFleet) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from exporter.simulator import SIMULATOR, create_simulator_app, start_simulator
 from exporter.simulator.script import ScriptError, SimClock, load_script, parse_script
-from tests.conftest import ClientFactory
+from tests.support.fleet import ClientFactory
 from tests.support.servers import free_port
 
 T0 = 1_800_000_000.25  # the clock at start; the schedule counts from the next whole second

@@ -23,17 +23,11 @@ from aiohttp.test_utils import TestServer
 
 from exporter.app import create_app
 from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config, parse_web_config
-from tests.conftest import ServerFactory, SimulatedFleet
+from tests.support.fleet import ServerFactory, SimulatedFleet
 from tests.support.servers import free_port
-from tests.test_tls import make_pki
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2y$", 1)  # as htpasswd
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def web_config_text(extra_tls: str = "") -> str:

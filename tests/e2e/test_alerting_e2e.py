@@ -8,15 +8,13 @@ healthy charger and the exporter must never alert, and the charger-down alert mu
 again. Last, the exporter process is stopped: PulsatrixExporterDown must fire once for it, not once per charger,
 the chargers' failing probes must not raise PulsatrixProbeFailing on top, every charger must be reported
 unmonitored, and the faulted charger's alert must stay firing (no "resolved" for an alert whose data merely
-stopped). The rules are the shipped ones with their timing scaled from minutes to seconds (tests/e2e/fast_rules.py).
+stopped). The rules are the shipped ones with their timing scaled from minutes to seconds (tests/support/fast_rules.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,13 +22,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.e2e.fast_rules import shipped_fast_rules
+from tests.support.e2e import Webhook, run_monitoring
+from tests.support.fast_rules import shipped_fast_rules
 from tests.support.servers import (
     Prometheus,
     Server,
-    run_alertmanager,
     run_exporter,
-    run_prometheus,
     run_simulator,
     set_fault,
     simulator_names,
@@ -50,46 +47,6 @@ SITE = "e2e-site"
 DOWN, FAULTED, HEALTHY = "garage", "carport", "visitor-bay"
 
 T = TypeVar("T")
-
-
-class Webhook:
-    """A tiny Alertmanager webhook receiver on loopback that keeps every notification it gets."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                with receiver._lock:
-                    receiver.notifications.append(body)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def alerts(self) -> list[dict[str, Any]]:
-        """Every alert of every notification so far, each with the notification's status."""
-        with self._lock:
-            return [alert for note in self.notifications for alert in note.get("alerts", [])]
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Webhook]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
 
 
 @dataclass
@@ -154,30 +111,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         config = write_config_for(simulator, root / "exporter.yml", timeout=2.0, labels={"site": SITE})
         exporter = started.enter_context(run_exporter(config, root / "exporter"))
         webhook = started.enter_context(Webhook().running())
-        alertmanager = started.enter_context(
-            run_alertmanager(
+        monitoring = started.enter_context(
+            run_monitoring(
+                root,
                 {
-                    "route": {
-                        "receiver": "webhook",
-                        "group_by": ["alertname", "charger"],
-                        "group_wait": "1s",
-                        "group_interval": "1s",
-                        "repeat_interval": "1h",
-                    },
-                    "receivers": [
-                        {"name": "webhook", "webhook_configs": [{"url": webhook.url, "send_resolved": True}]}
-                    ],
-                },
-                root / "alertmanager",
-            )
-        )
-        prometheus = started.enter_context(
-            run_prometheus(
-                {
-                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                    "alerting": {
-                        "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager.port}"]}]}]
-                    },
                     # README "Prometheus configuration", the /probe setup.
                     "scrape_configs": [
                         {
@@ -197,13 +134,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                         },
                     ],
                 },
-                root / "prometheus",
                 rule_files=shipped_fast_rules(root / "rules", FOR_OVERRIDES),
+                alertmanager={
+                    "route": {
+                        "receiver": "webhook",
+                        "group_by": ["alertname", "charger"],
+                        "group_wait": "1s",
+                        "group_interval": "1s",
+                        "repeat_interval": "1h",
+                    },
+                    "receivers": [
+                        {"name": "webhook", "webhook_configs": [{"url": webhook.url, "send_resolved": True}]}
+                    ],
+                },
+                # Let Prometheus see every charger healthy first, then break two of them.
+                chargers_up=3,
             )
         )
-        result = Stack(simulator, exporter, prometheus, alertmanager, webhook)
-        # Let Prometheus see every charger healthy first, then break two of them.
-        result.wait("all three chargers up", lambda: len(prometheus.query("pulsatrix_up == 1")) == 3)
+        assert monitoring.alertmanager is not None
+        result = Stack(simulator, exporter, monitoring.prometheus, monitoring.alertmanager, webhook)
         set_fault(simulator, DOWN, "http_500")
         set_fault(simulator, FAULTED, "vehicle_error")
         yield result

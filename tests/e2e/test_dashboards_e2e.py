@@ -17,12 +17,10 @@ Last the exporter stops: the fleet view must count every charger as unmonitored,
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import time
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,13 @@ import pytest
 import yaml
 
 from exporter import __version__
-from tests.e2e.fast_rules import shipped_fast_rules
+from tests.support.e2e import dashboards, expander, label_values, run_monitoring
+from tests.support.fast_rules import shipped_fast_rules
 from tests.support.servers import (
     Prometheus,
     Server,
     put_json,
     run_exporter,
-    run_prometheus,
     run_simulator,
     set_fault,
     simulator_names,
@@ -47,25 +45,17 @@ from tests.support.servers import (
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 SHIPPED_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 SHIPPED_EXPORTER = "pulsatrix-exporter:9821"  # the exporter's address in the shipped config
 PROBE_JOB, EXPORTER_JOB = "pulsatrix", "pulsatrix-exporter"  # README, "Prometheus configuration"
 DAY = 86400
 LEGEND_RE = re.compile(r"\{\{(\w+)\}\}")
 DURATION_RE = re.compile(r"^(\d+)([smhd])$")
-VARIABLE_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
-LABEL_VALUES_RE = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
-BUILTINS = {"__rate_interval": "10s", "__interval": "2s", "__range": "5m"}
 SITE = "depot-north"
 DOWN = "bay-0003"  # its `limits` endpoint answers 500: partial data; it also has no `site` label
 LIMITED = "garage"  # gets an API current and power limit
 FLEET_TILES = ("Charging", "Suspended", "Idle", "Other state", "Faulted", "Partial data", "Down", "Unmonitored")
 Json = dict[str, Any]
-
-
-def dashboards() -> dict[str, Json]:
-    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARD_DIR.glob("*.json"))}
 
 
 def panels(dashboard: Json) -> Iterator[Json]:
@@ -75,37 +65,10 @@ def panels(dashboard: Json) -> Iterator[Json]:
         yield from panel.get("panels", [])
 
 
-def expander(
-    dashboard: Json, selection: dict[str, list[str] | None], builtins: dict[str, str] | None = None
-) -> Callable[[str], str]:
-    """Expand variables the way Grafana does for Prometheus: None selects All (the allValue), a list the values;
-    a textbox variable has its default; ``builtins`` overrides ``$__range`` etc. (a panel's own time range)."""
-    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    fixed = {**BUILTINS, **(builtins or {})}
-
-    def value(name: str) -> str:
-        if name in fixed:
-            return fixed[name]
-        if variables[name]["type"] == "textbox":
-            return str(variables[name]["query"])
-        chosen = selection[name]
-        if chosen is None:
-            all_value = variables[name].get("allValue")
-            assert all_value, f"variable {name} has no allValue"
-            return str(all_value)
-        # Grafana escapes regex metacharacters with a double backslash (one for the PromQL string, one for the regex).
-        escaped = [re.sub(r"([\\$^*+?.()|{}\[\]'])", r"\\\\\1", v) for v in chosen]
-        return escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
-
-    def expand(text: str) -> str:
-        return VARIABLE_RE.sub(lambda m: value(next(g for g in m.groups() if g)), text)
-
-    return expand
-
-
 def panel_builtins(panel: Json, at: float) -> dict[str, str]:
     """``$__range`` of a panel with its own relative time: ``now/d`` (today so far), ``now/M`` (this month so far)
-    or a duration; the dashboard's (BUILTINS) otherwise. Time zone UTC, as in query_range_like_grafana."""
+    or a duration; the dashboard's (BUILTINS in tests/support/e2e.py) otherwise. Time zone UTC, as in
+    query_range_like_grafana."""
     time_from = panel.get("timeFrom")
     if not time_from:
         return {}
@@ -150,16 +113,6 @@ def put_limits(simulator: Server, charger: str, body: Json) -> None:
     assert put_json(f"{simulator.url}/{charger}/api/v1/limits", body) == 204
 
 
-def label_values(prom: Prometheus, definition: str) -> list[str]:
-    match = LABEL_VALUES_RE.match(definition)
-    assert match, f"not a label_values() query: {definition}"
-    selector, label = match.groups()
-    answer = prom.get(f"/api/v1/label/{urllib.parse.quote(label)}/values", **{"match[]": selector})
-    assert answer["status"] == "success", answer
-    values: list[str] = answer["data"]
-    return values
-
-
 def shipped_prometheus_config(exporter: Server) -> Json:
     """The scrape jobs of ``deploy/prometheus/prometheus.yml`` as shipped, with the exporter's address substituted
     and every interval 1 s. The other jobs (Prometheus, Alertmanager), the rules and alerting are left out."""
@@ -179,13 +132,12 @@ def shipped_prometheus_config(exporter: Server) -> Json:
         job.update(scrape_interval="1s", scrape_timeout="1s")
         for sd in job.get("http_sd_configs", []):
             sd["refresh_interval"] = "5s"
-    return {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [probe, own]}
+    return {"scrape_configs": [probe, own]}
 
 
 def single_job_prometheus_config(exporter: Server) -> Json:
     """All chargers in one scrape of /metrics, in job pulsatrix-exporter (README, "Prometheus configuration")."""
     return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {
                 "job_name": EXPORTER_JOB,
@@ -356,7 +308,7 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
             }
             rules = shipped_fast_rules(tmp_path / "rules", group_interval="2s")
             proms = {
-                name: stack.enter_context(run_prometheus(config, tmp_path / f"prometheus-{i}", rule_files=rules))
+                name: stack.enter_context(run_monitoring(tmp_path / f"setup-{i}", config, rule_files=rules)).prometheus
                 for i, (name, (config, _)) in enumerate(setups.items())
             }
             for prom in proms.values():

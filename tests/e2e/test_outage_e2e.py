@@ -30,15 +30,12 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.e2e.fast_rules import DEPLOY, SITES, fast_rules, shipped_alertmanager
-from tests.e2e.test_alerting_e2e import Webhook
-from tests.e2e.test_dashboards_e2e import dashboards, expander, label_values
+from tests.support.e2e import Webhook, dashboards, expander, label_values, run_monitoring
+from tests.support.fast_rules import DEPLOY, SITES, fast_rules, shipped_alertmanager
 from tests.support.servers import (
     Prometheus,
     Server,
-    run_alertmanager,
     run_exporter,
-    run_prometheus,
     run_simulator,
     set_fault,
     simulator_names,
@@ -142,30 +139,27 @@ def depot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Depot]:
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         exporter = started.enter_context(run_exporter(config_path, root / "exporter"))
         webhook = started.enter_context(Webhook().running())
-        alertmanager = started.enter_context(run_alertmanager(shipped_alertmanager(webhook.url), root / "am"))
         rules = generator().render({"exporter_selector": f'job="{JOB}"', "probe_selector": 'job="ev-probe"'})
         assert 'job="pulsatrix-exporter"' not in rules
         rule_files = [
             fast_rules(rules, root / "rules" / "alerts.yml", {"PulsatrixExporterAbsent": "15s"}),
             fast_rules(SITES.read_text(encoding="utf-8"), root / "rules" / "sites.yml"),
         ]
-        prometheus = started.enter_context(
-            run_prometheus(
+        monitoring = started.enter_context(
+            run_monitoring(
+                root,
                 {
-                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                    "alerting": {
-                        "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager.port}"]}]}]
-                    },
                     "scrape_configs": [
                         {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
-                    ],
+                    ]
                 },
-                root / "prometheus",
                 rule_files=rule_files,
+                alertmanager=shipped_alertmanager(webhook.url),
+                chargers_up=len(names),
             )
         )
-        result = Depot(simulator, exporter, prometheus, alertmanager, webhook, north, south)
-        result.wait("all chargers up", lambda: len(prometheus.query("pulsatrix_up == 1")) == len(names))
+        assert monitoring.alertmanager is not None
+        result = Depot(simulator, exporter, monitoring.prometheus, monitoring.alertmanager, webhook, north, south)
         for charger in south:
             set_fault(simulator, charger, "http_500")
         set_fault(simulator, north[0], "http_500", ["limits"])

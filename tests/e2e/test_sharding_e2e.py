@@ -31,10 +31,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from tests.support.e2e import run_monitoring
 from tests.support.servers import (
     Prometheus,
     Server,
-    run_prometheus,
     run_simulator,
     simulator_names,
     wait_until_ready,
@@ -111,7 +111,6 @@ def sharded_config(sd_url: str, prefix: int) -> tuple[dict[str, Any], int]:
     static["targets"] = [f"127.0.0.1:{prefix}{i}" for i in range(modulus)]
     assert shipped["alerting"]["alertmanagers"], "the shipped config sends its alerts somewhere"
     del config["alerting"]
-    config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
     # Nothing else differs from the shipped file.
     shipped_jobs = {j["job_name"]: j for j in shipped["scrape_configs"]}
     others = [r for r in job["relabel_configs"] if r is not address]
@@ -145,7 +144,7 @@ def test_sharded_config_scrapes_every_charger_exactly_once_through_its_replica(t
             ]
             config, modulus = sharded_config(f"{replicas[0].url}/sd", prefix)
             assert modulus == len(replicas)
-            prometheus = stack.enter_context(run_prometheus(config, tmp_path / "prom", rule_files=[ALERTS]))
+            prometheus = stack.enter_context(run_monitoring(tmp_path, config, rule_files=[ALERTS])).prometheus
 
             targets = wait_for_targets(prometheus, CHARGERS)
             # Each charger is exactly one target, scraped through /probe on the replica its hash selects.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from exporter.webconfig import BasicAuth
-from tests.conftest import ServerFactory
+from tests.support.fleet import ServerFactory
 
 
 async def serve_protected(aiohttp_server: ServerFactory, auth: BasicAuth) -> int:
