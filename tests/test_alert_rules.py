@@ -3,9 +3,8 @@ the metric catalogue (a renamed metric or a missing runbook fails here, not at 3
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
-import sys
 import unicodedata
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SITES = ROOT / "deploy" / "prometheus" / "sites.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
-GENERATOR = ROOT / "deploy" / "prometheus" / "generate_rules.py"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 README = ROOT / "README.md"
 RUNBOOK_BASE = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
@@ -48,12 +46,8 @@ NOT_HELD = {"PulsatrixChargerUnmonitored", "PulsatrixProbeFailing", "PulsatrixEn
 
 
 def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_rules", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """deploy.prometheus.generate_rules, the rules' generator (``python -m deploy.prometheus.generate_rules``)."""
+    return importlib.import_module("deploy.prometheus.generate_rules")
 
 
 def github_anchor(heading: str, seen: dict[str, int]) -> str:
@@ -147,7 +141,7 @@ def test_rule_tests_load_the_shipped_rules() -> None:
 
 
 def test_committed_rules_equal_the_generated_ones() -> None:
-    assert RULES.read_text() == load_generator().render(), "run python deploy/prometheus/generate_rules.py"
+    assert RULES.read_text() == load_generator().render(), "run python -m deploy.prometheus.generate_rules"
 
 
 @pytest.mark.e2e
