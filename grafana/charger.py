@@ -11,7 +11,6 @@ from grafana.panels import (
     bargauge,
     fixed,
     instant,
-    label_table,
     line_style,
     regex_color,
     regex_override,
@@ -22,6 +21,7 @@ from grafana.panels import (
     yes_no,
 )
 from grafana.queries import kwh, links, s, variables
+from grafana.tables import label_table
 from grafana.vocabulary import (
     CHARGER_UID,
     CHARGING_STATES,

@@ -11,10 +11,8 @@ from grafana.panels import (
     Panel,
     Query,
     bargauge,
-    column,
     fixed,
     instant,
-    label_column,
     line_style,
     override,
     regex_color,
@@ -23,7 +21,6 @@ from grafana.panels import (
     stat,
     state_timeline,
     steps,
-    table,
     timeseries,
     value_map,
 )
@@ -44,6 +41,7 @@ from grafana.queries import (
     unmonitored,
     variables,
 )
+from grafana.tables import column, label_column, table
 from grafana.vocabulary import (
     CHARGER_UID,
     CHARGING_STATES,
