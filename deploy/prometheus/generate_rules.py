@@ -141,18 +141,20 @@ def recording_groups() -> list[dict[str, Any]]:
                     " > time() - @{known_for_seconds})\n",
                 },
                 {
-                    # Since when the charger is in its current state (Unix time): kept while the state lasts.
+                    # Since when the charger is in its current state (Unix time): kept while the state lasts. The
+                    # start is the sample's own time: timestamp() of the raw series, filtered afterwards, because
+                    # VictoriaMetrics gives timestamp(pulsatrix_state == 1) the evaluation step's time instead.
                     "record": "pulsatrix:charger_state_since_timestamp_seconds",
                     "expr": "(\n  pulsatrix:charger_state_since_timestamp_seconds\n"
                     f"    and on ({ID}, state) (pulsatrix_state == 1)\n)\n"
-                    "or timestamp(pulsatrix_state == 1)\n",
+                    "or (timestamp(pulsatrix_state) and (pulsatrix_state == 1))\n",
                 },
                 {
-                    # Since when the charger has failed on at least one endpoint (Unix time).
+                    # Since when the charger has failed on at least one endpoint (Unix time); timestamp() as above.
                     "record": "pulsatrix:charger_down_since_timestamp_seconds",
                     "expr": "(\n  pulsatrix:charger_down_since_timestamp_seconds\n"
                     f"    and on ({ID}) (pulsatrix_up == 0)\n)\n"
-                    "or timestamp(pulsatrix_up == 0)\n",
+                    "or (timestamp(pulsatrix_up) and (pulsatrix_up == 0))\n",
                 },
             ],
         },
