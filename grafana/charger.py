@@ -20,7 +20,7 @@ from grafana.panels import (
     timeseries,
     yes_no,
 )
-from grafana.queries import kwh, links, s, variables
+from grafana.queries import kwh, links, one, variables
 from grafana.tables import label_table
 from grafana.vocabulary import (
     CHARGER_UID,
@@ -69,7 +69,7 @@ def charger() -> Json:
 
 
 def grid_and_power() -> list[Panel]:
-    volt, amp = s("pulsatrix_voltage_volts"), s("pulsatrix_current_amperes")
+    volt, amp = one("pulsatrix_voltage_volts"), one("pulsatrix_current_amperes")
     band = line_style(fill=0, thresholds="dashed")
     return [
         timeseries(
@@ -98,7 +98,7 @@ def grid_and_power() -> list[Panel]:
             "metering problem.",
             "watt",
             [
-                Query(s("pulsatrix_active_power_watts"), "{{charger}} measured"),
+                Query(one("pulsatrix_active_power_watts"), "{{charger}} measured"),
                 Query(f"sum by (charger) ({volt} * {amp})", "{{charger}} V × I (L1+L2+L3)"),
             ],
             w=12,
@@ -110,7 +110,7 @@ def grid_and_power() -> list[Panel]:
             "Grid frequency",
             f"Grid frequency. The green band is {FREQUENCY_MIN}-{FREQUENCY_MAX} Hz.",
             "hertz",
-            [Query(s("pulsatrix_grid_frequency_hertz"), "{{charger}}")],
+            [Query(one("pulsatrix_grid_frequency_hertz"), "{{charger}}")],
             w=12,
             thresholds=FREQUENCY_BAND,
             style={**band, "axisSoftMin": round(FREQUENCY_MIN - 0.1, 1), "axisSoftMax": round(FREQUENCY_MAX + 0.1, 1)},
@@ -127,7 +127,7 @@ def amperage_chain() -> list[Panel]:
             "allocated by the load management → commanded by the controller → signaled to the vehicle (pilot PWM), "
             "with the current limit set through the API when there is one.",
             "amp",
-            [Query(s(name), f"{{{{charger}}}} {label}") for name, label in CHAIN],
+            [Query(one(name), f"{{{{charger}}}} {label}") for name, label in CHAIN],
             w=16,
             h=9,
             style=line_style(fill=0),
@@ -139,7 +139,7 @@ def amperage_chain() -> list[Panel]:
             "Amperage chain now",
             "The same chain as a snapshot: where the current is being held back right now.",
             "amp",
-            [instant(s(name), f"{{{{charger}}}} {label}") for name, label in CHAIN],
+            [instant(one(name), f"{{{{charger}}}} {label}") for name, label in CHAIN],
             w=8,
             h=9,
             color=fixed("blue"),
@@ -156,7 +156,7 @@ def states() -> list[Panel]:
         state_timeline(
             title,
             description,
-            [Query(f"{s(name)} == 1", f"{{{{charger}}}} {{{{{label}}}}}")],
+            [Query(f"{one(name)} == 1", f"{{{{charger}}}} {{{{{label}}}}}")],
             w=8,
             h=8,
             mappings=active,
@@ -197,7 +197,10 @@ def states() -> list[Panel]:
         state_timeline(
             "Up and session",
             "Whether every endpoint answered (up), and whether a charging session was running.",
-            [Query(s("pulsatrix_up"), "{{charger}} up"), Query(s("pulsatrix_session_active"), "{{charger}} session")],
+            [
+                Query(one("pulsatrix_up"), "{{charger}} up"),
+                Query(one("pulsatrix_session_active"), "{{charger}} session"),
+            ],
             w=24,
             h=5,
             mappings=yes_no("yes", "no", zero_color="red"),
@@ -207,7 +210,7 @@ def states() -> list[Panel]:
             "Last errors",
             "When fetching each endpoint last failed, per reason (timeout, connect, http_status, unauthorized, "
             "invalid_json, invalid_payload), since the exporter started. Empty while nothing has failed.",
-            f"{s('pulsatrix_last_error_timestamp_seconds')} * 1000",
+            f"{one('pulsatrix_last_error_timestamp_seconds')} * 1000",
             {"charger": "Charger", "endpoint": "Endpoint", "reason": "Reason"},
             w=24,
             h=5,
@@ -219,7 +222,7 @@ def states() -> list[Panel]:
 
 
 def current_session() -> list[Panel]:
-    start, end = s("pulsatrix_session_start_timestamp_seconds"), s("pulsatrix_session_end_timestamp_seconds")
+    start, end = one("pulsatrix_session_start_timestamp_seconds"), one("pulsatrix_session_end_timestamp_seconds")
     return [
         stat(
             "Session start",
@@ -239,7 +242,7 @@ def current_session() -> list[Panel]:
             "Session energy",
             "Energy of the current session (meter now − meter at start), or of the last one.",
             "kwatth",
-            [instant(kwh(s("pulsatrix_session_energy_joules")), "{{charger}}")],
+            [instant(kwh(one("pulsatrix_session_energy_joules")), "{{charger}}")],
             w=6,
             decimals=2,
         ),
@@ -255,7 +258,7 @@ def current_session() -> list[Panel]:
             "Session details",
             "Why the session started and stopped, who allocates its current (allocation source) and the phases it "
             "uses (1 per phase in use, L1 L2 L3).",
-            s("pulsatrix_session_info"),
+            one("pulsatrix_session_info"),
             {
                 "charger": "Charger",
                 "start_reason": "Start reason",
@@ -269,7 +272,7 @@ def current_session() -> list[Panel]:
         label_table(
             "Charger",
             "What the charger reports about itself: controller name and power domain.",
-            s("pulsatrix_charger_info"),
+            one("pulsatrix_charger_info"),
             {"charger": "Charger", "controller_name": "Controller", "power_domain": "Power domain"},
             w=10,
             h=5,
@@ -283,7 +286,7 @@ def api_limits() -> list[Panel]:
             "Charging enabled (API)",
             "Whether charging is enabled through the API. Disabled means an API client has stopped charging.",
             "none",
-            [instant(s("pulsatrix_api_limit_enabled"), "{{charger}}")],
+            [instant(one("pulsatrix_api_limit_enabled"), "{{charger}}")],
             w=6,
             mappings=yes_no("enabled", "disabled", zero_color="red"),
             color_mode="background",
@@ -292,7 +295,7 @@ def api_limits() -> list[Panel]:
             "API limit active",
             "Whether a current or power limit is set through the API (otherwise the controller decides).",
             "none",
-            [instant(s("pulsatrix_api_limit_active"), "{{charger}}")],
+            [instant(one("pulsatrix_api_limit_active"), "{{charger}}")],
             w=6,
             mappings=yes_no("limited", "not limited", one_color="orange", zero_color="green"),
             color_mode="background",
@@ -301,14 +304,14 @@ def api_limits() -> list[Panel]:
             "API limit timeout",
             "Time after which limits set through the API become invalid.",
             "s",
-            [instant(s("pulsatrix_api_limit_timeout_seconds"), "{{charger}}")],
+            [instant(one("pulsatrix_api_limit_timeout_seconds"), "{{charger}}")],
             w=6,
         ),
         stat(
             "API current limit",
             "The current limit set through the API. Empty when none is set.",
             "amp",
-            [instant(s("pulsatrix_api_current_limit_amperes"), "{{charger}}")],
+            [instant(one("pulsatrix_api_current_limit_amperes"), "{{charger}}")],
             w=6,
             no_value="none",
         ),
@@ -317,8 +320,8 @@ def api_limits() -> list[Panel]:
             "Current and power limits set through the API over time (gaps: no limit set).",
             "amp",
             [
-                Query(s("pulsatrix_api_current_limit_amperes"), "{{charger}} current limit"),
-                Query(s("pulsatrix_api_power_limit_watts"), "{{charger}} power limit"),
+                Query(one("pulsatrix_api_current_limit_amperes"), "{{charger}} current limit"),
+                Query(one("pulsatrix_api_power_limit_watts"), "{{charger}} power limit"),
             ],
             w=24,
             style=line_style(fill=0),

@@ -27,6 +27,7 @@ from grafana.panels import (
 from grafana.queries import (
     NO_ERRORS,
     answering,
+    cost_variables,
     count,
     e,
     faulted,
@@ -37,7 +38,6 @@ from grafana.queries import (
     r,
     s,
     silent,
-    tariff_variable,
     unmonitored,
     variables,
 )
@@ -87,7 +87,7 @@ def fleet() -> Json:
     d.add(*states_and_availability())
     d.row("Exporter health", collapsed=True)
     d.add(*exporter_health())
-    return d.to_json([*variables(), tariff_variable()], links(CHARGER_UID, "Charger detail"))
+    return d.to_json([*variables(), *cost_variables()], links(CHARGER_UID, "Charger detail"))
 
 
 def fleet_now() -> list[Panel]:
@@ -402,12 +402,13 @@ def use_table(by: str, keys: dict[str, str], w: int) -> Panel:
     return table(
         f"Energy, cost and use per {by} in the time range",
         f"Per {by}, in the dashboard's time range: energy (kWh), its cost at the tariff variable (price per "
-        "kWh; set it at the top), the number of sessions started, and utilisation (share of the time spent "
-        f"charging). For a day or a month, pick *Today so far* or *This month so far* in the time picker.{HOURLY}",
+        "kWh, in the currency variable; set both at the top), the number of sessions started, and utilisation "
+        "(share of the time spent charging). For a day or a month, pick *Today so far* or *This month so far* in "
+        f"the time picker.{HOURLY}",
         keys,
         [
             column("Energy", energy, unit="kwatth", decimals=1),
-            column("Cost", f"{energy} * $tariff", decimals=2),
+            column("Cost", f"{energy} * $tariff", decimals=2, displayName="Cost (${currency})"),
             column("Sessions", f"sum by ({group}) (sum_over_time({SESSIONS}[$__range]))", decimals=0),
             column(
                 "Utilisation", f"avg by ({group}) (avg_over_time({RATIO}[$__range]))", unit="percentunit", decimals=0

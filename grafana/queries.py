@@ -10,10 +10,13 @@ from typing import Final
 
 from exporter.catalogue import BY_NAME
 from grafana.panels import DATASOURCE, Json
-from grafana.vocabulary import FAULT_STATES, FAULT_STATUS, ID, KNOWN_FOR
+from grafana.vocabulary import CURRENCY, FAULT_STATES, FAULT_STATUS, ID, KNOWN_FOR
 
 # The device series of the selected job(s), chargers and sites.
 DEVICE_MATCHERS: Final = 'job=~"$job", charger=~"$charger", site=~"$site"'
+# The detail dashboard's charger variable is single-select, and Grafana does not escape a single value for a regex:
+# `charger=~"depot3.bay1"` would also match depot3-bay1. One charger is matched exactly.
+ONE_CHARGER_MATCHERS: Final = 'job=~"$job", charger="$charger", site=~"$site"'
 # The exporter processes are found by their own metric, whatever their job is called: the `exporter_job` variable
 # lists the jobs that have pulsatrix_exporter_build_info (served on /metrics and /-/metrics, never on /probe).
 # Exporter-process panels select `job=~"$exporter_job"`, never `$job`: in probe mode `$job` is the probe job, whose
@@ -37,6 +40,13 @@ def s(name: str, extra: str = "") -> str:
     if not BY_NAME[m(name)].per_charger:
         raise ValueError(f"{name} has no charger label")
     return f"{name}{{{DEVICE_MATCHERS}{', ' + extra if extra else ''}}}"
+
+
+def one(name: str, extra: str = "") -> str:
+    """A selector of a per-charger metric of the one charger the detail dashboard shows (matched exactly)."""
+    if not BY_NAME[m(name)].per_charger:
+        raise ValueError(f"{name} has no charger label")
+    return f"{name}{{{ONE_CHARGER_MATCHERS}{', ' + extra if extra else ''}}}"
 
 
 def e(name: str) -> str:
@@ -165,18 +175,28 @@ def variables(single_charger: bool = False) -> list[Json]:
     ]
 
 
-def tariff_variable() -> Json:
+def textbox_variable(name: str, label: str, description: str, default: str) -> Json:
     return {
-        "name": "tariff",
-        "label": "Tariff per kWh",
-        "description": "Price of one kWh, for the cost panels (in your currency).",
+        "name": name,
+        "label": label,
+        "description": description,
         "type": "textbox",
-        "query": "0.30",
-        "current": {"text": "0.30", "value": "0.30"},
-        "options": [{"selected": True, "text": "0.30", "value": "0.30"}],
+        "query": default,
+        "current": {"text": default, "value": default},
+        "options": [{"selected": True, "text": default, "value": default}],
         "hide": 0,
         "skipUrlSync": False,
     }
+
+
+def cost_variables() -> list[Json]:
+    """The price of one kWh and the currency it is in (shown with every cost)."""
+    return [
+        textbox_variable(
+            "tariff", "Tariff per kWh", "Price of one kWh, for the cost panels (in the currency below).", "0.30"
+        ),
+        textbox_variable("currency", "Currency", "The currency of the tariff, shown with every cost.", CURRENCY),
+    ]
 
 
 def links(other_uid: str, other_title: str) -> list[Json]:

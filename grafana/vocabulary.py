@@ -71,6 +71,11 @@ class Duration:
 # the recording rule pulsatrix:charger_last_seen_timestamp_seconds.
 KNOWN_FOR: Final = Duration(86400)
 
+# --- money -------------------------------------------------------------------------------------------------------
+
+# The currency of the dashboards' tariff variable (ISO 4217), its default; users set their own at the top.
+CURRENCY: Final = "EUR"
+
 # --- dashboards --------------------------------------------------------------------------------------------------
 
 # The dashboards' uids: their links to each other, the Chargers table's drill-down and the alerts' dashboard_url.

@@ -22,7 +22,8 @@ SITES = ROOT / "deploy" / "prometheus" / "sites.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 README = ROOT / "README.md"
-RUNBOOK_BASE = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
+# The runbook base of CONFIG: the README shipped with the exporter, as a relative link (no invented address).
+RUNBOOK_BASE = "README.md#"
 SEVERITIES = {"critical", "warning", "info"}
 # Labels every device series has besides the catalogue's own (the extra labels are the user's and vary).
 COMMON_LABELS = {"charger", "instance", "job"}
@@ -156,6 +157,20 @@ def test_job_selectors_and_site_label_come_from_one_config_block(tmp_path: Path)
     (tmp_path / "alerts.yml").write_text(text)
     result = promtool("check", "rules", str(tmp_path / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runbook_and_dashboard_addresses_come_from_the_config_block() -> None:
+    assert load_generator().CONFIG["runbook_url"] == RUNBOOK_BASE
+    text = load_generator().render(
+        {"runbook_url": "https://wiki.example/README.md#", "grafana_url": "https://g.example"}
+    )
+    alerts = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) == len(ALERTS)
+    for rule in alerts:
+        annotations = rule["annotations"]
+        assert annotations["runbook_url"] == "https://wiki.example/README.md#" + rule["alert"].lower()
+        assert annotations["dashboard_url"].startswith("https://g.example/d/pulsatrix-"), annotations
+    assert "github.com" not in RULES.read_text()
 
 
 def test_recording_rules_used_by_the_alerts_are_recorded() -> None:

@@ -250,8 +250,38 @@ def test_every_charger_metric_is_filtered_by_job_site_and_charger(name: str) -> 
             assert selector, f"{name}: {where}: {metric} without a selector in {expr}"
             if not BY_NAME[metric].per_charger:
                 continue  # a metric of the exporter process: see the next test
-            for matcher in ('job=~"$job"', 'charger=~"$charger"', 'site=~"$site"'):
+            # The detail dashboard shows one charger: Grafana does not escape a single value, so a regex match
+            # of depot3.bay1 would also show depot3-bay1. The fleet view's multi-select is a regex of values.
+            charger = 'charger="$charger"' if single_charger(name) else 'charger=~"$charger"'
+            for matcher in ('job=~"$job"', charger, 'site=~"$site"'):
                 assert matcher in selector, f"{name}: {where}: {metric} lacks {matcher}: {expr}"
+
+
+def single_charger(name: str) -> bool:
+    (charger,) = [v for v in DASHBOARDS[name]["templating"]["list"] if v["name"] == "charger"]
+    return not charger["multi"]
+
+
+def test_the_detail_dashboard_matches_its_one_charger_exactly() -> None:
+    text = json.dumps(DASHBOARDS["pulsatrix-charger.json"]["panels"])
+    assert single_charger("pulsatrix-charger.json") and not single_charger("pulsatrix-fleet.json")
+    assert 'charger=~\\"$charger\\"' not in text
+    assert text.count('charger=\\"$charger\\"') >= 30
+
+
+def test_costs_are_shown_in_the_currency_the_user_sets() -> None:
+    fleet = DASHBOARDS["pulsatrix-fleet.json"]
+    variables = {v["name"]: v for v in fleet["templating"]["list"]}
+    assert variables["currency"]["type"] == "textbox"
+    assert variables["currency"]["query"] == "EUR" and variables["currency"]["current"]["value"] == "EUR"
+    costs = 0
+    for panel in data_panels(fleet):
+        for rule in panel["fieldConfig"]["overrides"]:
+            if rule["matcher"] == {"id": "byName", "options": "Cost"}:
+                props = {p["id"]: p["value"] for p in rule["properties"]}
+                assert props["displayName"] == "Cost (${currency})", panel["title"]
+                costs += 1
+    assert costs == 2  # per site and per charger
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))

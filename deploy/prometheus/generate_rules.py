@@ -4,9 +4,9 @@
     python -m deploy.prometheus.generate_rules --check   # exit 1 if alerts.yml is out of date
 
 CONFIG is the one place for everything that depends on your Prometheus setup: the selectors of the two jobs (README,
-"Prometheus configuration"), the label that names a site, the Grafana address the alerts link to and how long a
-charger that stopped reporting is still counted as "unmonitored". Change it, run the script, and load the new
-alerts.yml (next to sites.yml, the sites' capacities). tests/test_alert_rules.py keeps the committed file equal to
+"Prometheus configuration"), the label that names a site, the Grafana and runbook addresses the alerts link to and
+how long a charger that stopped reporting is still counted as "unmonitored". Change it, run the script, and load the
+new alerts.yml (next to sites.yml, the sites' capacities). tests/test_alert_rules.py keeps the committed file equal to
 the output, and ``python -m deploy.kubernetes.generate_prometheusrule`` puts the same groups into the PrometheusRule.
 The limits, state sets and durations the rules share with the dashboards (207–253 V, ``Charging|CHARGING``, one day
 …) come from :mod:`grafana.vocabulary`.
@@ -50,13 +50,16 @@ CONFIG: Final[dict[str, str]] = {
     "probe_selector": f'job="{PROBE_JOB}"',
     # The extra label (configured on the chargers) that names the site; alerts are grouped and summed by it.
     "site": SITE_LABEL,
-    # Where Grafana serves the dashboards (the alerts' dashboard_url).
+    # Where Grafana serves the dashboards (the alerts' dashboard_url: this, then /d/<uid>?...).
     "grafana_url": "http://localhost:3000",
+    # Where your team reads the runbooks (the alerts' runbook_url: this, then the alert's name in lower case, the
+    # anchor of its section under "Alert runbooks"). The default is the README shipped with the exporter, as a
+    # relative link; set the address where you publish it (a Git server, a wiki), ending in "README.md#".
+    "runbook_url": "README.md#",
     # A charger last seen longer ago is taken as removed, no longer as unmonitored.
     "known_for_seconds": str(KNOWN_FOR.seconds),
 }
 
-RUNBOOK: Final = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
 
 # A charger that gives no data: even its best endpoint answered in fewer than half of the scrapes of 5 minutes.
 NO_DATA: Final = "(max without (endpoint) (avg_over_time(pulsatrix_endpoint_up[5m])) < 0.5)"
@@ -120,7 +123,7 @@ def _alert(
         "annotations": {
             "summary": summary,
             "description": description,
-            "runbook_url": RUNBOOK + name.lower(),
+            "runbook_url": "@{runbook_url}" + name.lower(),
             "dashboard_url": dashboard,
         },
     }
