@@ -269,6 +269,25 @@ def test_the_detail_dashboard_matches_its_one_charger_exactly() -> None:
     assert text.count('charger=\\"$charger\\"') >= 30
 
 
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_table_columns_name_the_refids_of_their_own_queries(name: str) -> None:
+    """A merged table shows query X's value as the field "Value #X": every such column names a query of its panel,
+    every query is shown or hidden, and each refId is the name of the column that declared it (not a letter by
+    position, so reordering the queries cannot swap the columns)."""
+    merged = 0
+    for panel in data_panels(DASHBOARDS[name]):
+        if panel["type"] != "table" or len(panel["targets"]) < 2:
+            continue
+        merged += 1
+        refs = {target["refId"] for target in panel["targets"]}
+        (organize,) = [t["options"] for t in panel["transformations"] if t["id"] == "organize"]
+        values = {f for part in organize.values() for f in part if f.startswith("Value #")}
+        assert values == {f"Value #{ref}" for ref in refs}, panel["title"]
+        slugs = {re.sub(r"\W+", "_", title).strip("_").lower() for title in organize["renameByName"].values()}
+        assert refs <= slugs, (panel["title"], sorted(refs - slugs))
+    assert merged == (3 if name == "pulsatrix-fleet.json" else 0)
+
+
 def test_costs_are_shown_in_the_currency_the_user_sets() -> None:
     fleet = DASHBOARDS["pulsatrix-fleet.json"]
     variables = {v["name"]: v for v in fleet["templating"]["list"]}
