@@ -3,9 +3,8 @@ the metric catalogue (a renamed metric or a missing runbook fails here, not at 3
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
-import sys
 import unicodedata
 from pathlib import Path
 from types import ModuleType
@@ -21,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SITES = ROOT / "deploy" / "prometheus" / "sites.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
-GENERATOR = ROOT / "deploy" / "prometheus" / "generate_rules.py"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 README = ROOT / "README.md"
-RUNBOOK_BASE = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
+# The runbook base of CONFIG: the README shipped with the exporter, as a relative link (no invented address).
+RUNBOOK_BASE = "README.md#"
 SEVERITIES = {"critical", "warning", "info"}
 # Labels every device series has besides the catalogue's own (the extra labels are the user's and vary).
 COMMON_LABELS = {"charger", "instance", "job"}
@@ -48,12 +47,8 @@ NOT_HELD = {"PulsatrixChargerUnmonitored", "PulsatrixProbeFailing", "PulsatrixEn
 
 
 def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_rules", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """deploy.prometheus.generate_rules, the rules' generator (``python -m deploy.prometheus.generate_rules``)."""
+    return importlib.import_module("deploy.prometheus.generate_rules")
 
 
 def github_anchor(heading: str, seen: dict[str, int]) -> str:
@@ -147,7 +142,7 @@ def test_rule_tests_load_the_shipped_rules() -> None:
 
 
 def test_committed_rules_equal_the_generated_ones() -> None:
-    assert RULES.read_text() == load_generator().render(), "run python deploy/prometheus/generate_rules.py"
+    assert RULES.read_text() == load_generator().render(), "run python -m deploy.prometheus.generate_rules"
 
 
 @pytest.mark.e2e
@@ -162,6 +157,20 @@ def test_job_selectors_and_site_label_come_from_one_config_block(tmp_path: Path)
     (tmp_path / "alerts.yml").write_text(text)
     result = promtool("check", "rules", str(tmp_path / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runbook_and_dashboard_addresses_come_from_the_config_block() -> None:
+    assert load_generator().CONFIG["runbook_url"] == RUNBOOK_BASE
+    text = load_generator().render(
+        {"runbook_url": "https://wiki.example/README.md#", "grafana_url": "https://g.example"}
+    )
+    alerts = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) == len(ALERTS)
+    for rule in alerts:
+        annotations = rule["annotations"]
+        assert annotations["runbook_url"] == "https://wiki.example/README.md#" + rule["alert"].lower()
+        assert annotations["dashboard_url"].startswith("https://g.example/d/pulsatrix-"), annotations
+    assert "github.com" not in RULES.read_text()
 
 
 def test_recording_rules_used_by_the_alerts_are_recorded() -> None:

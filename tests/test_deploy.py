@@ -815,7 +815,8 @@ def test_kubernetes_prometheusrule_equals_the_alert_rules_file() -> None:
     groups = [g for name in ("alerts.yml", "sites.yml") for g in load(DEPLOY / "prometheus" / name)["groups"]]
     assert rule["spec"]["groups"] == groups
     result = subprocess.run(
-        [sys.executable, str(K8S / "generate_prometheusrule.py"), "--check"],
+        [sys.executable, "-m", "deploy.kubernetes.generate_prometheusrule", "--check"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

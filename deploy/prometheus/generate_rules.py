@@ -1,14 +1,15 @@
-#!/usr/bin/env python3
 """Write deploy/prometheus/alerts.yml (alerting and recording rules) from the rules below and one CONFIG block.
 
-    python deploy/prometheus/generate_rules.py           # rewrite alerts.yml
-    python deploy/prometheus/generate_rules.py --check   # exit 1 if alerts.yml is out of date
+    python -m deploy.prometheus.generate_rules           # rewrite alerts.yml (from the repository's top)
+    python -m deploy.prometheus.generate_rules --check   # exit 1 if alerts.yml is out of date
 
 CONFIG is the one place for everything that depends on your Prometheus setup: the selectors of the two jobs (README,
-"Prometheus configuration"), the label that names a site, the Grafana address the alerts link to and how long a
-charger that stopped reporting is still counted as "unmonitored". Change it, run the script, and load the new
-alerts.yml (next to sites.yml, the sites' capacities). tests/test_alert_rules.py keeps the committed file equal to
-the output, and deploy/kubernetes/generate_prometheusrule.py puts the same groups into the PrometheusRule.
+"Prometheus configuration"), the label that names a site, the Grafana and runbook addresses the alerts link to and
+how long a charger that stopped reporting is still counted as "unmonitored". Change it, run the script, and load the
+new alerts.yml (next to sites.yml, the sites' capacities). tests/test_alert_rules.py keeps the committed file equal to
+the output, and ``python -m deploy.kubernetes.generate_prometheusrule`` puts the same groups into the PrometheusRule.
+The limits, state sets and durations the rules share with the dashboards (207–253 V, ``Charging|CHARGING``, one day
+…) come from :mod:`grafana.vocabulary`.
 
 In the rule texts, ``@{name}`` stands for ``CONFIG[name]`` (``@`` never occurs in PromQL or in Prometheus' alert
 templates, so the two cannot be confused).
@@ -16,32 +17,49 @@ templates, so the two cannot be confused).
 
 from __future__ import annotations
 
-import argparse
 import string
 import sys
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
+from grafana.generated import block_yaml, write_or_check
+from grafana.vocabulary import (
+    CHARGER_UID,
+    CHARGING_STATES,
+    EXPORTER_JOB,
+    FAULT_STATES,
+    FAULT_STATUS,
+    FLEET_UID,
+    FREQUENCY_MAX,
+    FREQUENCY_MIN,
+    ID,
+    KNOWN_FOR,
+    PROBE_JOB,
+    SITE_LABEL,
+    VOLTAGE_MAX,
+    VOLTAGE_MIN,
+)
 
 HERE: Final = Path(__file__).resolve().parent
 OUTPUT: Final = HERE / "alerts.yml"
 
 CONFIG: Final[dict[str, str]] = {
     # The job whose targets are the exporter processes (/metrics in single-job mode, /-/metrics beside /probe).
-    "exporter_selector": 'job="pulsatrix-exporter"',
+    "exporter_selector": f'job="{EXPORTER_JOB}"',
     # The /probe job: one target per charger, instance = charger name.
-    "probe_selector": 'job="pulsatrix"',
+    "probe_selector": f'job="{PROBE_JOB}"',
     # The extra label (configured on the chargers) that names the site; alerts are grouped and summed by it.
-    "site": "site",
-    # Where Grafana serves the dashboards (the alerts' dashboard_url).
+    "site": SITE_LABEL,
+    # Where Grafana serves the dashboards (the alerts' dashboard_url: this, then /d/<uid>?...).
     "grafana_url": "http://localhost:3000",
+    # Where your team reads the runbooks (the alerts' runbook_url: this, then the alert's name in lower case, the
+    # anchor of its section under "Alert runbooks"). The default is the README shipped with the exporter, as a
+    # relative link; set the address where you publish it (a Git server, a wiki), ending in "README.md#".
+    "runbook_url": "README.md#",
     # A charger last seen longer ago is taken as removed, no longer as unmonitored.
-    "known_for_seconds": "86400",
+    "known_for_seconds": str(KNOWN_FOR.seconds),
 }
 
-RUNBOOK: Final = "https://github.com/pulsatrix-exporter/pulsatrix-exporter/blob/main/README.md#"
-ID: Final = "charger, instance, job"  # the labels that identify one charger's series
 
 # A charger that gives no data: even its best endpoint answered in fewer than half of the scrapes of 5 minutes.
 NO_DATA: Final = "(max without (endpoint) (avg_over_time(pulsatrix_endpoint_up[5m])) < 0.5)"
@@ -82,7 +100,8 @@ def charger_alert(
     """An alert about one charger: it links to the charger's dashboard and, with ``hold``, keeps firing while the
     charger is unmonitored."""
     dashboard = (
-        "@{grafana_url}/d/pulsatrix-charger?var-job={{ $labels.job | urlquery }}"
+        f"@{{grafana_url}}/d/{CHARGER_UID}"
+        "?var-job={{ $labels.job | urlquery }}"
         "&var-charger={{ $labels.charger | urlquery }}"
     )
     return _alert(name, held(expr, name) if hold else expr, for_, severity, summary, description, dashboard)
@@ -90,7 +109,7 @@ def charger_alert(
 
 def fleet_alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
     """An alert about the exporter or a site: it links to the fleet dashboard."""
-    return _alert(name, expr, for_, severity, summary, description, "@{grafana_url}/d/pulsatrix-fleet")
+    return _alert(name, expr, for_, severity, summary, description, f"@{{grafana_url}}/d/{FLEET_UID}")
 
 
 def _alert(
@@ -104,7 +123,7 @@ def _alert(
         "annotations": {
             "summary": summary,
             "description": description,
-            "runbook_url": RUNBOOK + name.lower(),
+            "runbook_url": "@{runbook_url}" + name.lower(),
             "dashboard_url": dashboard,
         },
     }
@@ -125,18 +144,20 @@ def recording_groups() -> list[dict[str, Any]]:
                     " > time() - @{known_for_seconds})\n",
                 },
                 {
-                    # Since when the charger is in its current state (Unix time): kept while the state lasts.
+                    # Since when the charger is in its current state (Unix time): kept while the state lasts. The
+                    # start is the sample's own time: timestamp() of the raw series, filtered afterwards, because
+                    # VictoriaMetrics gives timestamp(pulsatrix_state == 1) the evaluation step's time instead.
                     "record": "pulsatrix:charger_state_since_timestamp_seconds",
                     "expr": "(\n  pulsatrix:charger_state_since_timestamp_seconds\n"
                     f"    and on ({ID}, state) (pulsatrix_state == 1)\n)\n"
-                    "or timestamp(pulsatrix_state == 1)\n",
+                    "or (timestamp(pulsatrix_state) and (pulsatrix_state == 1))\n",
                 },
                 {
-                    # Since when the charger has failed on at least one endpoint (Unix time).
+                    # Since when the charger has failed on at least one endpoint (Unix time); timestamp() as above.
                     "record": "pulsatrix:charger_down_since_timestamp_seconds",
                     "expr": "(\n  pulsatrix:charger_down_since_timestamp_seconds\n"
                     f"    and on ({ID}) (pulsatrix_up == 0)\n)\n"
-                    "or timestamp(pulsatrix_up == 0)\n",
+                    "or (timestamp(pulsatrix_up) and (pulsatrix_up == 0))\n",
                 },
             ],
         },
@@ -157,7 +178,7 @@ def recording_groups() -> list[dict[str, Any]]:
                 {
                     # Share of the hour spent charging (0-1); both firmware vocabularies.
                     "record": "pulsatrix:charger_charging_ratio:avg1h",
-                    "expr": 'sum without (state) (avg_over_time(pulsatrix_state{state=~"Charging|CHARGING"}[1h]))\n',
+                    "expr": f'sum without (state) (avg_over_time(pulsatrix_state{{state=~"{CHARGING_STATES}"}}[1h]))\n',
                 },
             ],
         },
@@ -295,7 +316,7 @@ def availability_group() -> dict[str, Any]:
 
 
 def charger_group() -> dict[str, Any]:
-    charging = 'pulsatrix_state{state=~"Charging|CHARGING"} == 1'
+    charging = f'pulsatrix_state{{state=~"{CHARGING_STATES}"}} == 1'
     voltage_mean = "avg_over_time(pulsatrix_voltage_volts[10m])"
     return {
         "name": "pulsatrix-charger",
@@ -305,12 +326,13 @@ def charger_group() -> dict[str, Any]:
                 # IEC 61851 E, F and R in both forms, or the state Faulted / FAILED. The value is the number of
                 # status fields that report it; each gets its own `field` label first (`or` would drop equals).
                 "count without (field, state, status) (\n"
-                '    label_replace(pulsatrix_vehicle_status{status=~"[EFR]1?"} == 1, "field", "vehicle", "", "")\n'
-                "  or\n"
-                '    label_replace(pulsatrix_charge_controller_status{status=~"[EFR]1?"} == 1, "field", "controller",'
+                f'    label_replace(pulsatrix_vehicle_status{{status=~"{FAULT_STATUS}"}} == 1, "field", "vehicle",'
                 ' "", "")\n'
                 "  or\n"
-                '    label_replace(pulsatrix_state{state=~"Faulted|FAILED"} == 1, "field", "state", "", "")\n'
+                f'    label_replace(pulsatrix_charge_controller_status{{status=~"{FAULT_STATUS}"}} == 1,'
+                ' "field", "controller", "", "")\n'
+                "  or\n"
+                f'    label_replace(pulsatrix_state{{state=~"{FAULT_STATES}"}} == 1, "field", "state", "", "")\n'
                 ")\n",
                 "5m",
                 "critical",
@@ -331,23 +353,25 @@ def charger_group() -> dict[str, Any]:
                 "PulsatrixVoltageOutOfRange",
                 # EN 50160 is defined on 10-minute means: 230 V ± 10 %. A mean of 50 V or less is a phase that is
                 # not connected.
-                f"({voltage_mean} > 50 < 207) or {voltage_mean} > 253\n",
+                f"({voltage_mean} > 50 < {VOLTAGE_MIN}) or {voltage_mean} > {VOLTAGE_MAX}\n",
                 "5m",
                 "warning",
-                "Voltage on phase {{ $labels.phase }} of charger {{ $labels.charger }} is outside 207–253 V.",
+                "Voltage on phase {{ $labels.phase }} of charger {{ $labels.charger }} is outside "
+                f"{VOLTAGE_MIN}–{VOLTAGE_MAX} V.",
                 "The 10-minute mean voltage of phase {{ $labels.phase }} at charger {{ $labels.charger }} has been "
-                "outside the EN 50160 range (230 V ± 10 %, 207–253 V) for 5 minutes; now "
+                f"outside the EN 50160 range (230 V ± 10 %, {VOLTAGE_MIN}–{VOLTAGE_MAX} V) for 5 minutes; now "
                 '{{ $value | printf "%.1f" }} V.',
             ),
             charger_alert(
                 "PulsatrixFrequencyOutOfRange",
-                # Assumes a 50 Hz grid; for 60 Hz change the band to 59.8–60.2 Hz (here and in the annotations).
-                "avg_over_time(pulsatrix_grid_frequency_hertz[1m]) < 49.8\n"
-                "  or avg_over_time(pulsatrix_grid_frequency_hertz[1m]) > 50.2\n",
+                # Assumes a 50 Hz grid; for 60 Hz set the band in grafana/vocabulary.py (59.8–60.2 Hz).
+                f"avg_over_time(pulsatrix_grid_frequency_hertz[1m]) < {FREQUENCY_MIN}\n"
+                f"  or avg_over_time(pulsatrix_grid_frequency_hertz[1m]) > {FREQUENCY_MAX}\n",
                 "5m",
                 "warning",
-                "Grid frequency at charger {{ $labels.charger }} is outside 49.8–50.2 Hz.",
-                "Charger {{ $labels.charger }} has measured a grid frequency (1-minute mean) outside 49.8–50.2 Hz "
+                f"Grid frequency at charger {{{{ $labels.charger }}}} is outside {FREQUENCY_MIN}–{FREQUENCY_MAX} Hz.",
+                "Charger {{ $labels.charger }} has measured a grid frequency (1-minute mean) outside "
+                f"{FREQUENCY_MIN}–{FREQUENCY_MAX} Hz "
                 'for 5 minutes; now {{ $value | printf "%.2f" }} Hz.',
             ),
             charger_alert(
@@ -416,36 +440,14 @@ def build(config: dict[str, str] | None = None) -> dict[str, Any]:
     return {"groups": fill(groups)}
 
 
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings (PromQL) as literal blocks, so the output stays readable."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-
-_BlockDumper.add_representer(str, _str)
-
-
 def render(config: dict[str, str] | None = None) -> str:
-    body = yaml.dump(build(config), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=120)
-    return HEADER + body
+    return HEADER + block_yaml(build(config), width=120)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="only check that alerts.yml is up to date")
-    args = parser.parse_args(argv)
-    wanted = render()
-    if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != wanted:
-            print(f"{OUTPUT} is out of date: run python {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(wanted, encoding="utf-8")
-    print(f"wrote {OUTPUT}")
-    return 0
+    description = __doc__.splitlines()[0] if __doc__ else ""
+    return write_or_check(description, lambda: {OUTPUT: render()}, "deploy.prometheus.generate_rules", argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

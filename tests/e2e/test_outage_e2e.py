@@ -15,9 +15,8 @@ Alertmanager with the shipped grouping and inhibitions, whose receivers all post
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import json
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ import pytest
 import yaml
 
 from tests.support.e2e import Webhook, dashboards, expander, label_values, run_monitoring
-from tests.support.fast_rules import DEPLOY, SITES, fast_rules, shipped_alertmanager
+from tests.support.fast_rules import SITES, fast_rules, shipped_alertmanager
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -50,12 +49,7 @@ T = TypeVar("T")
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_rules", DEPLOY / "prometheus" / "generate_rules.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("deploy.prometheus.generate_rules")
 
 
 @dataclass

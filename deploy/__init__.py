@@ -1,0 +1,1 @@
+"""Deploy files; the generators of the rule files run as ``python -m deploy.prometheus.generate_rules`` etc."""

@@ -1,0 +1,1 @@
+"""Kubernetes manifests; ``python -m deploy.kubernetes.generate_prometheusrule`` writes prometheusrule.yml."""

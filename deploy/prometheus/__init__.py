@@ -1,0 +1,1 @@
+"""Prometheus configuration and rules; ``python -m deploy.prometheus.generate_rules`` writes alerts.yml."""
