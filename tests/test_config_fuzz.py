@@ -11,7 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import CONTROL_RE, Config, ConfigError, parse_config
+from exporter.config import Config, ConfigError, parse_config
+from exporter.problems import CONTROL_RE
 
 CONF = Path(__file__).parent / "fixtures" / "config"
 SOURCE = "fuzz/pulsatrix.yml"
