@@ -7,8 +7,8 @@ ways the exporter loads it.
 * ``load_config``: what start-up and every reload (SIGHUP, ``POST /-/reload``) run, in this process;
 * ``--check-config``: ``python -m exporter --config FILE --check-config`` as a process of its own (interpreter
   start and imports included), as an operator or a CI job runs it;
-* ``load_config, pure YAML``: ``load_config`` with libyaml switched off, as every release before issue 20 read
-  the file (PyYAML's pure-Python loader), for the ratio.
+* ``load_config, pure YAML``: ``load_config`` with libyaml switched off (PyYAML's pure-Python loader, which
+  every release before issue 20 used, and which still reads a text libyaml refuses, to word the error).
 
 The three are interleaved round by round, so that a machine shared with other work slows all of them alike. Prints
 the median and minimum wall time (seconds) and the median CPU time of each; the goal is ≤ 1.5 s for N = 10,000.

@@ -8,11 +8,13 @@ Used for the config file (:mod:`exporter.config`), the secret files it names and
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,26 @@ def _load(text: str) -> Any:
     read again by the pure loader, which says what is wrong exactly as it always has (positions, wording, the
     secret-safe wording). So errors cost a second read; a good file is read once, in C. Where libyaml and PyYAML
     disagree (:data:`PURE_ONLY_RE`), the pure loader alone reads the text, as before."""
+    with _collector_paused():
+        return _load_paused(text)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector off while a file is read: the tree and the data are ~500,000 new objects for 10,000
+    chargers and none of them is garbage yet, but the young-generation collections they set off took half of the
+    load (1.2 of 2.5 s CPU measured). Process-wide and for that second only; cycles made meanwhile wait for the
+    next collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_paused(text: str) -> Any:
     if _FAST and PURE_ONLY_RE.search(text) is None:
         loader = _FastLoader(text)
         try:
