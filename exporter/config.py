@@ -177,21 +177,44 @@ class _ConfigReader(Reader):
             seen: dict[str, int] = {}
             for i, item in enumerate(raw_chargers):
                 path = f"chargers[{i}]"
+                before = len(self.problems)
                 charger = self.charger(path, item, timeout, min_interval)
                 # The name after ${VAR} expansion; for a charger with other errors, its literal name.
                 raw_name = item.get("name") if isinstance(item, Mapping) else None
                 name = charger.name if charger is not None else raw_name
+                duplicate = False
                 if isinstance(name, str) and (charger is not None or "$" not in name):
                     if name in seen:
                         self.error(
                             f"{path}.name",
                             f"duplicate charger name '{name}' (also used by chargers[{seen[name]}])",
                         )
-                        continue
-                    seen[name] = i
-                if charger is not None:
+                        duplicate = True
+                    else:
+                        seen[name] = i
+                if len(self.problems) != before:
+                    self.name_charger(path, charger.name if charger is not None else self.quiet_name(item), before)
+                if charger is not None and not duplicate:
                     chargers.append(charger)
         return tuple(chargers)
+
+    def name_charger(self, path: str, name: str | None, since: int) -> None:
+        """Problems inside a charger name it, as an operator searches a long file: ``chargers[5] (bay-12): url: …``
+        (the index alone when the charger has no valid name)."""
+        if name is None:
+            return
+        prefix = f"{path}."
+        for n in range(since, len(self.problems)):
+            problem = self.problems[n]
+            if problem.startswith(prefix):
+                self.problems[n] = f"{path} ({name}): {problem[len(prefix) :]}"
+
+    def quiet_name(self, item: Any) -> str | None:
+        """The charger's name if it is a valid one (after ``${VAR}`` expansion); its problems are already reported."""
+        if not isinstance(item, Mapping) or "name" not in item:
+            return None
+        name = Reader(self.source, self.env, self.base_dir).string("name", item["name"])
+        return name if name is not None and NAME_RE.fullmatch(name) else None
 
     def charger(
         self, path: str, raw: Any, default_timeout: float, default_min_interval: float = 0.0
