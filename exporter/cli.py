@@ -13,7 +13,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
-from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
+from exporter.webauth import BasicAuthGate
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -352,7 +353,7 @@ def _serve(
     async def app_with_auth() -> web.Application:
         app = await make_app
         if web_config is not None and web_config.users:
-            auth = BasicAuth(web_config.users)
+            auth = BasicAuthGate(web_config.users)
             app.middlewares.append(auth.middleware)
             app.on_cleanup.append(auth.close)
         return app

@@ -14,35 +14,23 @@ bcrypt hashes), so one file and one habit serve them all. Supported here::
       prometheus: $2y$10$...           # bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\\n')
 
 Errors name the file and the key like config errors do, and never show a hash. The file is read at start (and by
-``--check-config``); a changed certificate needs a restart.
+``--check-config``); a changed certificate needs a restart. The users are checked by :mod:`exporter.webauth`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hashlib
-import hmac
-import os
 import re
 import ssl
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
-from aiohttp import hdrs, web
-
-from exporter.config import ConfigError, Secret, _Checker, _show, load_yaml, read_text_file
+from exporter.problems import ConfigError, join, show
+from exporter.schema import Reader, Secret
+from exporter.yamlfile import load_yaml, read_text_file
 
 MAX_WEB_CONFIG_BYTES = 1024 * 1024
-# Paths a load balancer, kubelet or container runtime must reach without credentials.
-OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
-REALM = "pulsatrix-exporter"
 BCRYPT_RE = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -118,8 +106,8 @@ class WebConfig:
         return f"{self.source}: OK, {tls}, {auth}"
 
 
-class _WebChecker(_Checker):
-    """The config checker's readers, without ``${VAR}`` expansion (exporter-toolkit has none; '$' is in hashes)."""
+class _WebReader(Reader):
+    """The schema's readers, without ``${VAR}`` expansion (exporter-toolkit has none; '$' is in hashes)."""
 
     def expand(self, path: str, text: str) -> str | None:
         return text
@@ -128,7 +116,7 @@ class _WebChecker(_Checker):
         unsupported = UNSUPPORTED.get(path, [])
         for key in unsupported:
             if key in obj:
-                self.error(_join(path, key), "is an exporter-toolkit setting pulsatrix-exporter does not support")
+                self.error(join(path, key), "is an exporter-toolkit setting pulsatrix-exporter does not support")
         self.keys(path, obj, [*allowed, *unsupported], required)
 
     def web_config(self, raw: Any) -> WebConfig | None:
@@ -223,7 +211,7 @@ class _WebChecker(_Checker):
             self.error(path, f"{text} does not verify client certificates; use RequireAndVerifyClientCert")
             return None
         if text not in options:
-            self.error(path, f"'{_show(text)}' is not one of {', '.join(options)}")
+            self.error(path, f"'{show(text)}' is not one of {', '.join(options)}")
             return None
         return text
 
@@ -234,7 +222,7 @@ class _WebChecker(_Checker):
             return ()
         users: list[tuple[str, Secret]] = []
         for user, hashed in raw.items():
-            user_path = _join(path, _show(user))
+            user_path = join(path, show(user))
             if not isinstance(user, str) or not user:
                 self.error(user_path, "a user name must be a non-empty string")
                 continue
@@ -259,17 +247,13 @@ class _WebChecker(_Checker):
         return tuple(users)
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def parse_web_config(text: str, *, source: str = "<memory>", base_dir: Path | None = None) -> WebConfig:
     """Parse and validate web config text; raise :class:`WebConfigError` with every problem found."""
     raw = load_yaml(text, source, max_chars=MAX_WEB_CONFIG_BYTES, error=WebConfigError)
-    checker = _WebChecker(source, {}, base_dir or Path.cwd())
-    config = checker.web_config(raw)
+    reader = _WebReader(source, {}, base_dir or Path.cwd())
+    config = reader.web_config(raw)
     if config is None:
-        raise WebConfigError(source, checker.problems)
+        raise WebConfigError(source, reader.problems)
     return config
 
 
@@ -282,114 +266,8 @@ def load_web_config(path: str | Path) -> WebConfig:
     return parse_web_config(text, source=str(path), base_dir=file_path.resolve().parent)
 
 
-class TooManyChecks(Exception):
-    """``BasicAuth.MAX_PENDING`` password checks are already waiting for bcrypt."""
-
-
-class BasicAuth:
-    """Checks ``Authorization: Basic`` against bcrypt hashes, off the event loop and at most once per credential.
-
-    bcrypt costs ~70 ms of CPU at cost 10 by design. A verified (user, password) pair is remembered, keyed by an
-    HMAC under a per-process random key (the password itself is not kept), in a bounded LRU; concurrent requests
-    with the same credentials share one verification, so a /probe job of 200 chargers costs one bcrypt run, not
-    200. Failures are not cached. An unknown user is checked against the hash of the costliest configured user (and
-    refused whatever the result), so that timing does not tell which user names exist. bcrypt runs in two threads
-    of its own, so a flood of wrong passwords cannot starve the default executor the HTTP client resolves host
-    names in; at most ``MAX_PENDING`` different credentials wait for a check at once, further ones are answered 429
-    at once (a flood of made-up passwords would otherwise queue CPU work and requests without bound).
-    """
-
-    CACHE_SIZE = 256
-    MAX_PENDING = 64
-
-    def __init__(self, users: tuple[tuple[str, Secret], ...]) -> None:
-        self._hashes = {name: hashed.reveal().encode() for name, hashed in users}
-        self._dummy = max(self._hashes.values(), key=lambda h: int(h[4:6]), default=b"")
-        self._key = os.urandom(32)
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
-        self._pending: dict[bytes, asyncio.Future[bool]] = {}
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
-        self.bcrypt_runs = 0  # how often bcrypt actually ran (for tests and curiosity)
-
-    def _bcrypt(self, user: str, password: bytes) -> bool:
-        hashed = self._hashes.get(user)
-        if hashed is None and not self._dummy:
-            return False
-        try:
-            ok = bcrypt.checkpw(password, hashed or self._dummy)
-        except ValueError:  # longer than bcrypt's 72 bytes: no hash was made from it
-            return False
-        return ok and hashed is not None
-
-    async def verify(self, user: str, password: str) -> bool:
-        """True for a known user's right password; raises :class:`TooManyChecks` when MAX_PENDING checks wait."""
-        secret = password.encode()
-        digest = hmac.new(self._key, user.encode() + b"\0" + secret, hashlib.sha256).digest()
-        if digest in self._verified:
-            self._verified.move_to_end(digest)
-            return True
-        future = self._pending.get(digest)
-        if future is None:
-            if len(self._pending) >= self.MAX_PENDING:
-                raise TooManyChecks
-            self.bcrypt_runs += 1
-            future = asyncio.get_running_loop().run_in_executor(self._executor, self._bcrypt, user, secret)
-            self._pending[digest] = future
-            future.add_done_callback(lambda f: self._done(digest, f))
-        # shield: a client that goes away must not cancel the check others wait for
-        return await asyncio.shield(future)
-
-    def _done(self, digest: bytes, future: asyncio.Future[bool]) -> None:
-        self._pending.pop(digest, None)
-        if not future.cancelled() and future.exception() is None and future.result():
-            self._verified[digest] = None
-            while len(self._verified) > self.CACHE_SIZE:
-                self._verified.popitem(last=False)
-
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
-            return await handler(request)
-        credentials = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
-        try:
-            verified = credentials is not None and await self.verify(*credentials)
-        except TooManyChecks:
-            return web.Response(
-                status=429,
-                text="429 Too Many Requests: too many password checks in progress; try again shortly\n",
-                headers={hdrs.RETRY_AFTER: "1"},
-            )
-        if not verified:
-            return web.Response(
-                status=401,
-                text="401 Unauthorized: this exporter needs a user name and password (HTTP basic auth)\n",
-                headers={hdrs.WWW_AUTHENTICATE: f'Basic realm="{REALM}", charset="UTF-8"'},
-            )
-        return await handler(request)
-
-    async def close(self, _: web.Application | None = None) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _basic_credentials(header: str) -> tuple[str, str] | None:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
 __all__ = [
-    "OPEN_PATHS",
-    "BasicAuth",
     "TLSServerConfig",
-    "TooManyChecks",
     "WebConfig",
     "WebConfigError",
     "load_web_config",

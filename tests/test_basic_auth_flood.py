@@ -11,7 +11,7 @@ import bcrypt
 import pytest
 
 from exporter.config import Secret
-from exporter.webconfig import BasicAuth
+from exporter.webauth import BasicAuthGate
 from tests.support.auth import serve_protected
 from tests.support.fleet import ServerFactory
 
@@ -25,12 +25,12 @@ def header(user: str | bytes, password: str | bytes) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-async def protected(aiohttp_server: ServerFactory, auth: BasicAuth) -> str:
+async def protected(aiohttp_server: ServerFactory, auth: BasicAuthGate) -> str:
     return f"http://127.0.0.1:{await serve_protected(aiohttp_server, auth)}/metrics"
 
 
 async def test_a_flood_of_wrong_passwords_queues_a_bounded_number_of_checks(aiohttp_server: ServerFactory) -> None:
-    auth = BasicAuth((("prometheus", Secret(HASH)),))
+    auth = BasicAuthGate((("prometheus", Secret(HASH)),))
     release = threading.Event()
     real = auth._bcrypt
 
@@ -52,10 +52,10 @@ async def test_a_flood_of_wrong_passwords_queues_a_bounded_number_of_checks(aioh
             await asyncio.sleep(0.02)
             if sum(f.done() for f in flood) + len(auth._pending) == 200:
                 break
-        assert len(auth._pending) == BasicAuth.MAX_PENDING
-        assert auth.bcrypt_runs == BasicAuth.MAX_PENDING
+        assert len(auth._pending) == BasicAuthGate.MAX_PENDING
+        assert auth.bcrypt_runs == BasicAuthGate.MAX_PENDING
         busy = [f.result() for f in flood if f.done()]
-        assert busy == [429] * (200 - BasicAuth.MAX_PENDING)
+        assert busy == [429] * (200 - BasicAuthGate.MAX_PENDING)
         release.set()
         statuses = await asyncio.gather(*flood)
         assert sorted(set(statuses)) == [401, 429]
@@ -64,7 +64,7 @@ async def test_a_flood_of_wrong_passwords_queues_a_bounded_number_of_checks(aioh
 
 
 async def test_a_busy_answer_says_when_to_retry(aiohttp_server: ServerFactory) -> None:
-    auth = BasicAuth((("prometheus", Secret(HASH)),))
+    auth = BasicAuthGate((("prometheus", Secret(HASH)),))
     auth.MAX_PENDING = 0
     url = await protected(aiohttp_server, auth)
     async with aiohttp.ClientSession() as session, session.get(url, headers=header("prometheus", "x")) as response:
@@ -85,7 +85,7 @@ async def test_an_unknown_user_costs_as_much_bcrypt_as_the_costliest_user(monkey
         return False
 
     monkeypatch.setattr(bcrypt, "checkpw", record)
-    auth = BasicAuth((("cheap", Secret(HASH)), ("prometheus", Secret(costly))))
+    auth = BasicAuthGate((("cheap", Secret(HASH)), ("prometheus", Secret(costly))))
     try:
         assert not await auth.verify("nobody", PASSWORD)
         assert not await auth.verify("prometheus", "wrong")
@@ -95,7 +95,7 @@ async def test_an_unknown_user_costs_as_much_bcrypt_as_the_costliest_user(monkey
 
 
 async def test_an_unknown_user_with_a_real_users_password_is_refused() -> None:
-    auth = BasicAuth((("prometheus", Secret(HASH)),))
+    auth = BasicAuthGate((("prometheus", Secret(HASH)),))
     try:
         assert not await auth.verify("nobody", PASSWORD)
         assert await auth.verify("prometheus", PASSWORD)
@@ -104,7 +104,7 @@ async def test_an_unknown_user_with_a_real_users_password_is_refused() -> None:
 
 
 async def test_odd_credentials_are_refused_and_never_break_the_server(aiohttp_server: ServerFactory) -> None:
-    auth = BasicAuth((("prometheus", Secret(HASH)),))
+    auth = BasicAuthGate((("prometheus", Secret(HASH)),))
     url = await protected(aiohttp_server, auth)
     async with aiohttp.ClientSession() as session:
         for headers, status in [

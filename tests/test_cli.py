@@ -80,7 +80,11 @@ GOOD = "tests/fixtures/config/good.yml"
         (("--config", ""), {}, "error: --config needs a file name"),
     ],
     ids=[
-        "check-without-config", "config+demo+check", "config+demo", "demo+check", "demo-chargers-without-demo",
+        "check-without-config",
+        "config+demo+check",
+        "config+demo",
+        "demo+check",
+        "demo-chargers-without-demo",
         "empty-config",
     ],
 )
@@ -164,7 +168,7 @@ def test_a_configured_charger_cannot_claim_to_be_simulated() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config('chargers: [{name: a, url: "http://192.0.2.1", labels: {simulated: "false"}}]')
     assert info.value.problems == [
-        "chargers[0].labels.simulated: 'simulated' is used by the exporter itself; choose another label name"
+        "chargers[0] (a): labels.simulated: 'simulated' is used by the exporter itself; choose another label name"
     ]
 
 

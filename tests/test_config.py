@@ -63,38 +63,52 @@ def test_secrets_never_show_in_repr() -> None:
     [
         (
             "unknown-key.yml",
-            ["chargers[0].ulr: unknown key (did you mean 'url'?)", "chargers[0].url: required key is missing"],
+            [
+                "chargers[0] (garage): ulr: unknown key (did you mean 'url'?)",
+                "chargers[0] (garage): url: required key is missing",
+            ],
         ),
-        ("missing-keys.yml", ["chargers[0].name: required key is missing", "chargers[1].url: required key is missing"]),
-        ("duplicate-names.yml", ["chargers[1].name: duplicate charger name 'garage' (also used by chargers[0])"]),
+        (
+            "missing-keys.yml",
+            ["chargers[0].name: required key is missing", "chargers[1] (carport): url: required key is missing"],
+        ),
+        (
+            "duplicate-names.yml",
+            ["chargers[1] (garage): name: duplicate charger name 'garage' (also used by chargers[0])"],
+        ),
         (
             "bad-scheme.yml",
             [
-                "chargers[0].url: URL scheme must be http or https, got 'ftp'",
-                "chargers[1].url: URL scheme must be http or https, got none",
+                "chargers[0] (garage): url: URL scheme must be http or https, got 'ftp'",
+                "chargers[1] (carport): url: URL scheme must be http or https, got none",
             ],
         ),
         (
             "unset-env.yml",
-            ["chargers[0].auth.bearer.token: environment variable 'PULSATRIX_TEST_UNSET_TOKEN' is not set"],
+            ["chargers[0] (office): auth.bearer.token: environment variable 'PULSATRIX_TEST_UNSET_TOKEN' is not set"],
         ),
         (
             "unreadable-file.yml",
             [
-                f"chargers[0].auth.basic.password_file: cannot read file '{CONF / 'secrets' / 'does-not-exist'}': "
+                "chargers[0] (office): auth.basic.password_file: "
+                f"cannot read file '{CONF / 'secrets' / 'does-not-exist'}': "
                 "No such file or directory"
             ],
         ),
-        ("both-auth.yml", ["chargers[0].auth: needs exactly one of 'basic' or 'bearer'"]),
+        ("both-auth.yml", ["chargers[0] (office): auth: needs exactly one of 'basic' or 'bearer'"]),
         (
             "credentials-in-url.yml",
-            ["chargers[0].url: credentials in the URL are not allowed; use 'auth.basic' (with 'password_file')"],
+            [
+                "chargers[0] (office): url: credentials in the URL are not allowed; "
+                "use 'auth.basic' (with 'password_file')"
+            ],
         ),
         (
             "bad-labels.yml",
             [
-                "chargers[0].labels.charger: 'charger' is used by the exporter itself; choose another label name",
-                "chargers[0].labels.bad-name: 'bad-name' is not a valid Prometheus label name",
+                "chargers[0] (office): labels.charger: "
+                "'charger' is used by the exporter itself; choose another label name",
+                "chargers[0] (office): labels.bad-name: 'bad-name' is not a valid Prometheus label name",
             ],
         ),
         (
@@ -119,13 +133,13 @@ def test_secrets_never_show_in_repr() -> None:
         (
             "multiline-secret.yml",
             [
-                "chargers[0].auth.bearer.token_file: contains a control character (a line break?); "
+                "chargers[0] (office): auth.bearer.token_file: contains a control character (a line break?); "
                 "credentials must be one line"
             ],
         ),
         (
             "tls-conflicts.yml",
-            ["chargers[0].tls: 'ca_file' and 'insecure_skip_verify: true' contradict each other; choose one"],
+            ["chargers[0] (office): tls: 'ca_file' and 'insecure_skip_verify: true' contradict each other; choose one"],
         ),
         (
             "invalid-yaml.yml",
@@ -149,11 +163,11 @@ def test_secrets_never_show_in_repr() -> None:
         (
             "url-invalid-characters.yml",
             [
-                "chargers[0].url: is not a valid URL: ' ' is not allowed in a URL; percent-encode it",
-                "chargers[1].url: is not a valid URL: 'ä' is not allowed in a URL; percent-encode it",
-                "chargers[2].url: is not a valid URL: 'bad_host$name' is not a host name or IP address",
-                "chargers[3].url: is not a valid URL: '%' must be followed by two hex digits",
-                "chargers[4].url: is not a valid URL: port 0",
+                "chargers[0] (a): url: is not a valid URL: ' ' is not allowed in a URL; percent-encode it",
+                "chargers[1] (b): url: is not a valid URL: 'ä' is not allowed in a URL; percent-encode it",
+                "chargers[2] (c): url: is not a valid URL: 'bad_host$name' is not a host name or IP address",
+                "chargers[3] (d): url: is not a valid URL: '%' must be followed by two hex digits",
+                "chargers[4] (e): url: is not a valid URL: port 0",
             ],
         ),
         (
@@ -161,7 +175,7 @@ def test_secrets_never_show_in_repr() -> None:
             [
                 "1: a key must be a string, got int (1)",
                 "null: a key must be a string, got nothing (null)",
-                "chargers[0].true: a key must be a string, got a boolean (true)",
+                "chargers[0] (garage): true: a key must be a string, got a boolean (true)",
             ],
         ),
         ("unhashable-key.yml", ["line 4, column 7: invalid YAML: a key must be a string, got a list"]),
@@ -178,11 +192,12 @@ def test_secrets_never_show_in_repr() -> None:
             "many-problems.yml",
             [
                 "timout: unknown key (did you mean 'timeout'?)",
-                "chargers[0].ulr: unknown key (did you mean 'url'?)",
-                "chargers[0].url: required key is missing",
-                "chargers[1].url: URL scheme must be http or https, got 'gopher'",
-                "chargers[1].auth.bearer.token_file: cannot read file '/nonexistent/token': No such file or directory",
-                "chargers[1].name: duplicate charger name 'garage' (also used by chargers[0])",
+                "chargers[0] (garage): ulr: unknown key (did you mean 'url'?)",
+                "chargers[0] (garage): url: required key is missing",
+                "chargers[1] (garage): url: URL scheme must be http or https, got 'gopher'",
+                "chargers[1] (garage): auth.bearer.token_file: "
+                "cannot read file '/nonexistent/token': No such file or directory",
+                "chargers[1] (garage): name: duplicate charger name 'garage' (also used by chargers[0])",
             ],
         ),
     ],
@@ -193,7 +208,7 @@ def test_every_config_error_is_reported_with_its_key_path(fixture: str, expected
 
 def test_duplicate_names_are_found_after_variable_expansion() -> None:
     assert problems("duplicate-after-env.yml", env={"FIRST": "garage", "SECOND": "garage"}) == [
-        "chargers[1].name: duplicate charger name 'garage' (also used by chargers[0])"
+        "chargers[1] (garage): name: duplicate charger name 'garage' (also used by chargers[0])"
     ]
 
 
@@ -242,7 +257,7 @@ def test_invalid_ca_bundle(tmp_path: Path) -> None:
         parse_config(text, base_dir=tmp_path)
     assert len(info.value.problems) == 1
     assert info.value.problems[0].startswith(
-        f"chargers[0].tls.ca_file: '{tmp_path / 'ca.pem'}' is not a PEM certificate bundle"
+        f"chargers[0] (a): tls.ca_file: '{tmp_path / 'ca.pem'}' is not a PEM certificate bundle"
     )
 
 
@@ -266,7 +281,7 @@ def test_a_wrongly_typed_inline_secret_is_named_but_never_shown(auth: str, key: 
     with pytest.raises(ConfigError) as info:
         parse_config(text)
     rendered = info.value.render()
-    assert f"chargers[0].{key}: must be a string, got a" in rendered
+    assert f"chargers[0] (a): {key}: must be a string, got a" in rendered
     assert "73019561" not in rendered
 
 
@@ -287,13 +302,13 @@ def test_check_config_cli_bad_prints_every_problem_without_traceback() -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0] == f"{CONF / 'many-problems.yml'}: 6 problems in config"
-    assert "chargers[0].ulr: unknown key (did you mean 'url'?)" in proc.stderr
+    assert "chargers[0] (garage): ulr: unknown key (did you mean 'url'?)" in proc.stderr
 
 
 def test_bad_config_without_check_flag_exits_non_zero_before_listening() -> None:
     proc = run_cli("--config", str(CONF / "bad-scheme.yml"), "--listen", "127.0.0.1:0")
     assert proc.returncode == 1
-    assert "chargers[0].url: URL scheme must be http or https, got 'ftp'" in proc.stderr
+    assert "chargers[0] (garage): url: URL scheme must be http or https, got 'ftp'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -326,8 +341,9 @@ def test_an_endless_or_huge_secret_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, base_dir=tmp_path)
     assert info.value.problems == [
-        "chargers[0].auth.bearer.token_file: file '/dev/zero' is larger than 64 KiB; a secret is one line",
-        f"chargers[1].auth.bearer.token_file: file '{tmp_path / 'big'}' is larger than 64 KiB; a secret is one line",
+        "chargers[0] (c0): auth.bearer.token_file: file '/dev/zero' is larger than 64 KiB; a secret is one line",
+        f"chargers[1] (c1): auth.bearer.token_file: file '{tmp_path / 'big'}' is larger than 64 KiB; "
+        "a secret is one line",
     ]
 
 
@@ -404,8 +420,29 @@ def test_a_named_pipe_as_secret_or_config_file_is_refused_instead_of_hanging(tmp
     with pytest.raises(ConfigError) as info:
         parse_config(text, base_dir=tmp_path)
     assert info.value.problems == [
-        f"chargers[0].auth.bearer.token_file: cannot read file '{fifo}': is a named pipe, not a file"
+        f"chargers[0] (a): auth.bearer.token_file: cannot read file '{fifo}': is a named pipe, not a file"
     ]
     with pytest.raises(ConfigError) as info:
         load_config(fifo)
     assert info.value.problems == ["cannot read config file: is a named pipe, not a file"]
+
+
+def test_a_problem_inside_a_charger_names_the_charger_when_its_name_is_valid() -> None:
+    text = (
+        "chargers:\n"
+        "  - {name: '${BAY}', url: 'ftp://192.0.2.1'}\n"  # the name after ${VAR} expansion
+        "  - {name: 'bad name', url: 'ftp://192.0.2.2'}\n"  # no valid name: the index alone
+        "  - {url: 'ftp://192.0.2.3'}\n"
+        "  - 7\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={"BAY": "bay-12"})
+    assert info.value.problems == [
+        "chargers[0] (bay-12): url: URL scheme must be http or https, got 'ftp'",
+        "chargers[1].name: 'bad name' is not a valid charger name (1-64 characters: letters, digits, '_', '.', '-'; "
+        "starting with a letter or digit)",
+        "chargers[1].url: URL scheme must be http or https, got 'ftp'",
+        "chargers[2].name: required key is missing",
+        "chargers[2].url: URL scheme must be http or https, got 'ftp'",
+        "chargers[3]: must be a mapping, got int (7)",
+    ]

@@ -11,7 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import CONTROL_RE, Config, ConfigError, parse_config
+from exporter.config import Config, ConfigError, parse_config
+from exporter.problems import CONTROL_RE
+from tests.support.yaml_tokens import TOKENS
 
 CONF = Path(__file__).parent / "fixtures" / "config"
 SOURCE = "fuzz/pulsatrix.yml"
@@ -46,19 +48,6 @@ def check(text: str) -> None:
 @given(st.text(max_size=400))
 def test_arbitrary_text(text: str) -> None:
     check(text)
-
-
-TOKENS = [
-    "chargers:", "timeout:", "name:", "url:", "labels:", "auth:", "basic:", "bearer:", "tls:", "username:",
-    "password:", "password_file:", "token:", "token_file:", "ca_file:", "insecure_skip_verify:", "site:",
-    "- ", "? ", ": ", "\n", "\n  ", "\n    ", "  ", "[", "]", "{", "}", ", ", "&a ", "*a", "&b ", "*b", "<<: *a",
-    "!!int ", "!!float ", "!!binary ", "!!timestamp ", "!!set ", "!!python/object ", "!!str ", "--- ", "...",
-    "'", '"', "#", "|", ">", "%YAML 1.1\n", "\t", "\\x00", "\\n", "\x85", "\u2028", "\ufeff", "~", "null", "true",
-    "1e400", "9" * 50, "-1", "0x1F", "0755", "2001-13-45", "12:30:00", ".nan", ".inf",
-    "http://192.0.2.1", "https://a b", "http://[::1", "http://a:99999", "ftp://x", "http://u:p@h", "%zz",
-    "${OFFICE_TOKEN}", "${UNSET}", "${", "$$", "secrets/ca.pem", "secrets/bay12-password", "/dev/null", "garage",
-    "ä", "😀", "\\", "=",
-]  # fmt: skip
 
 
 @FUZZ

@@ -12,7 +12,7 @@ import pytest
 
 from exporter.cli import _MalformedRequestFilter, setup_logging
 from exporter.config import Secret
-from exporter.webconfig import BasicAuth
+from exporter.webauth import BasicAuthGate
 from tests.support.auth import serve_protected
 from tests.support.fleet import ServerFactory
 
@@ -33,7 +33,7 @@ async def test_an_over_long_authorization_header_is_not_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    auth = BasicAuth((("prometheus", Secret(hashed)),))
+    auth = BasicAuthGate((("prometheus", Secret(hashed)),))
 
     port = await serve_protected(aiohttp_server, auth)
     credentials = base64.b64encode(f"prometheus:{PASSWORD}{'x' * 9000}".encode()).decode()

@@ -115,9 +115,12 @@ def test_installed_check_config_accepts_the_example_config(installed: Installed,
     # Without the secrets it names the file, each key and what is missing.
     missing = installed.run("--config", str(EXAMPLE), "--check-config", env={})
     assert missing.returncode == 1
-    assert f"{EXAMPLE}: chargers[1].auth.basic.password_file:" in missing.stderr
+    assert f"{EXAMPLE}: chargers[1] (depot-3-bay-12): auth.basic.password_file:" in missing.stderr
     assert "'CREDENTIALS_DIRECTORY' is not set" in missing.stderr
-    assert f"{EXAMPLE}: chargers[2].auth.bearer.token: environment variable 'OFFICE_TOKEN' is not set" in missing.stderr
+    assert (
+        f"{EXAMPLE}: chargers[2] (office): auth.bearer.token: environment variable 'OFFICE_TOKEN' is not set"
+        in missing.stderr
+    )
 
 
 def test_installed_check_config_rejects_a_bad_config_naming_file_and_key(installed: Installed, tmp_path: Path) -> None:
@@ -126,9 +129,9 @@ def test_installed_check_config_rejects_a_bad_config_naming_file_and_key(install
     result = installed.run("--config", str(bad), "--check-config")
     assert result.returncode == 1
     assert result.stdout == ""
-    assert f"{bad}: chargers[0].ulr: unknown key (did you mean 'url'?)" in result.stderr
-    assert f"{bad}: chargers[0].url: required key is missing" in result.stderr
+    assert f"{bad}: chargers[0] (garage): ulr: unknown key (did you mean 'url'?)" in result.stderr
+    assert f"{bad}: chargers[0] (garage): url: required key is missing" in result.stderr
 
     # The config path can also come from the environment, as in the container image.
     from_env = installed.run("--check-config", env={"PULSATRIX_EXPORTER_CONFIG": str(bad)})
-    assert from_env.returncode == 1 and f"{bad}: chargers[0].ulr" in from_env.stderr
+    assert from_env.returncode == 1 and f"{bad}: chargers[0] (garage): ulr" in from_env.stderr

@@ -69,11 +69,11 @@ async def test_an_invalid_config_is_rejected_and_the_old_one_keeps_running(
     response = await client.post("/-/reload")
     assert response.status == 500
     reason = await response.text()
-    assert f"{path}: chargers[0].ulr: unknown key (did you mean 'url'?)" in reason
+    assert f"{path}: chargers[0] (garage): ulr: unknown key (did you mean 'url'?)" in reason
     rejected = [r.getMessage() for r in caplog.records if "config reload rejected" in r.getMessage()]
     assert rejected == [
-        f"config reload rejected, the running config stays: {path}: chargers[0].ulr: unknown key (did you mean "
-        "'url'?); chargers[0].url: required key is missing"
+        f"config reload rejected, the running config stays: {path}: chargers[0] (garage): ulr: unknown key "
+        "(did you mean 'url'?); chargers[0] (garage): url: required key is missing"
     ]
     samples = await scrape(client)
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0  # still polled with the old config

@@ -22,7 +22,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from exporter.app import create_app
-from exporter.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.webauth import BasicAuthGate
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
 from tests.support.fleet import ServerFactory, SimulatedFleet
 from tests.support.servers import free_port
 
@@ -180,10 +181,10 @@ def auth_header(user: str, password: str) -> dict[str, str]:
 
 async def secured_exporter(
     pki: Path, fleet: SimulatedFleet, aiohttp_server: ServerFactory, extra_tls: str = ""
-) -> tuple[TestServer, BasicAuth]:
+) -> tuple[TestServer, BasicAuthGate]:
     config = parse_web_config(web_config_text(extra_tls), base_dir=pki)
     app = create_app(fleet.config())
-    auth = BasicAuth(config.users)
+    auth = BasicAuthGate(config.users)
     app.middlewares.append(auth.middleware)
     app.on_cleanup.append(auth.close)
     server = await aiohttp_server(app, ssl=config.ssl_context)
@@ -274,7 +275,7 @@ async def test_bcrypt_runs_once_for_many_concurrent_scrapes_with_the_same_passwo
 
 async def test_the_verified_cache_is_bounded() -> None:
     users = tuple((f"u{i}", parse_web_config(f"basic_auth_users: {{u{i}: '{HASH}'}}").users[0][1]) for i in range(3))
-    auth = BasicAuth(users)
+    auth = BasicAuthGate(users)
     auth.CACHE_SIZE = 2
     try:
         for name, _ in users:

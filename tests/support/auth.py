@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.webconfig import BasicAuth
+from exporter.webauth import BasicAuthGate
 from tests.support.fleet import ServerFactory
 
 
-async def serve_protected(aiohttp_server: ServerFactory, auth: BasicAuth) -> int:
+async def serve_protected(aiohttp_server: ServerFactory, auth: BasicAuthGate) -> int:
     """Serve ``GET /metrics`` ("hello") behind ``auth``; return the port."""
 
     async def hello(_: web.Request) -> web.Response:
