@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
-import html
 import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -30,6 +28,7 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import __version__
 from exporter.config import Config
 from exporter.health import ExporterHealth
+from exporter.landing import render_index
 from exporter.metrics import Family, build_info_families, device_families, health_families, reading_age_families
 from exporter.poll import Fleet, Poller, Reading
 from exporter.reload import Reloader
@@ -240,52 +239,12 @@ async def handle_ready(request: web.Request) -> web.Response:
     return web.Response(text="Ready.\n")
 
 
-def _ago(ts: float | None, now: float) -> str:
-    if ts is None:
-        return ""
-    seconds = max(0, int(now - ts))
-    when = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{when} ({seconds}s ago)"
-
-
 async def handle_index(request: web.Request) -> web.Response:
+    """The status page (:mod:`exporter.landing`): each charger Up / Partial / Down / Unmonitored, with its errors."""
     app = request.app
-    health = app[HEALTH]
     config = app[FLEET].config
-    now = time.time()
-    rows = []
-    for charger in config.chargers:
-        status = health.status[charger.name]
-        if status.up is None:
-            state, css = "not scraped yet", "unknown"
-        elif status.up:
-            state, css = "up", "up"
-        else:
-            state, css = "down", "down"
-        extra = ", ".join(f"{k}={v}" for k, v in charger.labels)
-        error = f"{status.last_error} — {_ago(status.last_error_time, now)}" if status.last_error else ""
-        name = html.escape(charger.name)
-        rows.append(
-            f"<tr><td><a href='probe?target={name}'>{name}</a></td><td>{html.escape(extra)}</td>"
-            f"<td class='{css}'>{state}</td><td>{html.escape(_ago(status.last_scrape, now))}</td>"
-            f"<td>{html.escape(error)}</td></tr>"
-        )
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>pulsatrix exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.up{{color:#080}}.down{{color:#b00}}
-.unknown{{color:#888}}</style></head>
-<body><h1>pulsatrix exporter</h1>
-<p>Version {html.escape(__version__)} · {len(config.chargers)} charger(s) from
-{html.escape(config.source)}</p>
-<p><a href="metrics">/metrics</a> · <a href="-/metrics">/-/metrics</a> · <a href="sd">/sd</a> ·
-<a href="-/healthy">/-/healthy</a> ·
-<a href="-/ready">/-/ready</a></p>
-<table><tr><th>charger (probe)</th><th>labels</th><th>status</th><th>last scrape</th><th>last error</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""
-    return web.Response(text=body, content_type="text/html")
+    page = render_index(config.chargers, app[HEALTH].status, version=__version__, source=config.source, now=time.time())
+    return web.Response(text=page, content_type="text/html")
 
 
 def own_families(reloader: Reloader) -> list[Family]:

@@ -27,6 +27,10 @@ class ChargerStatus:
     last_scrape: float | None = None  # Unix time
     last_error: str | None = None  # "endpoint: reason: detail", safe to show
     last_error_time: float | None = None
+    # The last poll's failures, endpoint -> "reason: detail" (safe to show), and how many endpoints answered in it:
+    # the status page tells Partial (some answered) from Down (none did) with them, as the dashboards do.
+    failing: dict[str, str] = field(default_factory=dict)
+    answered: int = 0
 
 
 @dataclass(slots=True)
@@ -75,6 +79,8 @@ class ExporterHealth:
         status = self.status[name]
         status.up = result.up
         status.last_scrape = now
+        status.failing = {ep: f"{o.reason}: {o.detail}" for ep, o in result.endpoints.items() if o.reason is not None}
+        status.answered = sum(1 for outcome in result.endpoints.values() if outcome.ok)
         self._log_transition(name, result)
         counters.scrapes += 1
         if not result.up:

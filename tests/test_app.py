@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from exporter import __version__
 from exporter.app import FLEET, RUNTIME, create_app
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig, Config, Secret
+from exporter.model import ENDPOINTS
 from exporter.simulator import SimAuth
 from tests.support.fleet import ClientFactory, MakeClient, MakeFleet, ServerFactory, SimulatedFleet
 from tests.support.samples import chargers_in, get, parse, scrape
@@ -323,21 +325,43 @@ async def test_redirects_are_not_followed(aiohttp_server: ServerFactory, exporte
     assert elsewhere_hits == []
 
 
-async def test_landing_page(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
-    fleet.set_fault("carport", "http_500", ("limits",))
+async def test_landing_page_uses_the_dashboards_words(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    fleet.set_fault("carport", "http_500", ("limits",))  # one endpoint fails: Partial, not Down
+    fleet.set_fault("visitor-bay", "http_503", ENDPOINTS)  # none answers: Down
     client = await exporter_client(fleet.config({"garage": {"site": "<home>"}}))
     page = await (await client.get("/")).text()
-    assert f"Version {__version__}" in page
-    assert "not scraped yet" in page
+    assert f"version {__version__}" in page
+    assert "<p class=\"summary\">3 chargers: 0 up, 0 partial, 0 down, 3 unmonitored</p>" in page
+    assert page.count("title='not polled yet'>Unmonitored</td>") == 3
     await scrape(client)
     page = await (await client.get("/")).text()
-    assert "<td class='up'>up</td>" in page
-    assert "<td class='down'>down</td>" in page
-    assert "limits: http_status: HTTP 500 Internal Server Error" in page
-    assert "site=&lt;home&gt;" in page  # escaped
+    assert "<p class=\"summary\">3 chargers: 1 up, 1 partial, 1 down</p>" in page
+    rows = {row.split("</a>")[0].rsplit(">", 1)[1]: row for row in page.split("<tr>")[2:]}
+    assert "title='every endpoint answered'>Up</td>" in rows["garage"]
+    assert "title='some endpoints fail'>Partial</td>" in rows["carport"]
+    assert "title='no endpoint answers'>Down</td>" in rows["visitor-bay"]
+    assert list(rows) == ["visitor-bay", "carport", "garage"]  # worst first, as the dashboard's table
+    assert "<li><b>limits</b>: http_status: HTTP 500 Internal Server Error</li>" in rows["carport"]
+    for endpoint in ENDPOINTS:  # every failing endpoint's error, not only the last one recorded
+        assert f"<li><b>{endpoint}</b>: http_status: HTTP 503 Service Unavailable</li>" in rows["visitor-bay"]
+    assert re.search(r"Rendered <time datetime=\"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\">\1</time>", page)
+    assert "<span class='label'>site=&lt;home&gt;</span>" in page  # escaped
+    assert "Demo mode" not in page
     for link in ('href="metrics"', 'href="sd"', 'href="-/healthy"', "href='probe?target=garage'"):
         assert link in page
     assert fleet.base_url not in page  # charger URLs are not shown
+
+    fleet.set_fault("carport", "none")
+    await scrape(client)
+    carport = (await (await client.get("/")).text()).split("probe?target=carport")[1].split("</tr>")[0]
+    assert "title='every endpoint answered'>Up</td>" in carport
+    assert "last: limits: http_status: HTTP 500 Internal Server Error, <time datetime=" in carport  # and when
+
+
+async def test_landing_page_says_when_its_data_is_simulated(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
+    client = await exporter_client(fleet.config({name: {"simulated": "true"} for name in fleet.names}))
+    page = await (await client.get("/")).text()
+    assert "<p class='demo' role='alert'>Demo mode: the chargers on this page are simulated" in page
 
 
 async def test_health_ready_and_service_discovery(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
