@@ -44,7 +44,8 @@ h1{font-size:1.4rem;margin:.2rem 0}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
-.nowrap,time,.label{white-space:nowrap}
+.nowrap,time,.label,th{white-space:nowrap}
+.label{display:inline-block;background:#eef;border-radius:.3rem;padding:0 .3rem;margin:.1rem 0}
 .errors{min-width:18rem}
 .errors ul{margin:0;padding-left:1.1rem}
 .errors li{overflow-wrap:anywhere}
