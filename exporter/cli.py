@@ -217,7 +217,7 @@ async def _demo_app(n: int, speed: float) -> web.Application:
 
 
 def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from exporter.simulator import SIM_BACKLOG, SimAuth, base_url, create_simulator_app
+    from exporter.simulator import SIM_BACKLOG, SimAuth, base_url, config_snippet, create_simulator_app
     from exporter.simulator.script import ScriptError, load_script
 
     if args.script is not None and args.chargers is not None:
@@ -259,8 +259,9 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         shown = (sessions, len(script.chargers), args.speed)
         log.info("simulate: %d scripted session(s) on %d charger(s), simulated clock at %g x real time", *shown)
     host, port = args.listen
-    for name in app_names(app):
-        print(f"  - name: {name}\n    url: {base_url(host, port)}/{name}", flush=True)
+    user, _, env = (args.basic or "").partition(":")
+    basic = (user, env) if args.basic else None  # the snippet names the variable, never prints the secret
+    print(config_snippet(app_names(app), base_url(host, port), basic=basic, bearer_env=args.bearer), flush=True)
     web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0, backlog=SIM_BACKLOG)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
 import os
@@ -18,11 +19,12 @@ import pytest
 
 from exporter import __version__
 from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
-from exporter.config import ConfigError, parse_config
+from exporter.config import BasicAuth, ConfigError, parse_config
 from tests.support.cli import run
 from tests.support.servers import free_port
 
 OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_help_lists_every_flag() -> None:
@@ -187,7 +189,10 @@ def test_simulate_command_with_bearer_auth_on_every_route() -> None:
                 fetch(f"http://127.0.0.1:{port}{path}")
             assert info.value.code == 401, path
     out, err = proc.communicate(timeout=5)
-    assert f"  - name: garage\n    url: http://127.0.0.1:{port}/garage\n" in out
+    url = f"http://127.0.0.1:{port}"
+    assert out.startswith(f"# simulate: 2 charger(s) listening on {url} (device API at {url}/<name>/api/v1/...)\n")
+    garage = f"  - name: garage\n    url: {url}/garage\n    auth:\n      bearer:\n        token: \"${{SIM_TOKEN}}\"\n"
+    assert garage in out
     assert "sekret" not in out + err
 
 
@@ -210,8 +215,9 @@ def test_simulate_prints_ipv6_urls_in_brackets() -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(2)]
-        assert lines == ["  - name: garage\n", f"    url: http://[::1]:{port}/garage\n"]
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert lines[1:] == ["chargers:\n", "  - name: garage\n", f"    url: http://[::1]:{port}/garage\n"]
+        assert lines[0].startswith(f"# simulate: 1 charger(s) listening on http://[::1]:{port} ")
         deadline = time.monotonic() + 20
         while True:  # the printed URL is one a client can use
             try:
@@ -223,6 +229,34 @@ def test_simulate_prints_ipv6_urls_in_brackets() -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def readme_simulator_example() -> tuple[list[str], str]:
+    """The README's simulator command (its argv after the program) and the config it says the command prints."""
+    section = README.read_text(encoding="utf-8").split("\n## Simulator\n", 1)[1]
+    command = section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    printed = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    env, program, *argv = command.split()
+    assert env == "SIM_PASSWORD=change-me" and program == ".venv/bin/pulsatrix-exporter", command
+    return argv, printed
+
+
+def test_the_readmes_simulator_config_is_what_simulate_prints_and_loads_with_its_auth() -> None:
+    argv, printed = readme_simulator_example()
+    port = free_port()
+    argv = [arg.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for arg in argv]
+    env = {"SIM_PASSWORD": "change-me"}
+    auth = {"Authorization": "Basic " + base64.b64encode(b"exporter:change-me").decode()}
+    with process(*argv, ready_path="/garage/api/v1/charging", port=port, env=env, headers=auth) as proc:
+        config = parse_config(printed.replace(":8080", f":{port}"), env=env)  # pasted into a config file, as is
+        assert [c.name for c in config.chargers] == ["garage", "carport"]
+        for charger in config.chargers:  # the auth the simulator serves with
+            assert isinstance(charger.auth, BasicAuth)
+            token = base64.b64encode(f"{charger.auth.username}:{charger.auth.password.reveal()}".encode()).decode()
+            assert '"voltage"' in fetch(f"{charger.url}/api/v1/charging", {"Authorization": f"Basic {token}"})
+    out, err = proc.communicate(timeout=5)
+    assert out == printed.replace(":8080", f":{port}")
+    assert "change-me" not in out + err
 
 
 class SlowCharger(http.server.ThreadingHTTPServer):

@@ -235,5 +235,7 @@ def test_simulate_script_serves_and_logs_sessions_sped_up(tmp_path: Path) -> Non
         served["startedTime"], served["endedTime"], served["meterStop"]
     )  # fmt: skip
     assert stop["energy_kwh"] == 0.06  # 7.2 kW × 30 s
-    assert f"  - name: home\n    url: http://127.0.0.1:{port}/home\n" == out
+    url = f"http://127.0.0.1:{port}"
+    listening = f"# simulate: 1 charger(s) listening on {url} (device API at {url}/<name>/api/v1/...)\n"
+    assert f"{listening}chargers:\n  - name: home\n    url: {url}/home\n" == out
     assert "simulate: 1 scripted session(s) on 1 charger(s), simulated clock at 40 x real time" in err

@@ -33,7 +33,14 @@ from exporter.simulator.device import (
 )
 from exporter.simulator.faults import FAULTS, TRANSPORT_FAULTS, set_fault
 from exporter.simulator.script import Script, ScriptedCharger, ScriptedSession, ScriptError, load_script, parse_script
-from exporter.simulator.server import SCRIPT, SIM_BACKLOG, base_url, create_simulator_app, start_simulator
+from exporter.simulator.server import (
+    SCRIPT,
+    SIM_BACKLOG,
+    base_url,
+    config_snippet,
+    create_simulator_app,
+    start_simulator,
+)
 from exporter.simulator.stats import STATS, SimStats
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "SimStats",
     "Simulator",
     "base_url",
+    "config_snippet",
     "create_simulator_app",
     "load_script",
     "make_chargers",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,25 @@ def base_url(host: str, port: int) -> str:
     as the loopback address of its family, which is where a client on this machine reaches it."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def config_snippet(
+    names: Sequence[str], url: str, *, basic: tuple[str, str] | None = None, bearer_env: str | None = None
+) -> str:
+    """What ``simulate`` prints: where it listens (a YAML comment) and a config for the exporter, ``chargers:``
+    header and auth included, pasteable as it is. A secret is written as the ``${ENV}`` the simulator read it from
+    (``basic`` is (user, env var)), which the exporter's config expands: the secret itself is never printed."""
+    lines = [f"# simulate: {len(names)} charger(s) listening on {url} (device API at {url}/<name>/api/v1/...)"]
+    lines.append("chargers:")
+    for name in names:
+        lines += [f"  - name: {name}", f"    url: {url}/{name}"]
+        if basic is not None:
+            user, env = basic
+            lines += ["    auth:", "      basic:", f"        username: {json.dumps(user)}"]
+            lines.append(f"        password: {json.dumps('${' + env + '}')}")
+        elif bearer_env is not None:
+            lines += ["    auth:", "      bearer:", f"        token: {json.dumps('${' + bearer_env + '}')}"]
+    return "\n".join(lines)
 
 
 async def _on_shutdown(app: web.Application) -> None:
