@@ -33,7 +33,7 @@ class TooManyChecks(Exception):
 class BasicAuthGate:
     """Checks ``Authorization: Basic`` against bcrypt hashes, off the event loop and at most once per credential.
 
-    bcrypt costs ~70 ms of CPU at cost 10 by design. A verified (user, password) pair is remembered, keyed by an
+    bcrypt costs ~60 ms of CPU at cost 10 by design. A verified (user, password) pair is remembered, keyed by an
     HMAC under a per-process random key (the password itself is not kept), in a bounded LRU; concurrent requests
     with the same credentials share one verification, so a /probe job of 200 chargers costs one bcrypt run, not
     200. Failures are not cached. An unknown user is checked against the hash of the costliest configured user (and

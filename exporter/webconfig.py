@@ -11,7 +11,7 @@ bcrypt hashes), so one file and one habit serve them all. Supported here::
       min_version: TLS12               # TLS10..TLS13 (default TLS12)
       max_version: TLS13
     basic_auth_users:
-      prometheus: $2y$10$...           # bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\\n')
+      prometheus: $2y$10$...           # bcrypt hash, any cost (htpasswd -nBC 10 "" | tr -d ':\\n')
 
 Errors name the file and the key like config errors do, and never show a hash. The file is read at start (and by
 ``--check-config``); a changed certificate needs a restart. The users are checked by :mod:`exporter.webauth`.
@@ -56,6 +56,8 @@ UNSUPPORTED = {
         "curve_preferences",
     ],
 }
+# What BCRYPT_RE takes, in words: htpasswd writes $2y$, Python's bcrypt $2b$; any cost bcrypt knows (10 is usual).
+BCRYPT_FORM = "'$2y$' or '$2b$' (or '$2a$', '$2x$'), a two-digit cost 04-31, '$' and 53 characters"
 HTPASSWD_HINT = "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 
 
@@ -238,7 +240,7 @@ class _WebReader(Reader):
                 continue
             match = BCRYPT_RE.fullmatch(hashed)
             if match is None:
-                self.error(user_path, f"is not a bcrypt hash ('$2y$10$' and 53 characters); {HTPASSWD_HINT}")
+                self.error(user_path, f"is not a bcrypt hash ({BCRYPT_FORM}); {HTPASSWD_HINT}")
                 continue
             if not 4 <= int(match.group(1)) <= 31:
                 self.error(user_path, "the bcrypt cost must be 4-31")

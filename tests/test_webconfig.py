@@ -6,10 +6,13 @@ import asyncio
 import base64
 import contextlib
 import os
+import shlex
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -137,8 +140,8 @@ def test_an_empty_web_config_means_nothing_is_configured(tmp_path: Path) -> None
         (
             f"basic_auth_users:\n  alice: {PASSWORD}\n  bob: 123456\n  'c:d': '{HASH}'\n  5: '{HASH}'\n",
             [
-                "basic_auth_users.alice: is not a bcrypt hash ('$2y$10$' and 53 characters); make one with: "
-                "htpasswd -nBC 10 \"\" | tr -d ':\\n'",
+                "basic_auth_users.alice: is not a bcrypt hash ('$2y$' or '$2b$' (or '$2a$', '$2x$'), a two-digit cost "
+                "04-31, '$' and 53 characters); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'",
                 "basic_auth_users.bob: must be a bcrypt hash in quotes, got int; make one with: "
                 "htpasswd -nBC 10 \"\" | tr -d ':\\n'",
                 "basic_auth_users.c:d: a user name must not contain ':'",
@@ -371,8 +374,8 @@ def test_check_config_validates_the_web_config_too(pki: Path, tmp_path: Path) ->
     assert bad.returncode == 1
     assert bad.stderr.splitlines() == [
         f"{tmp_path / 'bad.yml'}: 1 problem in web config",
-        f"  {tmp_path / 'bad.yml'}: basic_auth_users.prometheus: is not a bcrypt hash ('$2y$10$' and 53 characters); "
-        "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'",
+        f"  {tmp_path / 'bad.yml'}: basic_auth_users.prometheus: is not a bcrypt hash ('$2y$' or '$2b$' (or '$2a$', "
+        "'$2x$'), a two-digit cost 04-31, '$' and 53 characters); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'",
     ]
     missing = check(tmp_path / "missing.yml")
     assert missing.returncode == 1
@@ -390,3 +393,65 @@ def test_a_bad_web_config_stops_the_start(tmp_path: Path) -> None:
     assert f"{tmp_path / 'web.yml'}: 2 problems in web config" in proc.stderr
     assert "Traceback" not in proc.stderr
 
+
+# -- the README's commands -----------------------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_command(start: str) -> list[str]:
+    """The README's command that starts with ``start`` (in backticks or in a shell block), split as a shell does."""
+    for raw in README.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        for candidate in [line, *line.split("`")[1::2]]:
+            if candidate.startswith(start):
+                return shlex.split(candidate)
+    raise AssertionError(f"no command starting with {start!r} in the README")
+
+
+def test_the_readmes_bcrypt_command_runs_in_the_venv_and_makes_a_cost_10_hash_that_is_accepted() -> None:
+    program, *argv = readme_command(".venv/bin/python -c ")
+    assert program == ".venv/bin/python"
+    # Run as written, by this venv's interpreter; without a terminal (a new session) getpass reads stdin.
+    proc = subprocess.run(
+        [sys.executable, *argv], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+        start_new_session=True, check=False, env={"PATH": os.environ.get("PATH", "/usr/bin")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    hashed = proc.stdout.strip()
+    assert hashed.startswith("$2b$10$") and len(hashed) == 60  # the cost the README states
+    config = parse_web_config(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    assert [user for user, _ in config.users] == ["prometheus"]
+    assert bcrypt.checkpw(PASSWORD.encode(), config.users[0][1].reveal().encode())
+
+
+def test_the_readmes_openssl_command_makes_a_pair_the_web_config_serves_with(tmp_path: Path) -> None:
+    argv = readme_command("openssl req ")
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    config = parse_web_config(
+        "tls_server_config: {cert_file: server.crt, key_file: server.key}\n", source="web.yml", base_dir=tmp_path
+    )
+    assert config.ssl_context is not None
+    # A client that trusts server.crt (as Prometheus' ca_file) connects to 127.0.0.1 and to localhost.
+    client = ssl.create_default_context(cafile=str(tmp_path / "server.crt"))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        server = config.ssl_context
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = listener.accept()
+                with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"ok")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        for name in ("127.0.0.1", "localhost"):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                client.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                assert tls.recv(2) == b"ok"
+        thread.join(timeout=10)
