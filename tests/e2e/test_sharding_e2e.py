@@ -170,13 +170,13 @@ def test_sharded_config_scrapes_every_charger_exactly_once_through_its_replica(t
             assert all(s["value"][1] == "1" for s in per_charger)
             assert prometheus.query("sum(pulsatrix_up)")[0]["value"][1] == str(CHARGERS)
 
-            # Each replica only ever contacted its own chargers; the others stay "not scraped yet" there.
+            # Each replica only ever contacted its own chargers; the others stay Unmonitored (not polled yet) there.
             for shard, replica in enumerate(replicas):
                 page = urllib_text(f"{replica.url}/")
                 for charger in names:
                     row = re.search(rf"target={re.escape(charger)}'.*?</tr>", page)
                     assert row, charger
-                    scraped = "not scraped yet" not in row.group(0)
+                    scraped = ">Unmonitored</td>" not in row.group(0)
                     assert scraped == (charger in served[shard]), f"replica {shard}, {charger}"
 
             # The exporters' own job: every replica is a target of its own, up, with its build info.
