@@ -98,6 +98,7 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         for task in list(runtime.reloads):
             task.cancel()
+        app[RELOADER].cancel()
         await fleet.close()
         runtime.render_pool.shutdown(wait=False, cancel_futures=True)
 
