@@ -62,6 +62,9 @@ OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 GC_THRESHOLDS = (10_000, 20, 20)
 INLINE_RENDER_SAMPLES = 1_000  # up to this many samples (one charger has about 70) are rendered on the event loop
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+# A smaller header value is taken as this: anyone who reaches the port can send the header, and a value of 0.01 s
+# would make every charger that takes 50 ms time out, counted against the charger. Prometheus' own default is 10 s.
+MIN_SCRAPE_TIMEOUT = 1.0
 SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
 MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
@@ -78,6 +81,7 @@ def scrape_budget(request: web.Request, last_render: float) -> float | None:
         return None
     if not timeout > 0:
         return None
+    timeout = max(timeout, MIN_SCRAPE_TIMEOUT)
     margin = min(max(SCRAPE_MARGIN, RENDER_SAFETY * last_render), timeout * MAX_MARGIN_SHARE)
     return max(timeout - margin, 0.05)
 
