@@ -40,8 +40,8 @@ log = logging.getLogger("exporter.app")
 
 @dataclass(slots=True)
 class Runtime:
-    """What exists only while the app runs: the threads that render expositions (its own pool: the default one
-    also resolves host names, and a hanging DNS lookup must never hold up a reply) and reloads in progress. The
+    """What exists only while the app runs: the threads that render expositions (its own pool: the default one is
+    shared with whatever else uses it, and nothing must hold up a reply) and reloads in progress. The
     HTTP session and the chargers' pollers live in the :class:`Fleet` (``app[FLEET]``)."""
 
     render_pool: ThreadPoolExecutor | None = None
