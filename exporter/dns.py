@@ -94,7 +94,7 @@ class PoolResolver(AbstractResolver):
         exc = future.exception()
         if exc is None:
             self._known.add(key[0])
-        elif isinstance(exc, OSError):
+        elif isinstance(exc, OSError) and not _local(exc):
             self._known.discard(key[0])
             self._failed[key] = (self.clock() + FAILED_TTL, exc)
 
@@ -102,6 +102,11 @@ class PoolResolver(AbstractResolver):
         # A lookup that hangs cannot be stopped; its thread ends when getaddrinfo() returns.
         for pool in (self._known_pool, self._other_pool):
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _local(exc: OSError) -> bool:
+    """A failure of this process (out of file descriptors or memory), not an answer about the name: not cached."""
+    return isinstance(exc, socket.gaierror) and exc.errno in (socket.EAI_SYSTEM, socket.EAI_MEMORY)
 
 
 def _copy(exc: OSError) -> OSError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import functools
 import logging
 import os
@@ -31,6 +32,7 @@ from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 log = logging.getLogger("exporter.fetch")
 
 MAX_BODY_BYTES: Final = 1 << 20
+OUT_OF_FDS: Final = frozenset({errno.EMFILE, errno.ENFILE})  # this process's, or the whole system's, table is full
 MIN_CONNECTIONS: Final = 100
 USER_AGENT: Final = f"pulsatrix-exporter/{__version__}"
 
@@ -114,8 +116,12 @@ class ChargerClient:
         except aiohttp.ClientSSLError as exc:  # os_error only: str(exc) would name the host
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"TLS error: {_short(exc.os_error)}")
         except aiohttp.ClientConnectorError as exc:
+            if exc.os_error.errno in OUT_OF_FDS:
+                return _out_of_fds(endpoint)
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"cannot connect: {_short(exc.os_error)}")
         except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_FDS:
+                return _out_of_fds(endpoint)
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"{type(exc).__name__}: {_short(exc)}")
         if isinstance(body_or_error, EndpointFetch):
             return body_or_error
@@ -154,6 +160,16 @@ class ChargerClient:
                         endpoint, reason=Reason.INVALID_PAYLOAD, detail=f"body larger than {MAX_BODY_BYTES} bytes"
                     )
             return bytes(body)
+
+
+def _out_of_fds(endpoint: str) -> EndpointFetch:
+    """The exporter's own limit, never the charger's fault (and never ``connect``)."""
+    return EndpointFetch(
+        endpoint,
+        reason=Reason.EXPORTER_FDS,
+        detail="the exporter is out of file descriptors (Too many open files): raise its LimitNOFILE or lower "
+        "--web.max-connections",
+    )
 
 
 def _status_detail(response: aiohttp.ClientResponse) -> str:
