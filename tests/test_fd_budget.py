@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import logging
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fleet import ServerFactory
 from tests.support.samples import get, parse
 from tests.support.servers import run_exporter, run_simulator, simulator_names, write_config_for
 
@@ -123,3 +125,35 @@ def test_a_refused_setrlimit_is_fine_and_no_error(
     caplog.set_level(logging.DEBUG, logger="exporter")
     assert raise_fd_limit() == 1024
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+async def test_at_the_cap_idle_connections_make_room_and_busy_ones_never_do(aiohttp_server: ServerFactory) -> None:
+    from aiohttp import web
+
+    from exporter.serve import ConnectionCap
+
+    release = asyncio.Event()
+
+    async def slow(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="done\n")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    server = await aiohttp_server(app)
+    assert server.runner is not None and server.runner.server is not None
+    cap = ConnectionCap(3)
+    cap.install(server.runner.server)
+    busy = await asyncio.open_connection("127.0.0.1", server.port)
+    busy[1].write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(5)]
+    for _ in range(100):  # bounded: until the server has seen all six connections
+        await asyncio.sleep(0.01)
+        if cap.closed_idle == 3:
+            break
+    assert (cap.closed_idle, cap.refused) == (3, 0)  # the 4th, 5th and 6th each closed the oldest idle one
+    release.set()
+    assert await busy[0].readline() == b"HTTP/1.1 200 OK\r\n"  # the request in progress was never closed
+    assert [await reader.read() for reader, _ in idle[:3]] == [b""] * 3  # closed: the oldest idle ones
+    for _, writer in [busy, *idle]:
+        writer.close()
