@@ -157,3 +157,26 @@ async def test_at_the_cap_idle_connections_make_room_and_busy_ones_never_do(aioh
     assert [await reader.read() for reader, _ in idle[:3]] == [b""] * 3  # closed: the oldest idle ones
     for _, writer in [busy, *idle]:
         writer.close()
+
+
+def test_idle_and_slow_clients_are_closed_after_30_seconds(tmp_path: Path) -> None:
+    """Before its first request, or sending its headers a byte at a time: closed after 30 s (aiohttp's 75 s before).
+    Waits those 30 s, in one test for both kinds."""
+    from exporter.serve import KEEPALIVE_TIMEOUT
+
+    with run_simulator(tmp_path / "sim", chargers=1) as simulator:
+        config = write_config_for(simulator, tmp_path / "pulsatrix.yml")
+        with run_exporter(config, tmp_path / "exporter") as exporter:
+            silent = socket.create_connection(("127.0.0.1", exporter.port), timeout=KEEPALIVE_TIMEOUT + 15)
+            slow = socket.create_connection(("127.0.0.1", exporter.port), timeout=1)
+            started = time.monotonic()
+            for byte in b"GET /metrics HTTP/1.1\r\nHost: x":  # never a complete request
+                slow.sendall(bytes([byte]))
+                time.sleep(0.5)  # 16 s for these 32 bytes: slower than any real client
+            slow.settimeout(KEEPALIVE_TIMEOUT + 15)
+            assert slow.recv(1) == b""  # closed by the exporter (a timeout would raise instead)
+            assert silent.recv(1) == b""
+            waited = time.monotonic() - started
+            silent.close()
+            slow.close()
+    assert KEEPALIVE_TIMEOUT - 1 < waited < KEEPALIVE_TIMEOUT + 10
