@@ -39,8 +39,8 @@ log = logging.getLogger("exporter.app")
 
 @dataclass(slots=True)
 class Runtime:
-    """What exists only while the app runs: the threads that render expositions (its own pool: the default one
-    also resolves host names, and a hanging DNS lookup must never hold up a reply) and reloads in progress. The
+    """What exists only while the app runs: the threads that render expositions (its own pool: the default one is
+    shared with whatever else uses it, and nothing must hold up a reply) and reloads in progress. The
     HTTP session and the chargers' pollers live in the :class:`Fleet` (``app[FLEET]``)."""
 
     render_pool: ThreadPoolExecutor | None = None
@@ -61,6 +61,9 @@ OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
 GC_THRESHOLDS = (10_000, 20, 20)
 INLINE_RENDER_SAMPLES = 1_000  # up to this many samples (one charger has about 70) are rendered on the event loop
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+# A smaller header value is taken as this: anyone who reaches the port can send the header, and a value of 0.01 s
+# would make every charger that takes 50 ms time out, counted against the charger. Prometheus' own default is 10 s.
+MIN_SCRAPE_TIMEOUT = 1.0
 SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
 MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
@@ -77,6 +80,7 @@ def scrape_budget(request: web.Request, last_render: float) -> float | None:
         return None
     if not timeout > 0:
         return None
+    timeout = max(timeout, MIN_SCRAPE_TIMEOUT)
     margin = min(max(SCRAPE_MARGIN, RENDER_SAFETY * last_render), timeout * MAX_MARGIN_SHARE)
     return max(timeout - margin, 0.05)
 
@@ -97,6 +101,7 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         for task in list(runtime.reloads):
             task.cancel()
+        app[RELOADER].cancel()
         await fleet.close()
         runtime.render_pool.shutdown(wait=False, cancel_futures=True)
 

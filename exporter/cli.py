@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+import time
 from collections.abc import Awaitable, Sequence
 
 from aiohttp import web
@@ -13,6 +15,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
+from exporter.fetch import connection_limit
+from exporter.serve import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, default_max_connections, raise_fd_limit, run
 from exporter.webauth import BasicAuthGate
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -73,6 +77,16 @@ def positive_float(value: str) -> float:
     return number
 
 
+def connection_count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"expected 1-1000000, got {number}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsatrix-exporter",
@@ -97,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config_file",
         metavar="FILE",
         help="exporter-toolkit web config: TLS (tls_server_config) and basic auth (basic_auth_users) for this port",
+    )
+    parser.add_argument(
+        "--web.max-connections",
+        dest="web_max_connections",
+        metavar="N",
+        type=connection_count,
+        help="connections to this port at once; at the cap a new one closes the oldest idle one (default: "
+        f"{DEFAULT_MAX_CONNECTIONS}, or what the fd limit leaves after 4 per charger and {RESERVED_FDS} spare)",
     )
     parser.add_argument(
         "--check-config",
@@ -172,18 +194,38 @@ def setup_logging(level: str) -> None:
 class _MalformedRequestFilter(logging.Filter):
     """aiohttp logs a request it cannot parse with a traceback quoting the offending line: for an over-long
     ``Authorization`` header that is ``Basic <base64 of user:password>``, at ERROR level. Keep one line that
-    says what was wrong and from where, never the request's bytes."""
+    says what was wrong and from where, never the request's bytes; and at most one such line per
+    :attr:`INTERVAL`: anyone who reaches the port can send thousands of bad requests a second, and journald drops
+    a service's lines past 10,000 per 30 s, the real messages with them. The ones not logged are counted, and the
+    count is in the next line logged."""
+
+    INTERVAL = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = time.monotonic
+        self._logged_at = -math.inf
+        self._not_logged = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            try:
-                where = record.getMessage()
-            except (TypeError, ValueError):  # a filter that raises would break the request, not only the log
-                where = "Error handling request"
-            record.msg = "%s: malformed HTTP request refused with %d (%s; its content is not logged)"
-            record.args = (where, exc.code, type(exc).__name__)
-            record.exc_info, record.exc_text = None, None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self.clock()
+        if now - self._logged_at < self.INTERVAL:
+            self._not_logged += 1
+            return False
+        try:
+            where = record.getMessage()
+        except (TypeError, ValueError):  # a filter that raises would break the request, not only the log
+            where = "Error handling request"
+        record.msg = "%s: malformed HTTP request refused with %d (%s; its content is not logged)"
+        record.args = (where, exc.code, type(exc).__name__)
+        if self._not_logged:
+            record.msg += "; %d more malformed requests in the %d s since the last such line, not logged one by one"
+            record.args = (*record.args, self._not_logged, round(now - self._logged_at))
+        self._logged_at, self._not_logged = now, 0
+        record.exc_info, record.exc_text = None, None
         return True
 
 
@@ -328,12 +370,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
-        app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
+        chargers = args.demo_chargers or DEFAULT_DEMO_CHARGERS
+        app = _demo_app(chargers, speed=10.0)
+        charger_sockets = 2 * connection_limit(chargers, None)  # the in-process simulator's end of them too
     else:
         from exporter.app import create_app
 
         app = _ready(create_app(config, tune_gc=True))
-    _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        charger_sockets = connection_limit(len(config.chargers), config.max_concurrency)
+    _serve(
+        app,
+        args.listen,
+        web_config,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        max_connections=args.web_max_connections,
+        charger_sockets=charger_sockets,
+    )
     return 0
 
 
@@ -347,8 +399,23 @@ def _serve(
     web_config: WebConfig | None,
     *,
     shutdown_timeout: float,
+    max_connections: int | None = None,
+    charger_sockets: int = 0,
 ) -> None:
     host, port = listen
+    fd_limit = raise_fd_limit()
+    cap = max_connections or default_max_connections(fd_limit, charger_sockets)
+    needed = cap + charger_sockets + RESERVED_FDS
+    if needed > fd_limit:
+        log.warning(
+            "fd limit %d is below the %d this exporter may need (%d connections to its port, %d to the chargers, "
+            "%d spare): chargers may fail with exporter_fds; raise LimitNOFILE or lower --web.max-connections",
+            fd_limit,
+            needed,
+            cap,
+            charger_sockets,
+            RESERVED_FDS,
+        )
     ssl_context = web_config.ssl_context if web_config is not None else None
 
     async def app_with_auth() -> web.Application:
@@ -362,14 +429,22 @@ def _serve(
     if web_config is not None and web_config.users and ssl_context is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     scheme = "https" if ssl_context is not None else "http"
-    log.info("pulsatrix-exporter %s listening on %s://%s:%d", __version__, scheme, host, port)
-    web.run_app(
+    log.info(
+        "pulsatrix-exporter %s listening on %s://%s:%d (at most %d connections; fd limit %d)",
+        __version__,
+        scheme,
+        host,
+        port,
+        cap,
+        fd_limit,
+    )
+    run(
         app_with_auth(),
-        host=host,
-        port=port,
+        host,
+        port,
         ssl_context=ssl_context,
-        access_log=None,
-        print=None,
         shutdown_timeout=shutdown_timeout,
+        max_connections=cap,
+        fd_limit=fd_limit,
     )
     log.info("stopped")

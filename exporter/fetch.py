@@ -2,14 +2,16 @@
 
 Nothing here raises and nothing here parses: every endpoint ends as an :class:`EndpointFetch` holding either the
 body of a 200 reply or an error reason (:class:`Reason`) with a message that is safe to show (it never contains a
-credential). :mod:`exporter.parse` turns the bodies into readings. The only hosts ever contacted are the
-configured chargers' URLs; redirects are not followed.
+credential, and the device's own text in it, such as a reason phrase, is cleaned and cut by
+:func:`exporter.devicetext.device_text`). :mod:`exporter.parse` turns the bodies into readings. The only hosts
+ever contacted are the configured chargers' URLs; redirects are not followed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import functools
 import logging
 import os
@@ -23,12 +25,14 @@ from aiohttp.abc import AbstractResolver
 
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig
+from exporter.devicetext import device_text
 from exporter.logonce import OncePerKind
 from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 
 log = logging.getLogger("exporter.fetch")
 
 MAX_BODY_BYTES: Final = 1 << 20
+OUT_OF_FDS: Final = frozenset({errno.EMFILE, errno.ENFILE})  # this process's, or the whole system's, table is full
 MIN_CONNECTIONS: Final = 100
 USER_AGENT: Final = f"pulsatrix-exporter/{__version__}"
 
@@ -107,12 +111,17 @@ class ChargerClient:
         except TimeoutError:
             return EndpointFetch(endpoint, reason=Reason.TIMEOUT, detail="no answer before the deadline")
         except aiohttp.ClientResponseError as exc:
-            return EndpointFetch(endpoint, reason=Reason.INVALID_PAYLOAD, detail=f"bad HTTP response: {exc.message}")
+            detail = f"bad HTTP response: {device_text(exc.message)}"  # the parser's error quotes the device's bytes
+            return EndpointFetch(endpoint, reason=Reason.INVALID_PAYLOAD, detail=detail)
         except aiohttp.ClientSSLError as exc:  # os_error only: str(exc) would name the host
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"TLS error: {_short(exc.os_error)}")
         except aiohttp.ClientConnectorError as exc:
+            if exc.os_error.errno in OUT_OF_FDS:
+                return _out_of_fds(endpoint)
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"cannot connect: {_short(exc.os_error)}")
         except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_FDS:
+                return _out_of_fds(endpoint)
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"{type(exc).__name__}: {_short(exc)}")
         if isinstance(body_or_error, EndpointFetch):
             return body_or_error
@@ -134,13 +143,13 @@ class ChargerClient:
                 return EndpointFetch(
                     endpoint,
                     reason=Reason.UNAUTHORIZED,
-                    detail=f"HTTP {response.status} {response.reason or ''}".strip(),
+                    detail=_status_detail(response),
                 )
             if response.status != 200:
                 return EndpointFetch(
                     endpoint,
                     reason=Reason.HTTP_STATUS,
-                    detail=f"HTTP {response.status} {response.reason or ''}".strip(),
+                    detail=_status_detail(response),
                 )
             # Read to the end of the body (it may arrive in many segments or chunks), but never more than the cap.
             body = bytearray()
@@ -153,10 +162,25 @@ class ChargerClient:
             return bytes(body)
 
 
+def _out_of_fds(endpoint: str) -> EndpointFetch:
+    """The exporter's own limit, never the charger's fault (and never ``connect``)."""
+    return EndpointFetch(
+        endpoint,
+        reason=Reason.EXPORTER_FDS,
+        detail="the exporter is out of file descriptors (Too many open files): raise its LimitNOFILE or lower "
+        "--web.max-connections",
+    )
+
+
+def _status_detail(response: aiohttp.ClientResponse) -> str:
+    """``HTTP 503 Service Unavailable``: the reason phrase is the device's text (:func:`device_text`)."""
+    return f"HTTP {response.status} {device_text(response.reason or '')}".strip()
+
+
 def _short(exc: BaseException | None) -> str:
+    """An exception's text, which may quote the device's bytes: cleaned and cut (:func:`device_text`)."""
     text = str(exc) if exc is not None else ""
-    text = text.strip() or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return device_text(text.strip() or type(exc).__name__)
 
 
 def connection_limit(chargers: int, max_concurrency: int | None) -> int:

@@ -10,6 +10,7 @@ per charger, endpoint and field; an exporter bug once per charger and kind (:mod
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from exporter.logonce import OncePerKind
 from exporter.model import ChargerResult, Reason
 
 log = logging.getLogger("exporter.health")
+
+FDS_LOG_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -51,6 +54,9 @@ class ExporterHealth:
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
         self._logged_values: set[tuple[str, str, str]] = set()
         self._bugs = OncePerKind(log)
+        self._fds_logged_at = -math.inf  # monotonic time of the last "out of file descriptors" line
+        self._fds_polls = 0  # polls failed with exporter_fds since then
+        self.clock = time.monotonic
 
     def apply(self, chargers: Sequence[ChargerConfig]) -> None:
         """A reloaded config: keep the state of chargers that stay, start new ones at 0, forget removed ones."""
@@ -126,15 +132,34 @@ class ExporterHealth:
             result.charger.name,
         )
 
+    def _log_out_of_fds(self) -> None:
+        self._fds_polls += 1
+        now = self.clock()
+        if now - self._fds_logged_at < FDS_LOG_INTERVAL:
+            return
+        log.error(
+            "the exporter is out of file descriptors: %d charger poll(s) failed with exporter_fds since the last "
+            "such line (at most one a minute); raise LimitNOFILE or lower --web.max-connections",
+            self._fds_polls,
+        )
+        self._fds_logged_at, self._fds_polls = now, 0
+
     def _log_transition(self, name: str, result: ChargerResult) -> None:
-        """One line when a charger starts failing or fails differently, one when it recovers; nothing else."""
+        """One line when a charger starts failing or fails differently, one when it recovers; nothing else. The
+        exporter out of file descriptors is the whole fleet's state, not a charger's: one line a minute for all."""
         failing = {ep: outcome for ep, outcome in result.endpoints.items() if outcome.reason is not None}
         state = frozenset((ep, str(outcome.reason)) for ep, outcome in failing.items())
-        if state == self._failing.get(name, frozenset()):
+        if state and all(reason == Reason.EXPORTER_FDS for _, reason in state):
+            self._failing[name] = state
+            self._log_out_of_fds()
+            return
+        previous = self._failing.get(name, frozenset())
+        if state == previous:
             return
         if not state:
             del self._failing[name]
-            log.info("charger %s recovered: every endpoint answers again", name)
+            if not all(reason == Reason.EXPORTER_FDS for _, reason in previous):
+                log.info("charger %s recovered: every endpoint answers again", name)
             return
         self._failing[name] = state
         by_reason: dict[str, list[str]] = {}

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from exporter.catalogue import CATALOGUE, Source, read
+from exporter.devicetext import device_text
 from exporter.model import (
     ENDPOINTS,
     ChargerFetch,
@@ -120,7 +121,7 @@ def decode_body(body: bytes) -> dict[str, Any]:
                 Reason.INVALID_JSON, f"body is not JSON: {first.msg} at line {first.lineno} column {first.colno}"
             ) from None
     except ValueError as exc:  # e.g. an integer literal longer than Python converts
-        raise PayloadError(Reason.INVALID_JSON, f"body is not usable JSON: {str(exc)[:80]}") from None
+        raise PayloadError(Reason.INVALID_JSON, f"body is not usable JSON: {device_text(exc, 80)}") from None
     if isinstance(data, dict) and isinstance(data.get("message"), dict) and "topic" in data:
         data = data["message"]  # WebSocket envelope
     if not isinstance(data, dict):

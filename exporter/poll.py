@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter.config import ChargerConfig, Config
+from exporter.dns import PoolResolver
 from exporter.fetch import ChargerClient, connection_limit, make_session
 from exporter.health import ExporterHealth
 from exporter.logonce import OncePerKind
@@ -223,7 +224,9 @@ class Fleet:
         self.limiter: asyncio.Semaphore | None = None
         self._limiter_size: int | None = None
         self.session: aiohttp.ClientSession | None = None
-        self._resolver = resolver
+        # One resolver for every session (a reload may replace the session): lookups in threads of their own.
+        self._own_resolver = resolver is None
+        self.resolver: AbstractResolver = resolver if resolver is not None else PoolResolver()
         self._session_shape: tuple[int, float] = (0, 0.0)  # (connection limit, keep-alive) of the session
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -247,7 +250,7 @@ class Fleet:
                 self._retire(session, max((c.timeout for c in self.config.chargers), default=0.0))
             session = self.session = make_session(
                 len(config.chargers),
-                self._resolver,
+                self.resolver,
                 keepalive_timeout=config.keepalive_timeout,
                 max_concurrency=config.max_concurrency,
             )
@@ -295,3 +298,5 @@ class Fleet:
         await asyncio.gather(*self._retired, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+        if self._own_resolver:
+            await self.resolver.close()

@@ -137,6 +137,18 @@ async def test_scrape_timeout_header_caps_the_charger_deadline(
     assert get(samples, "pulsatrix_up", charger="carport") == 1.0
 
 
+async def test_a_tiny_scrape_timeout_header_is_taken_as_one_second(
+    fleet: SimulatedFleet, exporter_client: MakeClient
+) -> None:
+    """Anyone can send the header: 0.01 s must not turn a charger that answers in 0.3 s into a failure."""
+    fleet.sim.chargers["garage"].fault_seconds = 0.3
+    fleet.set_fault("garage", "latency")
+    client = await exporter_client(fleet.config())
+    samples = await scrape(client, **{"X-Prometheus-Scrape-Timeout-Seconds": "0.01"})
+    assert get(samples, "pulsatrix_up", charger="garage") == 1.0
+    assert get(samples, "pulsatrix_scrape_failures_total", charger="garage") == 0.0
+
+
 async def test_one_failing_endpoint_keeps_the_other_endpoints(
     fleet: SimulatedFleet, exporter_client: MakeClient
 ) -> None:

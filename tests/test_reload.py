@@ -213,3 +213,41 @@ async def test_a_new_max_concurrency_applies_to_the_chargers_a_reload_keeps(
     samples = await scrape(client)
     assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in fleet.names)  # 3 x 0.2 s < 2 s
     assert fleet.stats.max_chargers_in_flight == 1  # ... and polled one at a time from the next scrape on
+
+
+async def test_concurrent_reload_requests_coalesce_into_at_most_two_reloads(
+    fleet: SimulatedFleet, aiohttp_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 POSTs while a reload reads the file: one more reload runs after it, and covers all of them."""
+    import threading
+
+    from exporter.config import load_config
+
+    path = write_config(tmp_path / "pulsatrix.yml", fleet, ["garage"])
+    client = await start(aiohttp_client, path)
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_load(source: Path) -> object:
+        config = load_config(source)
+        reading.set()
+        release.wait(timeout=30)  # the first reload has read the file and is busy until the flood is in
+        return config
+
+    monkeypatch.setattr("exporter.reload.load_config", slow_load)
+    first = asyncio.ensure_future(client.post("/-/reload"))
+    assert await asyncio.to_thread(reading.wait, 30)
+    write_config(path, fleet, ["garage", "carport"])  # changed after the first reload started reading
+    flood = [asyncio.ensure_future(client.post("/-/reload")) for _ in range(19)]
+    await asyncio.sleep(0.2)  # every request is in (they only wait on the reloads)
+    release.set()
+    answers = [(await request).status for request in [first, *flood]]
+    texts = [(await (await request).text()).split(", 0 with auth")[0] for request in [first, *flood]]
+    assert client.app[RELOADER].runs == 2
+    assert answers == [200] * 20
+    assert texts[0] == f"config reloaded: {path}: OK, 1 charger (garage)"
+    assert texts[1:] == [f"config reloaded: {path}: OK, 2 chargers (garage, carport)"] * 19
+    assert list(client.app[FLEET].pollers) == ["garage", "carport"]
+    write_config(path, fleet, ["carport"])
+    last = await (await client.post("/-/reload")).text()
+    assert last.startswith(f"config reloaded: {path}: OK, 1 charger (carport), ")
+    assert client.app[RELOADER].runs == 3  # once idle, a request runs its own reload at once

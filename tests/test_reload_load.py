@@ -120,7 +120,7 @@ async def test_reloads_under_load_never_fail_a_scrape_nor_leak(
             os.kill(os.getpid(), signal.SIGHUP)
             for _ in range(100):  # bounded: until the reload task is over
                 await asyncio.sleep(0.02)
-                if not reloader._lock.locked() and reloader.successful == expected_ok:
+                if not reloader.busy and reloader.successful == expected_ok:
                     break
         assert reloader.successful == expected_ok
         await asyncio.sleep(rnd.choice([0.0, 0.05, 0.2]))

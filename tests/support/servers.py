@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,12 +131,28 @@ S = TypeVar("S", bound=Server)
 
 
 @contextlib.contextmanager
-def _serve(cls: type[S], name: str, command: Sequence[str], workdir: Path, port: int, ready_path: str) -> Iterator[S]:
-    """Start ``command`` (which listens on ``port``), wait for ``ready_path`` to answer 200, stop it afterwards."""
+def _serve(
+    cls: type[S],
+    name: str,
+    command: Sequence[str],
+    workdir: Path,
+    port: int,
+    ready_path: str,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[S]:
+    """Start ``command`` (which listens on ``port``), wait for ``ready_path`` to answer 200, stop it afterwards.
+    ``preexec_fn`` runs in the child before it starts (e.g. to set a resource limit)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     with log.open("wb") as log_file:
-        proc = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)
+        # preexec_fn only sets a resource limit (safe enough here: it takes no lock a thread may hold)
+        proc = subprocess.Popen(
+            list(command),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            preexec_fn=preexec_fn,  # noqa: PLW1509
+        )
     server = cls(name, proc, port, workdir, log)
     try:
         wait_until_ready(f"{server.url}{ready_path}", proc, log)
@@ -266,9 +282,14 @@ def write_config_for(simulator: Server, path: Path, timeout: float = 2.0, labels
 
 
 @contextlib.contextmanager
-def run_exporter(config_path: Path, workdir: Path) -> Iterator[Server]:
-    """Start the exporter as a process with ``--config`` on a free loopback port."""
+def run_exporter(
+    config_path: Path,
+    workdir: Path,
+    extra_args: Sequence[str] = (),
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[Server]:
+    """Start the exporter as a process with ``--config`` on a free loopback port (``preexec_fn``: see ``_serve``)."""
     port = free_port()
-    command = [*_exporter_command(), f"--config={config_path}", f"--listen=127.0.0.1:{port}"]
-    with _serve(Server, "exporter", command, workdir, port, "/-/ready") as server:
+    command = [*_exporter_command(), f"--config={config_path}", f"--listen=127.0.0.1:{port}", *extra_args]
+    with _serve(Server, "exporter", command, workdir, port, "/-/ready", preexec_fn) as server:
         yield server

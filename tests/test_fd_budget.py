@@ -1,0 +1,182 @@
+"""The scrape always gets through: idle connections to the exporter's port cannot use up its file descriptors
+(exporter/serve.py). Real processes on loopback, the exporter under a 1,024-fd limit as in many containers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import logging
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fleet import ServerFactory
+from tests.support.samples import get, parse
+from tests.support.servers import run_exporter, run_simulator, simulator_names, write_config_for
+
+FD_LIMIT = 1024
+CHARGERS = 100
+
+
+def limit_fds() -> None:
+    """In the child, before exec: soft and hard 1,024 (the exporter cannot raise it past the hard limit)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+@contextlib.contextmanager
+def idle_connections(port: int, n: int) -> Iterator[list[socket.socket]]:
+    """``n`` TCP connections to ``port`` that never send a byte."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(1.0)  # the exporter accepts them (or closes them) meanwhile
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def metrics_over(connection: http.client.HTTPConnection) -> str:
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    assert response.status == 200
+    return response.read().decode()
+
+
+def test_700_idle_connections_cannot_keep_healthy_chargers_down(tmp_path: Path) -> None:
+    with run_simulator(tmp_path / "sim", chargers=CHARGERS) as simulator:
+        config = write_config_for(simulator, tmp_path / "pulsatrix.yml", timeout=5.0)
+        names = simulator_names(simulator)
+        with run_exporter(config, tmp_path / "exporter", preexec_fn=limit_fds) as exporter:
+            with idle_connections(exporter.port, 700):
+                for _ in range(3):
+                    connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=20)
+                    samples = parse(metrics_over(connection))
+                    connection.close()
+                    up = [get(samples, "pulsatrix_up", charger=name) for name in names]
+                    assert up == [1.0] * CHARGERS
+                    assert not [key for key in samples if key[0] == "pulsatrix_scrape_errors_total"]
+            log = exporter.log.read_text()
+    assert "at most 256 connections; fd limit 1024" in log
+    assert "Traceback" not in log and "Too many open files" not in log
+
+
+def test_out_of_fds_anyway_is_the_exporters_reason_and_one_log_line(tmp_path: Path) -> None:
+    """A cap set above what the fd limit allows: the chargers say exporter_fds (never connect), and the failed
+    accept() calls are one log line, not a traceback each."""
+    with run_simulator(tmp_path / "sim", chargers=CHARGERS) as simulator:
+        config = write_config_for(simulator, tmp_path / "pulsatrix.yml", timeout=5.0)
+        first = simulator_names(simulator)[0]
+        args = ["--web.max-connections=5000"]
+        with run_exporter(config, tmp_path / "exporter", extra_args=args, preexec_fn=limit_fds) as exporter:
+            scraper = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=20)
+            scraper.request("GET", "/-/healthy")  # connected before the descriptors run out
+            scraper.getresponse().read()
+            with idle_connections(exporter.port, 1100):
+                time.sleep(2.0)  # asyncio retries a failed accept() every second
+                samples = parse(metrics_over(scraper))
+            scraper.close()
+            log = exporter.log.read_text()
+    reasons = {dict(labels)["reason"] for name, labels in samples if name == "pulsatrix_scrape_errors_total"}
+    assert reasons == {"exporter_fds"}
+    assert get(samples, "pulsatrix_up", charger=first) == 0.0
+    assert "fd limit 1024 is below the 5464 this exporter may need" in log
+    assert log.count("cannot accept connections on the exporter's port: Too many open files") == 1
+    assert log.count("the exporter is out of file descriptors: ") == 1, "once a minute, not once per charger"
+    assert "failing:" not in log, "not one line per charger"
+    assert "Traceback" not in log and "connect on" not in log
+
+
+def test_the_soft_fd_limit_is_raised_to_the_hard_limit_at_start() -> None:
+    def soft_512() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, FD_LIMIT))
+
+    code = "from exporter.serve import raise_fd_limit; import resource; raise_fd_limit(); "
+    code += "print(*resource.getrlimit(resource.RLIMIT_NOFILE))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=soft_512,
+    )
+    assert out.stdout.split() == ["1024", "1024"]
+
+
+def test_a_refused_setrlimit_is_fine_and_no_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As under the shipped systemd unit (SystemCallFilter=~@resources, SystemCallErrorNumber=EPERM)."""
+    from exporter.serve import raise_fd_limit
+
+    def refused(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 65536))
+    monkeypatch.setattr(resource, "setrlimit", refused)
+    caplog.set_level(logging.DEBUG, logger="exporter")
+    assert raise_fd_limit() == 1024
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+async def test_at_the_cap_idle_connections_make_room_and_busy_ones_never_do(aiohttp_server: ServerFactory) -> None:
+    from aiohttp import web
+
+    from exporter.serve import ConnectionCap
+
+    release = asyncio.Event()
+
+    async def slow(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="done\n")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    server = await aiohttp_server(app)
+    assert server.runner is not None and server.runner.server is not None
+    cap = ConnectionCap(3)
+    cap.install(server.runner.server)
+    busy = await asyncio.open_connection("127.0.0.1", server.port)
+    busy[1].write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(5)]
+    for _ in range(100):  # bounded: until the server has seen all six connections
+        await asyncio.sleep(0.01)
+        if cap.closed_idle == 3:
+            break
+    assert (cap.closed_idle, cap.refused) == (3, 0)  # the 4th, 5th and 6th each closed the oldest idle one
+    release.set()
+    assert await busy[0].readline() == b"HTTP/1.1 200 OK\r\n"  # the request in progress was never closed
+    assert [await reader.read() for reader, _ in idle[:3]] == [b""] * 3  # closed: the oldest idle ones
+    for _, writer in [busy, *idle]:
+        writer.close()
+
+
+def test_idle_and_slow_clients_are_closed_after_30_seconds(tmp_path: Path) -> None:
+    """Before its first request, or sending its headers a byte at a time: closed after 30 s (aiohttp's 75 s before).
+    Waits those 30 s, in one test for both kinds."""
+    from exporter.serve import KEEPALIVE_TIMEOUT
+
+    with run_simulator(tmp_path / "sim", chargers=1) as simulator:
+        config = write_config_for(simulator, tmp_path / "pulsatrix.yml")
+        with run_exporter(config, tmp_path / "exporter") as exporter:
+            silent = socket.create_connection(("127.0.0.1", exporter.port), timeout=KEEPALIVE_TIMEOUT + 15)
+            slow = socket.create_connection(("127.0.0.1", exporter.port), timeout=1)
+            started = time.monotonic()
+            for byte in b"GET /metrics HTTP/1.1\r\nHost: x":  # never a complete request
+                slow.sendall(bytes([byte]))
+                time.sleep(0.5)  # 16 s for these 32 bytes: slower than any real client
+            slow.settimeout(KEEPALIVE_TIMEOUT + 15)
+            assert slow.recv(1) == b""  # closed by the exporter (a timeout would raise instead)
+            assert silent.recv(1) == b""
+            waited = time.monotonic() - started
+            silent.close()
+            slow.close()
+    assert KEEPALIVE_TIMEOUT - 1 < waited < KEEPALIVE_TIMEOUT + 10
