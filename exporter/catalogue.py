@@ -324,7 +324,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "errors",
         "exporter",
         "Failed endpoint fetches by reason: timeout, connect, http_status, unauthorized, invalid_json, "
-        "invalid_payload, exporter_error. A series appears with the first error of its endpoint and reason; "
+        "invalid_payload, exporter_error, throttled. A series appears with the first error of its endpoint and reason; "
         "alert on pulsatrix_scrape_failures_total, which starts at 0.",
         ("endpoint", "reason"),
     ),
