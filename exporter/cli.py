@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
+from exporter.listen import BindError, bind, url
 from exporter.webauth import BasicAuthGate
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -259,9 +260,16 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         shown = (sessions, len(script.chargers), args.speed)
         log.info("simulate: %d scripted session(s) on %d charger(s), simulated clock at %g x real time", *shown)
     host, port = args.listen
+    try:
+        sockets = bind(host, port, backlog=SIM_BACKLOG)
+    except BindError as exc:
+        print(f"pulsatrix-exporter simulate: {exc}", file=sys.stderr)
+        return 1
+    port = sockets[0].getsockname()[1]  # the port bound, for --listen HOST:0 too
+    log.info("simulate: listening on %s", ", ".join(url("http", sock) for sock in sockets))
     for name in app_names(app):
         print(f"  - name: {name}\n    url: {base_url(host, port)}/{name}", flush=True)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0, backlog=SIM_BACKLOG)
+    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0)
     return 0
 
 
@@ -327,13 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
-        app = _demo_app(args.demo_chargers or DEFAULT_DEMO_CHARGERS, speed=10.0)
+        n = args.demo_chargers or DEFAULT_DEMO_CHARGERS
+        app: Callable[[], Awaitable[web.Application]] = lambda: _demo_app(n, speed=10.0)  # noqa: E731
     else:
         from exporter.app import create_app
 
-        app = _ready(create_app(config, tune_gc=True))
-    _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    return 0
+        made = create_app(config, tune_gc=True)
+        app = lambda: _ready(made)  # noqa: E731
+    return _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
 
 
 async def _ready(app: web.Application) -> web.Application:
@@ -341,17 +350,18 @@ async def _ready(app: web.Application) -> web.Application:
 
 
 def _serve(
-    make_app: Awaitable[web.Application],
+    make_app: Callable[[], Awaitable[web.Application]],
     listen: tuple[str, int],
     web_config: WebConfig | None,
     *,
     shutdown_timeout: float,
-) -> None:
+) -> int:
+    """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
     ssl_context = web_config.ssl_context if web_config is not None else None
 
     async def app_with_auth() -> web.Application:
-        app = await make_app
+        app = await make_app()
         if web_config is not None and web_config.users:
             auth = BasicAuthGate(web_config.users)
             app.middlewares.append(auth.middleware)
@@ -361,14 +371,19 @@ def _serve(
     if web_config is not None and web_config.users and ssl_context is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     scheme = "https" if ssl_context is not None else "http"
-    log.info("pulsatrix-exporter %s listening on %s://%s:%d", __version__, scheme, host, port)
+    try:
+        sockets = bind(host, port)
+    except BindError as exc:
+        print(f"pulsatrix-exporter: {exc}", file=sys.stderr)
+        return 1
+    log.info("pulsatrix-exporter %s listening on %s", __version__, ", ".join(url(scheme, sock) for sock in sockets))
     web.run_app(
         app_with_auth(),
-        host=host,
-        port=port,
+        sock=sockets,
         ssl_context=ssl_context,
         access_log=None,
         print=None,
         shutdown_timeout=shutdown_timeout,
     )
     log.info("stopped")
+    return 0
