@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter-toolkit web config: TLS (tls_server_config) and basic auth (basic_auth_users) for this port",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="web_enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload (refused with 403 otherwise, as in Prometheus); SIGHUP always reloads",
+    )
+    parser.add_argument(
         "--check-config",
         action="store_true",
         help="validate the config (and --web.config.file), print a summary, exit 0/1",
@@ -195,7 +201,7 @@ def hide_malformed_requests() -> None:
         logger.addFilter(_MalformedRequestFilter())
 
 
-async def _demo_app(n: int, speed: float) -> web.Application:
+async def _demo_app(n: int, speed: float, *, enable_lifecycle: bool = False) -> web.Application:
     from exporter.app import create_app
     from exporter.simulator import SITES, start_simulator
 
@@ -208,7 +214,7 @@ async def _demo_app(n: int, speed: float) -> web.Application:
         n,
         base_url,
     )
-    app = create_app(config)
+    app = create_app(config, enable_lifecycle=enable_lifecycle)
 
     async def stop_simulator(_: web.Application) -> None:
         await runner.cleanup()
@@ -336,11 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
         n = args.demo_chargers or DEFAULT_DEMO_CHARGERS
-        app: Callable[[], Awaitable[web.Application]] = lambda: _demo_app(n, speed=10.0)  # noqa: E731
+        lifecycle = args.web_enable_lifecycle
+        app: Callable[[], Awaitable[web.Application]] = lambda: _demo_app(  # noqa: E731
+            n, speed=10.0, enable_lifecycle=lifecycle
+        )
     else:
         from exporter.app import create_app
 
-        made = create_app(config, tune_gc=True)
+        made = create_app(config, tune_gc=True, enable_lifecycle=args.web_enable_lifecycle)
         app = lambda: _ready(made)  # noqa: E731
     return _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
 
