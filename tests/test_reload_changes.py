@@ -67,8 +67,11 @@ async def test_post_reload_answers_and_logs_what_changed(
     write_config(path, fleet, ["garage", "visitor-bay"], max_concurrency=4, garage={"labels": {"site": "work"}})
     response = await client.post("/-/reload")
     assert response.status == 200
-    changes = "added 1: visitor-bay; removed 1: carport; changed 1: garage (labels); settings: max_concurrency none -> 4"
+    changes = (
+        "added 1: visitor-bay; removed 1: carport; changed 1: garage (labels); settings: max_concurrency none -> 4"
+    )
+    summary = f"{path}: OK, 2 chargers (garage, visitor-bay), 0 with auth, default timeout 2s"
     body = await response.text()
-    assert body == f"config reloaded: {path}: OK, 2 chargers (garage, visitor-bay), 0 with auth, default timeout 2s; {changes}\n"
+    assert body == f"config reloaded: {summary}; {changes}\n"
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config reloaded")]
     assert logged == [f"config reloaded: {body.removeprefix('config reloaded: ').strip()}"]
