@@ -15,7 +15,7 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.listen import BindError, bind, url
 from exporter.webauth import BasicAuthGate
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+from exporter.webconfig import LiveWebConfig, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -354,6 +354,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(app, args.listen, web_config, shutdown_timeout=SHUTDOWN_TIMEOUT)
 
 
+def protect(app: web.Application, live: LiveWebConfig) -> None:
+    """Put the web config's basic auth in front of ``app`` and re-read the web config on each reload. The gate is
+    there even without users: a reload may add them (until then it lets every request pass)."""
+    from exporter.app import RELOADER
+
+    auth = BasicAuthGate(live.config.users)
+    live.set_users = auth.set_users
+    app.middlewares.append(auth.middleware)
+    app.on_cleanup.append(auth.close)
+    app[RELOADER].also.append(live.reload)
+
+
 async def _ready(app: web.Application) -> web.Application:
     return app
 
@@ -367,14 +379,13 @@ def _serve(
 ) -> int:
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
-    ssl_context = web_config.ssl_context if web_config is not None else None
+    live = LiveWebConfig(web_config.source, web_config) if web_config is not None else None
+    ssl_context = live.ssl_context if live is not None else None
 
     async def app_with_auth() -> web.Application:
         app = await make_app()
-        if web_config is not None and web_config.users:
-            auth = BasicAuthGate(web_config.users)
-            app.middlewares.append(auth.middleware)
-            app.on_cleanup.append(auth.close)
+        if live is not None:
+            protect(app, live)
         return app
 
     if web_config is not None and web_config.users and ssl_context is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -80,11 +81,23 @@ class Reloader:
         self.successful = True  # the config the exporter started with was valid, or it would not have started
         self.success_time = time.time()
         self._lock = asyncio.Lock()
+        # Called after each config reload, applied or not (the command line's web config re-read): a line each.
+        self.also: list[Callable[[], str]] = []
 
     def __repr__(self) -> str:
         return f"Reloader({str(self.path) if self.path else None!r})"
 
     async def reload(self, executor: Executor | None) -> tuple[bool, str]:
+        """Re-read the file (and what ``also`` re-reads); return (applied, a summary or every problem found)."""
+        ok, message = await self._reload_config(executor)
+        for extra in self.also:
+            try:
+                message += "\n" + extra()
+            except Exception:  # a bug there must not fail the config reload
+                log.exception("reload: %r failed", extra)
+        return ok, message
+
+    async def _reload_config(self, executor: Executor | None) -> tuple[bool, str]:
         """Re-read the file; return (applied, a one-line summary or every problem found). Never raises."""
         if self.path is None:
             return False, "nothing to reload: the exporter runs without a config file (demo or in-memory config)"

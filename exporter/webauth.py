@@ -47,13 +47,21 @@ class BasicAuthGate:
     MAX_PENDING = 64
 
     def __init__(self, users: tuple[tuple[str, Secret], ...]) -> None:
-        self._hashes = {name: hashed.reveal().encode() for name, hashed in users}
-        self._dummy = max(self._hashes.values(), key=lambda h: int(h[4:6]), default=b"")
         self._key = os.urandom(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        self.set_users(users)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         self.bcrypt_runs = 0  # how often bcrypt actually ran (for tests and curiosity)
+
+    def set_users(self, users: tuple[tuple[str, Secret], ...]) -> None:
+        """The users of a reloaded web config; none: every request passes (as without basic_auth_users). What was
+        verified is forgotten, so a removed user or a changed password is refused from the next request on."""
+        self._hashes = {name: hashed.reveal().encode() for name, hashed in users}
+        self._dummy = max(self._hashes.values(), key=lambda h: int(h[4:6]), default=b"")
+        self._verified.clear()
+        self._pending = {}  # checks under way finish for their requests; new requests are checked anew
+        self._generation = getattr(self, "_generation", 0) + 1  # a check begun before is not remembered
 
     def _bcrypt(self, user: str, password: bytes) -> bool:
         hashed = self._hashes.get(user)
@@ -79,13 +87,16 @@ class BasicAuthGate:
             self.bcrypt_runs += 1
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._bcrypt, user, secret)
             self._pending[digest] = future
-            future.add_done_callback(lambda f: self._done(digest, f))
+            generation = self._generation
+            future.add_done_callback(lambda f: self._done(digest, f, generation))
         # shield: a client that goes away must not cancel the check others wait for
         return await asyncio.shield(future)
 
-    def _done(self, digest: bytes, future: asyncio.Future[bool]) -> None:
-        self._pending.pop(digest, None)
-        if not future.cancelled() and future.exception() is None and future.result():
+    def _done(self, digest: bytes, future: asyncio.Future[bool], generation: int) -> None:
+        if self._pending.get(digest) is future:
+            del self._pending[digest]
+        ok = not future.cancelled() and future.exception() is None and future.result()
+        if ok and generation == self._generation:
             self._verified[digest] = None
             while len(self._verified) > self.CACHE_SIZE:
                 self._verified.popitem(last=False)
@@ -94,7 +105,7 @@ class BasicAuthGate:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or not self._hashes:
             return await handler(request)
         credentials = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
         try:
