@@ -55,6 +55,7 @@ HEALTH = web.AppKey("health", ExporterHealth)
 RUNTIME = web.AppKey("runtime", Runtime)
 RELOADER = web.AppKey("reloader", Reloader)
 OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
+LIFECYCLE = web.AppKey("lifecycle", bool)  # --web.enable-lifecycle: POST /-/reload allowed
 
 # A young-generation collection every 10,000 allocations instead of 700: a scrape of 1,000 chargers keeps ~100,000
 # objects alive at once (requests in flight, readings), which the default turns into thousands of collections.
@@ -209,8 +210,18 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
     return await _render(request, _device_families(app, readings), started)
 
 
+LIFECYCLE_DISABLED = (
+    "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload over HTTP, or send it "
+    "SIGHUP\n"
+)
+
+
 async def handle_reload(request: web.Request) -> web.Response:
-    """Re-read the config file: 200 with a summary, or 500 with every problem (the running config stays)."""
+    """Re-read the config file: 200 with a summary, or 500 with every problem (the running config stays). Refused
+    with 403 unless ``--web.enable-lifecycle`` (as Prometheus does): anyone who reaches the port could otherwise
+    make the exporter re-read its files and secrets at will."""
+    if not request.app[LIFECYCLE]:
+        raise web.HTTPForbidden(text=LIFECYCLE_DISABLED)
     ok, message = await asyncio.shield(_start_reload(request.app))
     if not ok:
         raise web.HTTPInternalServerError(text=message + "\n")
@@ -272,13 +283,16 @@ def create_app(
     config_path: str | Path | None = None,
     resolver: AbstractResolver | None = None,
     tune_gc: bool = False,
+    enable_lifecycle: bool = False,
 ) -> web.Application:
     """Wire routes and state.
 
     ``config_path`` is the file that SIGHUP and ``POST /-/reload`` re-read; by default the file ``config`` was
     loaded from (its ``source``), none for an in-memory config such as the demo's (a reload then says so).
     ``resolver`` replaces aiohttp's host-name resolver (tests use it). ``tune_gc`` tunes the process's garbage
-    collector once started (the command line sets it: it owns the process).
+    collector once started (the command line sets it: it owns the process). ``enable_lifecycle``
+    (``--web.enable-lifecycle``) allows ``POST /-/reload``; without it the endpoint answers 403 (SIGHUP always
+    reloads).
     """
     if config_path is None and not config.source.startswith("<"):
         config_path = config.source
@@ -290,6 +304,7 @@ def create_app(
     app[FLEET] = fleet
     app[RELOADER] = reloader
     app[OWN_REGISTRY] = own_registry()
+    app[LIFECYCLE] = enable_lifecycle
     app[RUNTIME] = Runtime()
     app.cleanup_ctx.append(_runtime_ctx)
     if tune_gc:

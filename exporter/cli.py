@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -16,9 +16,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.fetch import connection_limit
+from exporter.listen import BindError, bind, url
 from exporter.serve import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, default_max_connections, raise_fd_limit, run
 from exporter.webauth import BasicAuthGate
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+from exporter.webconfig import LiveWebConfig, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=connection_count,
         help="connections to this port at once; at the cap a new one closes the oldest idle one (default: "
         f"{DEFAULT_MAX_CONNECTIONS}, or what the fd limit leaves after 4 per charger and {RESERVED_FDS} spare)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="web_enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload (refused with 403 otherwise, as in Prometheus); SIGHUP always reloads",
     )
     parser.add_argument(
         "--check-config",
@@ -236,7 +243,7 @@ def hide_malformed_requests() -> None:
         logger.addFilter(_MalformedRequestFilter())
 
 
-async def _demo_app(n: int, speed: float) -> web.Application:
+async def _demo_app(n: int, speed: float, *, enable_lifecycle: bool = False) -> web.Application:
     from exporter.app import create_app
     from exporter.simulator import SITES, start_simulator
 
@@ -249,7 +256,7 @@ async def _demo_app(n: int, speed: float) -> web.Application:
         n,
         base_url,
     )
-    app = create_app(config)
+    app = create_app(config, enable_lifecycle=enable_lifecycle)
 
     async def stop_simulator(_: web.Application) -> None:
         await runner.cleanup()
@@ -301,10 +308,17 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         shown = (sessions, len(script.chargers), args.speed)
         log.info("simulate: %d scripted session(s) on %d charger(s), simulated clock at %g x real time", *shown)
     host, port = args.listen
+    try:
+        sockets = bind(host, port, backlog=SIM_BACKLOG)
+    except BindError as exc:
+        print(f"pulsatrix-exporter simulate: {exc}", file=sys.stderr)
+        return 1
+    port = sockets[0].getsockname()[1]  # the port bound, for --listen HOST:0 too
+    log.info("simulate: listening on %s", ", ".join(url("http", sock) for sock in sockets))
     user, _, env = (args.basic or "").partition(":")
     basic = (user, env) if args.basic else None  # the snippet names the variable, never prints the secret
     print(config_snippet(app_names(app), base_url(host, port), basic=basic, bearer_env=args.bearer), flush=True)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0, backlog=SIM_BACKLOG)
+    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0)
     return 0
 
 
@@ -371,14 +385,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
         chargers = args.demo_chargers or DEFAULT_DEMO_CHARGERS
-        app = _demo_app(chargers, speed=10.0)
+        lifecycle = args.web_enable_lifecycle
+        app: Callable[[], Awaitable[web.Application]] = lambda: _demo_app(  # noqa: E731
+            chargers, speed=10.0, enable_lifecycle=lifecycle
+        )
         charger_sockets = 2 * connection_limit(chargers, None)  # the in-process simulator's end of them too
     else:
         from exporter.app import create_app
 
-        app = _ready(create_app(config, tune_gc=True))
+        made = create_app(config, tune_gc=True, enable_lifecycle=args.web_enable_lifecycle)
+        app = lambda: _ready(made)  # noqa: E731
         charger_sockets = connection_limit(len(config.chargers), config.max_concurrency)
-    _serve(
+    return _serve(
         app,
         args.listen,
         web_config,
@@ -386,7 +404,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_connections=args.web_max_connections,
         charger_sockets=charger_sockets,
     )
-    return 0
+
+
+def protect(app: web.Application, live: LiveWebConfig) -> None:
+    """Put the web config's basic auth in front of ``app`` and re-read the web config on each reload. The gate is
+    there even without users: a reload may add them (until then it lets every request pass)."""
+    from exporter.app import RELOADER
+
+    auth = BasicAuthGate(live.config.users)
+    live.set_users = auth.set_users
+    app.middlewares.append(auth.middleware)
+    app.on_cleanup.append(auth.close)
+    app[RELOADER].also.append(live.reload)
 
 
 async def _ready(app: web.Application) -> web.Application:
@@ -394,14 +423,15 @@ async def _ready(app: web.Application) -> web.Application:
 
 
 def _serve(
-    make_app: Awaitable[web.Application],
+    make_app: Callable[[], Awaitable[web.Application]],
     listen: tuple[str, int],
     web_config: WebConfig | None,
     *,
     shutdown_timeout: float,
     max_connections: int | None = None,
     charger_sockets: int = 0,
-) -> None:
+) -> int:
+    """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
     fd_limit = raise_fd_limit()
     cap = max_connections or default_max_connections(fd_limit, charger_sockets)
@@ -416,35 +446,37 @@ def _serve(
             charger_sockets,
             RESERVED_FDS,
         )
-    ssl_context = web_config.ssl_context if web_config is not None else None
+    live = LiveWebConfig(web_config.source, web_config) if web_config is not None else None
+    ssl_context = live.ssl_context if live is not None else None
 
     async def app_with_auth() -> web.Application:
-        app = await make_app
-        if web_config is not None and web_config.users:
-            auth = BasicAuthGate(web_config.users)
-            app.middlewares.append(auth.middleware)
-            app.on_cleanup.append(auth.close)
+        app = await make_app()
+        if live is not None:
+            protect(app, live)
         return app
 
     if web_config is not None and web_config.users and ssl_context is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     scheme = "https" if ssl_context is not None else "http"
+    try:
+        sockets = bind(host, port)
+    except BindError as exc:
+        print(f"pulsatrix-exporter: {exc}", file=sys.stderr)
+        return 1
     log.info(
-        "pulsatrix-exporter %s listening on %s://%s:%d (at most %d connections; fd limit %d)",
+        "pulsatrix-exporter %s listening on %s (at most %d connections; fd limit %d)",
         __version__,
-        scheme,
-        host,
-        port,
+        ", ".join(url(scheme, sock) for sock in sockets),
         cap,
         fd_limit,
     )
     run(
         app_with_auth(),
-        host,
-        port,
+        sockets,
         ssl_context=ssl_context,
         shutdown_timeout=shutdown_timeout,
         max_connections=cap,
         fd_limit=fd_limit,
     )
     log.info("stopped")
+    return 0

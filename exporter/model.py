@@ -31,6 +31,7 @@ class Reason(StrEnum):
     INVALID_PAYLOAD = "invalid_payload"  # JSON, but not the object the endpoint documents; or an oversized body
     EXPORTER_ERROR = "exporter_error"  # a bug in the exporter, never the charger's fault
     EXPORTER_FDS = "exporter_fds"  # the exporter ran out of file descriptors (EMFILE/ENFILE), not the charger's fault
+    THROTTLED = "throttled"  # waited for a max_concurrency polling slot past the deadline: never contacted
 
 
 REASONS: Final = tuple(reason.value for reason in Reason)

@@ -14,7 +14,8 @@ needs for a :class:`Reading`:
 * **Deadlines.** The poller makes each poll's :class:`Deadline` (the charger's timeout, capped by the scrape's
   budget: :func:`deadline_after`) and extends it; :mod:`exporter.fetch` only runs its requests under it.
 * **max_concurrency.** One semaphore bounds how many chargers are polled at once; waiting for a slot counts
-  against the charger's deadline.
+  against the charger's deadline. A charger that gets no slot before it is ``throttled`` (the exporter's
+  limit, not the device's fault), and that result is never served again for ``min_interval``.
 * **Counted once.** A poll is parsed and recorded in the health state exactly once, when it completes: a reading
   shared by concurrent scrapes or served again from the cache is never counted or logged twice.
 """
@@ -40,6 +41,8 @@ from exporter.model import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch
 from exporter.parse import parse_charger
 
 log = logging.getLogger("exporter.poll")
+
+THROTTLED_DETAIL = "no free polling slot before the deadline (max_concurrency): the charger was not contacted"
 
 
 class Deadline:
@@ -110,6 +113,7 @@ class Poller:
         self._poll_limit = 0.0  # the latest its deadline may be pushed to: its start + the charger's timeout
         self._last: ChargerResult | None = None
         self._last_started = 0.0  # event-loop time at which the last completed poll started
+        self._queued = False  # the poll in flight still waits for a max_concurrency slot
         self._bugs = OncePerKind(log)
 
     def __repr__(self) -> str:
@@ -147,6 +151,9 @@ class Poller:
         except TimeoutError:
             if poll_deadline.when <= deadline:  # the poll ends now too, with what did answer: take that
                 return Reading(await asyncio.shield(task))
+            if self._queued and self._task is task:  # that poll has not even reached the charger yet
+                detail = THROTTLED_DETAIL
+                return Reading(failed_result(self.charger, Reason.THROTTLED, detail, loop.time() - now))
             detail = "no answer before the deadline (a poll started by another scrape was still running)"
             return Reading(failed_result(self.charger, Reason.TIMEOUT, detail, loop.time() - now))
 
@@ -178,8 +185,11 @@ class Poller:
             self._bugs.error(self.charger.name, exc, "charger %s: unexpected error while polling", self.charger.name)
             detail = f"exporter error: {type(exc).__name__}"
             result = failed_result(self.charger, Reason.EXPORTER_ERROR, detail, loop.time() - started)
-        cut_short = deadline.when < limit and any(e.reason is Reason.TIMEOUT for e in result.endpoints.values())
-        if not cut_short:  # a timeout under a scrape's short budget is not the charger's answer for min_interval
+        reasons = {e.reason for e in result.endpoints.values()}
+        # A timeout under a scrape's short budget is not the charger's answer for min_interval; nor is a poll that
+        # never got a polling slot (throttled): the charger was not even asked.
+        cut_short = Reason.THROTTLED in reasons or (deadline.when < limit and Reason.TIMEOUT in reasons)
+        if not cut_short:
             self._last, self._last_started = result, started
         try:
             self.health.record([result])
@@ -193,17 +203,19 @@ class Poller:
             return await self.client.fetch(deadline)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self._queued = True
         try:
             async with deadline.scope():
                 await limiter.acquire()
         except TimeoutError:
-            detail = "no free polling slot before the deadline (max_concurrency)"
             return ChargerFetch(
                 charger=self.charger,
-                endpoints={ep: EndpointFetch(ep, reason=Reason.TIMEOUT, detail=detail) for ep in ENDPOINTS},
+                endpoints={ep: EndpointFetch(ep, reason=Reason.THROTTLED, detail=THROTTLED_DETAIL) for ep in ENDPOINTS},
                 duration=loop.time() - started,
                 taken_at=time.time(),
             )
+        finally:
+            self._queued = False
         try:
             return await self.client.fetch(deadline)
         finally:

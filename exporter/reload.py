@@ -2,7 +2,9 @@
 
 A valid file takes effect from the next scrape on (:meth:`exporter.poll.Fleet.apply`; scrapes in flight finish
 with the chargers they started with). An invalid one is rejected with its problems logged, and the running config
-stays. ``pulsatrix_exporter_config_last_reload_successful`` and
+stays. A reload that applies logs and answers what it changed (:func:`describe_changes`: chargers added, removed
+and changed by name and key, settings old -> new; never a value of a charger's settings).
+``pulsatrix_exporter_config_last_reload_successful`` and
 ``pulsatrix_exporter_config_last_reload_success_timestamp_seconds`` say how the last attempt went, as Prometheus'
 own metrics of the same name do.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -26,6 +29,55 @@ from exporter.metrics import Family, reload_families
 from exporter.poll import Fleet
 
 log = logging.getLogger("exporter.reload")
+
+# The settings of a charger compared on reload, by the key the config file names them with (never their values:
+# url may carry a token in its query, auth holds secrets).
+CHARGER_KEYS = ("url", "timeout", "labels", "auth", "tls", "min_interval")
+# The top-level settings; their values are numbers, safe to show.
+SETTINGS = ("timeout", "min_interval", "max_concurrency", "keepalive_timeout")
+MAX_NAMED = 20  # chargers named per list (added, removed, changed); the rest are counted
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMED])
+    return shown + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_changes(old: Config, new: Config) -> str:
+    """What a reload from ``old`` to ``new`` changes, in one line: chargers added, removed and changed (by name;
+    "changed" lists the keys that differ, never a value) and the top-level settings (old -> new)."""
+    before = {c.name: c for c in old.chargers}
+    after = {c.name: c for c in new.chargers}
+    parts = []
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    changed = []
+    for name, charger in after.items():
+        was = before.get(name)
+        if was is None or was == charger:
+            continue
+        keys = [key for key in CHARGER_KEYS if getattr(was, key) != getattr(charger, key)]
+        changed.append(f"{name} ({', '.join(keys)})")
+    if added:
+        parts.append(f"added {len(added)}: {_names(added)}")
+    if removed:
+        parts.append(f"removed {len(removed)}: {_names(removed)}")
+    if changed:
+        parts.append(f"changed {len(changed)}: {_names(changed)}")
+    settings = [
+        f"{key} {_value(getattr(old, key))} -> {_value(getattr(new, key))}"
+        for key in SETTINGS
+        if getattr(old, key) != getattr(new, key)
+    ]
+    if settings:
+        parts.append(f"settings: {', '.join(settings)}")
+    return "; ".join(parts) if parts else "no changes"
 
 
 class Reloader:
@@ -37,6 +89,8 @@ class Reloader:
         self._running: asyncio.Task[tuple[bool, str]] | None = None  # the reload reading or applying now
         self._queued: asyncio.Task[tuple[bool, str]] | None = None  # the one that starts when it ends
         self.runs = 0  # reloads actually run (for tests and curiosity)
+        # Called after each config reload, applied or not (the command line's web config re-read): a line each.
+        self.also: list[Callable[[], str]] = []
 
     def __repr__(self) -> str:
         return f"Reloader({str(self.path) if self.path else None!r})"
@@ -79,7 +133,17 @@ class Reloader:
                 task.cancel()
 
     async def _reload_now(self, path: Path, executor: Executor | None) -> tuple[bool, str]:
+        """One reload: the config file, then what ``also`` re-reads (a line each)."""
         self.runs += 1
+        ok, message = await self._reload_config(path, executor)
+        for extra in self.also:
+            try:
+                message += "\n" + extra()
+            except Exception:  # a bug there must not fail the config reload
+                log.exception("reload: %r failed", extra)
+        return ok, message
+
+    async def _reload_config(self, path: Path, executor: Executor | None) -> tuple[bool, str]:
         loop = asyncio.get_running_loop()
         try:
             config: Config = await loop.run_in_executor(executor, load_config, path)
@@ -96,6 +160,7 @@ class Reloader:
             self.successful = False
             log.exception("config reload failed, the running config stays")
             return False, f"exporter error while reading {path}: {type(exc).__name__}"
+        changes = describe_changes(self.fleet.config, config)
         try:
             self.fleet.apply(config)
         except Exception as exc:
@@ -104,8 +169,8 @@ class Reloader:
             return False, f"exporter error while applying {path}: {type(exc).__name__}"
         self.successful = True
         self.success_time = time.time()
-        log.info("config reloaded: %s", config.summary())
-        return True, config.summary()
+        log.info("config reloaded: %s; %s", config.summary(), changes)
+        return True, f"{config.summary()}; {changes}"
 
     def families(self) -> list[Family]:
         """``pulsatrix_exporter_config_last_reload_successful`` and its success timestamp, as they are now."""

@@ -26,9 +26,10 @@ import errno
 import logging
 import math
 import resource
+import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -143,8 +144,7 @@ class AcceptErrors:
 
 def run(
     make_app: Awaitable[web.Application],
-    host: str,
-    port: int,
+    sockets: Sequence[socket.socket],
     *,
     ssl_context: ssl.SSLContext | None,
     shutdown_timeout: float,
@@ -168,7 +168,8 @@ def run(
         try:
             assert runner.server is not None  # noqa: S101 - set by setup()
             ConnectionCap(max_connections).install(runner.server)
-            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+            for sock in sockets:  # bound by the caller, so that a bind error is reported before anything starts
+                await web.SockSite(runner, sock, ssl_context=ssl_context).start()
             on_listening()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:

@@ -52,6 +52,7 @@ class _Check:
     password: bytes
     client: _Client
     future: asyncio.Future[bool]
+    generation: int  # the users it was checked against (see set_users)
 
 
 class BasicAuthGate:
@@ -85,18 +86,29 @@ class BasicAuthGate:
     MAX_CLIENTS = 4096
 
     def __init__(self, users: tuple[tuple[str, Secret], ...]) -> None:
-        self._hashes = {name: hashed.reveal().encode() for name, hashed in users}
-        self._dummy = max(self._hashes.values(), key=lambda h: int(h[4:6]), default=b"")
         self._key = os.urandom(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._failed: OrderedDict[bytes, float] = OrderedDict()  # digest -> monotonic time it is forgotten
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        self._generation = 0
+        self.set_users(users)
         self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._turns: OrderedDict[str, None] = OrderedDict()  # addresses with checks queued, in round-robin order
         self._running = 0
         self._executor = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="bcrypt")
         self.clock = time.monotonic
         self.bcrypt_runs = 0  # how often bcrypt actually ran (for tests and curiosity)
+
+    def set_users(self, users: tuple[tuple[str, Secret], ...]) -> None:
+        """The users of a reloaded web config; none: every request passes (as without basic_auth_users). What was
+        verified or refused is forgotten, so a removed user or a changed password is refused, and a new password
+        accepted, from the next request on."""
+        self._hashes = {name: hashed.reveal().encode() for name, hashed in users}
+        self._dummy = max(self._hashes.values(), key=lambda h: int(h[4:6]), default=b"")
+        self._verified.clear()
+        self._failed.clear()
+        self._pending = {}  # checks under way finish for their requests; new requests are checked anew
+        self._generation += 1  # a check begun before is not remembered
 
     def _bcrypt(self, user: str, password: bytes) -> bool:
         hashed = self._hashes.get(user)
@@ -138,7 +150,7 @@ class BasicAuthGate:
         client.pending += 1
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending[digest] = future
-        client.queue.append(_Check(digest, user, secret, client, future))
+        client.queue.append(_Check(digest, user, secret, client, future, self._generation))
         self._turns[key] = None
         self._dispatch()
         return future
@@ -181,14 +193,17 @@ class BasicAuthGate:
     def _done(self, check: _Check, done: asyncio.Future[bool]) -> None:
         self._running -= 1
         check.client.pending -= 1
-        self._pending.pop(check.digest, None)
+        if self._pending.get(check.digest) is check.future:
+            del self._pending[check.digest]
         ok = not done.cancelled() and done.exception() is None and done.result()
+        current = check.generation == self._generation  # checked against the users still configured
         if ok:
             check.client.tokens = min(self.GUESS_BURST, check.client.tokens + 1.0)
-            self._verified[check.digest] = None
+            if current:
+                self._verified[check.digest] = None
             while len(self._verified) > self.CACHE_SIZE:
                 self._verified.popitem(last=False)
-        elif not done.cancelled():
+        elif not done.cancelled() and current:
             self._failed[check.digest] = self.clock() + self.FAILED_TTL
             self._failed.move_to_end(check.digest)
             while len(self._failed) > self.FAILED_CACHE_SIZE:
@@ -202,7 +217,7 @@ class BasicAuthGate:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or not self._hashes:
             return await handler(request)
         credentials = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
         try:

@@ -45,6 +45,8 @@ from grafana.tables import column, label_column, table
 from grafana.vocabulary import (
     CHARGER_UID,
     CHARGING_STATES,
+    EXPORTER_REASONS,
+    EXPORTER_REASONS_RE,
     FAULT_STATES,
     FAULT_STATUS,
     FLEET_UID,
@@ -459,6 +461,8 @@ def states_and_availability() -> list[Panel]:
 
 def exporter_health() -> list[Panel]:
     errors = s("pulsatrix_scrape_errors_total")
+    device_errors = s("pulsatrix_scrape_errors_total", f'reason!~"{EXPORTER_REASONS_RE}"')
+    own_errors = s("pulsatrix_scrape_errors_total", f'reason=~"{EXPORTER_REASONS_RE}"')
     duration = s("pulsatrix_scrape_duration_seconds")
     return [
         timeseries(
@@ -471,10 +475,11 @@ def exporter_health() -> list[Panel]:
         ),
         timeseries(
             "Scrape errors by reason",
-            "Failed endpoint fetches per second, by reason (timeout, connect, http_status, unauthorized, "
-            "invalid_json, invalid_payload). Flat at 0 on a healthy fleet.",
+            "Failed endpoint fetches per second that the chargers caused, by reason (timeout, connect, "
+            "http_status, unauthorized, invalid_json, invalid_payload). Flat at 0 on a healthy fleet. The "
+            "exporter's own (" + ", ".join(EXPORTER_REASONS) + ") are under Exporter-side errors.",
             "cps",
-            [Query(f"sum by (reason) (rate({errors}[$__rate_interval])){NO_ERRORS}", "{{reason}}")],
+            [Query(f"sum by (reason) (rate({device_errors}[$__rate_interval])){NO_ERRORS}", "{{reason}}")],
             w=8,
             legend=LEGEND_LIST,
         ),
@@ -548,5 +553,22 @@ def exporter_health() -> list[Panel]:
             [Query(f"sum by (instance) ({e('process_resident_memory_bytes')})", "{{instance}}")],
             w=12,
             min=0,
+        ),
+        timeseries(
+            "Exporter-side errors",
+            "Endpoint fetches per second that failed because of the exporter, not the charger, by reason and "
+            "charger: throttled (no max_concurrency slot before the deadline: raise max_concurrency or the "
+            "timeout, or add a replica), exporter_error (a bug: see the exporter's log), exporter_fds (out of "
+            "file descriptors). Flat at 0 on a healthy exporter; PulsatrixExporterSideErrors alerts on them.",
+            "cps",
+            [
+                Query(
+                    f"sum by (reason, charger) (rate({own_errors}[$__rate_interval]))"
+                    ' or label_replace(vector(0), "reason", "none", "", "")',
+                    "{{reason}} {{charger}}",
+                )
+            ],
+            w=24,
+            legend=LEGEND_LIST,
         ),
     ]

@@ -34,6 +34,15 @@ FAULT_STATUS: Final = "[EFR]1?"
 # States shown red: a fault, or a charger that cannot charge.
 RED_STATES: Final = f"{FAULT_STATES}|Unavailable"
 
+# --- reasons -----------------------------------------------------------------------------------------------------
+
+# The `reason`s of pulsatrix_scrape_errors_total that are the exporter's problem, not the charger's (exporter.model
+# Reason): no max_concurrency slot before the deadline, a bug, no file descriptor left. The charger was not even
+# asked (or its answer was lost in the exporter): dashboards show them apart from the device's reasons, the
+# charger alerts do not count them against the charger, and PulsatrixExporterSideErrors reports them.
+EXPORTER_REASONS: Final = ("throttled", "exporter_error", "exporter_fds")
+EXPORTER_REASONS_RE: Final = "|".join(EXPORTER_REASONS)
+
 # --- grid limits -------------------------------------------------------------------------------------------------
 
 # EN 50160: 230 V ± 10 % (on 10-minute means); 50 Hz, band of normal operation ± 0.2 Hz. For a 60 Hz grid set

@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from exporter.catalogue import BY_NAME
+from exporter.model import REASONS
+from grafana.vocabulary import EXPORTER_REASONS, EXPORTER_REASONS_RE
 from tests.support.servers import promtool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +91,12 @@ def duration_seconds(text: str) -> float:
 def is_exporter_level(rule: dict[str, Any]) -> bool:
     """Alerts about the exporter process itself have no charger to name."""
     return "pulsatrix_" not in rule["expr"] and "pulsatrix:" not in rule["expr"]
+
+
+def is_exporter_side(rule: dict[str, Any]) -> bool:
+    """Alerts about the fetches the exporter failed itself (grafana.vocabulary.EXPORTER_REASONS) name the reason
+    and the job, not a charger or a site: one alert however many chargers it hits."""
+    return EXPORTER_REASONS_RE in rule["expr"] and "$labels.reason" in rule["annotations"]["summary"]
 
 
 def is_charger_level(rule: dict[str, Any]) -> bool:
@@ -195,6 +203,8 @@ def test_alert_has_severity_for_and_annotations(rule: dict[str, Any]) -> None:
         assert "$labels.charger" in annotations["summary"], annotations["summary"]
         assert "$labels.charger" in annotations["description"], annotations["description"]
         assert "var-charger={{ $labels.charger | urlquery }}" in annotations["dashboard_url"]
+    elif is_exporter_side(rule):
+        assert "$labels.job" in annotations["description"], annotations["description"]
     elif not is_exporter_level(rule):
         assert "$labels.site" in annotations["summary"] and "$labels.site" in annotations["description"]
 
@@ -304,3 +314,8 @@ def test_alertmanager_groups_by_site_and_only_no_data_alerts_mute_readings() -> 
     assert severity_targets == {"PulsatrixChargerDown", "PulsatrixExporterDown"}
     assert rule_named("PulsatrixEndpointFailing")["labels"]["severity"] == "warning"
     assert rule_named("PulsatrixSiteDown")["labels"]["severity"] == "critical"
+
+
+def test_the_exporter_side_reasons_are_reasons_the_exporter_gives() -> None:
+    assert set(EXPORTER_REASONS) <= set(REASONS)
+    assert {"throttled", "exporter_error", "exporter_fds"} == set(EXPORTER_REASONS)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import http.server
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +23,7 @@ import pytest
 from exporter import __version__
 from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
 from exporter.config import BasicAuth, ConfigError, parse_config
+from exporter.listen import BindError, bind
 from tests.support.cli import run
 from tests.support.servers import free_port
 
@@ -313,3 +317,117 @@ def test_sigterm_finishes_the_scrape_in_flight_and_exits_0(tmp_path: Path) -> No
     finally:
         charger.shutdown()
         charger.server_close()
+
+
+@contextlib.contextmanager
+def held_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port another process (here: the test) listens on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+IN_USE = "address already in use: another process listens on this port (a leftover --demo?)"
+
+
+@pytest.mark.parametrize(
+    ("args", "prog"),
+    [(("--demo",), "pulsatrix-exporter"), (("simulate",), "pulsatrix-exporter simulate")],
+    ids=["exporter", "simulate"],
+)
+def test_a_port_in_use_is_one_line_naming_address_and_cause_and_exit_1(args: tuple[str, ...], prog: str) -> None:
+    with held_port() as port:
+        result = run(*args, "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr == f"{prog}: cannot listen on 127.0.0.1:{port}: {IN_USE}\n"
+    assert result.stdout == ""  # the simulator prints its config snippet only once it listens
+
+
+def test_a_port_in_use_with_a_config_file_and_on_ipv6(tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("chargers:\n  - name: garage\n    url: http://127.0.0.1:9\n")
+    with held_port("::1") as port:
+        result = run("--config", str(config), "--listen", f"[::1]:{port}")
+    assert (result.returncode, result.stderr) == (1, f"pulsatrix-exporter: cannot listen on [::1]:{port}: {IN_USE}\n")
+
+
+@pytest.mark.parametrize(
+    ("listen", "cause"),
+    [
+        ("no-such-host.invalid:9821", "cannot resolve the host name: Name or service not known"),
+        ("192.0.2.1:9821", "address not available: no interface of this host has it"),  # TEST-NET-1, never local
+    ],
+)
+def test_an_address_that_cannot_be_bound_is_one_line_and_exit_1(listen: str, cause: str) -> None:
+    for args, prog in ((("--demo",), "pulsatrix-exporter"), (("simulate",), "pulsatrix-exporter simulate")):
+        result = run(*args, "--listen", listen)
+        assert (result.returncode, result.stderr) == (1, f"{prog}: cannot listen on {listen}: {cause}\n")
+
+
+def test_permission_denied_names_the_address_and_what_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tests run as root, which may bind port 80; the refusal an unprivileged user gets is simulated.
+    def refuse(self: socket.socket, address: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    with pytest.raises(BindError) as info:
+        bind("127.0.0.1", 80)
+    assert str(info.value) == (
+        "cannot listen on 127.0.0.1:80: permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE"
+    )
+
+
+@pytest.mark.parametrize(("host", "shown"), [("127.0.0.1", "127.0.0.1"), ("[::1]", "[::1]")])
+def test_listening_is_logged_after_the_bind_with_the_port_bound(host: str, shown: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--demo", "--listen", f"{host}:0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin")},
+    )
+    watchdog = threading.Timer(30, proc.kill)  # a line that never comes fails the test instead of hanging it
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(rf"INFO exporter: pulsatrix-exporter \S+ listening on http://{re.escape(shown)}:(\d+)$", line)
+        assert match, line
+        port = int(match.group(1))
+        assert port != 0
+        deadline = time.monotonic() + 20
+        while True:  # the logged address is the one that answers
+            try:
+                assert fetch(f"http://{shown}:{port}/-/healthy") == "Healthy.\n"
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
+def test_simulate_on_port_0_says_where_it_listens_and_prints_that_port() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "simulate", "--chargers", "1", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin")},
+    )
+    watchdog = threading.Timer(30, proc.kill)  # a line that never comes fails the test instead of hanging it
+    watchdog.start()
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        match = re.search(r"simulate: listening on http://127\.0\.0\.1:(\d+)$", proc.stderr.readline())
+        assert match
+        port = int(match.group(1))
+        assert [proc.stdout.readline() for _ in range(2)] == ["  - name: garage\n", f"    url: http://127.0.0.1:{port}/garage\n"]
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.communicate(timeout=10)

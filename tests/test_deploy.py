@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from exporter.app import create_app
-from exporter.cli import CONFIG_ENV, DEFAULT_PORT
+from exporter.cli import CONFIG_ENV, DEFAULT_PORT, build_parser
 from exporter.config import parse_config
 from tests.support.servers import find_binary, free_port, promtool, wait_until_ready
 
@@ -685,6 +685,8 @@ def test_kubernetes_config_reloader_reloads_the_exporter_when_its_files_change()
     app = create_app(parse_config("chargers: [{name: a, url: 'http://127.0.0.1:1'}]"))
     methods = {r.method for r in app.router.routes() if r.resource is not None and r.resource.canonical == "/-/reload"}
     assert methods == {"POST"}  # configmap-reload's default webhook method
+    # POST /-/reload is refused (403) unless the exporter runs with --web.enable-lifecycle: the pod's does.
+    assert build_parser().parse_args(container["args"]).web_enable_lifecycle is True
     # It watches exactly what the exporter reads: the config file's directory and the credentials.
     watched = {a.split("=", 1)[1] for a in reloader["args"] if a.startswith("--volume-dir=")}
     exporter_mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -830,3 +832,17 @@ def test_readme_shows_the_shipped_sharded_prometheus_config() -> None:
     section = readme.split("## Scaling to thousands of chargers", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     assert [yaml.safe_load(b) for b in blocks] == [load(DEPLOY / "prometheus" / "prometheus-sharded.yml")]
+
+
+def test_compose_and_systemd_reload_by_sighup_without_the_lifecycle_api() -> None:
+    """SIGHUP always reloads and needs no credentials, so neither opens POST /-/reload (--web.enable-lifecycle)."""
+    unit = (ROOT / "deploy" / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8")
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit.splitlines()
+    assert build_parser().parse_args(exec_start.split()[1:]).web_enable_lifecycle is False
+    compose = (ROOT / "deploy" / "docker-compose.yml").read_text(encoding="utf-8")
+    assert "kill -s HUP pulsatrix-exporter" in compose
+    exporters = {n: svc for n, svc in yaml.safe_load(compose)["services"].items() if n.startswith("pulsatrix-exporter")}
+    assert len(exporters) == 2
+    for name, service in exporters.items():
+        assert "--web.enable-lifecycle" not in service.get("command", []), name

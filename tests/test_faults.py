@@ -75,7 +75,7 @@ async def rig(make_fleet: MakeFleet, aiohttp_client: ClientFactory, tmp_path: Pa
         chargers[0]["url"] = garage_url
     path = tmp_path / "pulsatrix.yml"
     path.write_text(yaml.safe_dump({"timeout": 1, "chargers": chargers}, sort_keys=False))
-    client = await aiohttp_client(create_app(load_config(path)))
+    client = await aiohttp_client(create_app(load_config(path), enable_lifecycle=True))
     return Rig(client, basic, bearer, path)
 
 

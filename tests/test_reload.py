@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import FLEET, RELOADER
+from exporter.app import FLEET, RELOADER, create_app
+from exporter.config import load_config
 from exporter.simulator import SimAuth, set_fault
 from tests.support.fleet import (
     ClientFactory,
-    MakeClient,
     MakeFleet,
     SimulatedFleet,
     start,
@@ -127,8 +127,31 @@ async def test_sighup_reloads_the_config_and_the_secret_files(
     assert get(await scrape(client), "pulsatrix_up", charger="garage") == 1.0
 
 
-async def test_reload_without_a_config_file_says_so(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
-    client = await exporter_client(fleet.config())  # in memory, like the demo
+async def test_reload_over_http_is_refused_without_web_enable_lifecycle_and_sighup_still_works(
+    fleet: SimulatedFleet, aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "pulsatrix.yml", fleet, ["garage"])
+    client = await aiohttp_client(create_app(load_config(path)))  # as started without --web.enable-lifecycle
+    write_config(path, fleet, ["garage", "carport"])
+    response = await client.post("/-/reload")
+    assert response.status == 403
+    assert await response.text() == (
+        "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload over HTTP, or send "
+        "it SIGHUP\n"
+    )
+    assert list(client.app[FLEET].pollers) == ["garage"]  # nothing was re-read
+    reloader = client.app[RELOADER]
+    stamp = reloader.success_time
+    os.kill(os.getpid(), signal.SIGHUP)
+    for _ in range(100):  # bounded: 5 s
+        if reloader.success_time != stamp:
+            break
+        await asyncio.sleep(0.05)
+    assert list(client.app[FLEET].pollers) == ["garage", "carport"]
+
+
+async def test_reload_without_a_config_file_says_so(fleet: SimulatedFleet, aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(create_app(fleet.config(), enable_lifecycle=True))  # in memory, like the demo
     response = await client.post("/-/reload")
     assert response.status == 500
     assert await response.text() == (

@@ -84,7 +84,7 @@ async def test_reloads_under_load_never_fail_a_scrape_nor_leak(
     path = tmp_path / "pulsatrix.yml"
     rnd = random.Random(11)  # noqa: S311 - a reproducible test sequence
     names = write_random_config(path, fleet, secret, rnd)
-    client = await aiohttp_client(create_app(load_config(path)))
+    client = await aiohttp_client(create_app(load_config(path), enable_lifecycle=True))
     await scrape(client)
     fds_before = open_fds()
     reloader = client.app[RELOADER]

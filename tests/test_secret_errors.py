@@ -59,7 +59,7 @@ async def test_a_reload_with_an_unreadable_password_never_returns_or_logs_it(
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "pulsatrix.yml"
     path.write_text(CHARGER.format(url=f"{fleet.base_url}/garage") + "        password: 'fine'\n")
-    client = await aiohttp_client(create_app(load_config(path)))
+    client = await aiohttp_client(create_app(load_config(path), enable_lifecycle=True))
     path.write_text(CHARGER.format(url=f"{fleet.base_url}/garage") + "        password: *Sup3rSecret42\n")
     response = await client.post("/-/reload")
     body = await response.text()

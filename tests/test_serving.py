@@ -13,7 +13,7 @@ import pytest
 
 from exporter.app import FLEET, HEALTH
 from exporter.config import DEFAULT_KEEPALIVE, Config, ConfigError, parse_config
-from exporter.model import ENDPOINTS
+from exporter.model import ENDPOINTS, Reason
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
 from tests.support.samples import get, parse, scrape
@@ -140,6 +140,56 @@ async def test_waiting_for_a_polling_slot_counts_against_the_deadline(
     errors = [client.app[HEALTH].status[name].last_error or "" for name in fleet.names if name not in up]
     assert any("no free polling slot before the deadline (max_concurrency)" in e for e in errors), errors
     assert sum(fleet.stats.hits[(name, "charging")] for name in fleet.names) == 2  # the third never asked
+
+
+async def test_a_charger_starved_of_a_polling_slot_is_throttled_not_timed_out(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    """max_concurrency=1, three chargers answering in 0.6 s, timeout 1 s: the first answers, the second gets the
+    slot with 0.4 s left and times out at the charger, the third never gets one: the exporter's limit, not the
+    device, so `throttled`; and it is not served again for min_interval (the charger was never asked)."""
+    fleet = await make_fleet(3)
+    for charger in fleet.sim.chargers.values():
+        set_fault(charger, "latency", seconds=0.6)
+    chargers = tuple(replace(c, timeout=1.0, min_interval=60.0) for c in fleet.config().chargers)
+    client = await exporter_client(Config(chargers=chargers, max_concurrency=1))
+    samples = await scrape(client)
+    reasons = {}
+    for name in fleet.names:
+        failed = {
+            reason
+            for reason in ("timeout", "throttled")
+            if get(samples, "pulsatrix_scrape_errors_total", charger=name, endpoint="charging", reason=reason)
+        }
+        reasons[name] = failed
+    assert sorted(map(sorted, reasons.values())) == [[], ["throttled"], ["timeout"]], reasons
+    (starved,) = [name for name, failed in reasons.items() if failed == {"throttled"}]
+    assert fleet.stats.hits[(starved, "charging")] == 0
+    status = client.app[HEALTH].status[starved].last_error or ""
+    assert status.startswith("limits: throttled: no free polling slot before the deadline (max_concurrency)"), status
+    for charger in fleet.sim.chargers.values():
+        set_fault(charger, "latency", seconds=0.0)
+    again = await scrape(client, f"/probe?target={starved}")  # within min_interval, yet polled: it was not cached
+    assert get(again, "pulsatrix_up", charger=starved) == 1.0
+    assert fleet.stats.hits[(starved, "charging")] == 1
+
+
+async def test_a_scrape_that_joins_a_poll_still_waiting_for_a_slot_is_told_throttled(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    """A scrape with a 0.3 s budget joins a poll of the second charger, queued behind the first (0.8 s), and gives
+    up first: what it gets says throttled, as the poll it joined will."""
+    fleet = await make_fleet(2)
+    first, second = fleet.names
+    set_fault(fleet.sim.chargers[first], "latency", seconds=0.8)
+    chargers = tuple(replace(c, timeout=5.0) for c in fleet.config().chargers)
+    client = await exporter_client(Config(chargers=chargers, max_concurrency=1))
+    metrics = asyncio.ensure_future(client.get("/metrics"))
+    await asyncio.sleep(0.1)  # the /metrics scrape holds the slot for the first; the second waits for it
+    (reading,) = await client.app[FLEET].read([client.app[FLEET].pollers[second]], 0.3)
+    assert {e.reason for e in reading.result.endpoints.values()} == {Reason.THROTTLED}
+    assert (await metrics).status == 200
+    assert fleet.stats.hits[(second, "charging")] == 1  # the poll it joined got its slot in the end
 
 
 async def test_connections_are_kept_alive_across_scrapes(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:

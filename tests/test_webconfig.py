@@ -335,6 +335,31 @@ def secured_process(pki: Path, tmp_path: Path, *args: str) -> Iterator[tuple[sub
             proc.wait(timeout=15)
 
 
+def test_lifecycle_reload_needs_the_flag_and_the_same_credentials_as_metrics(pki: Path, tmp_path: Path) -> None:
+    def post(port: int, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/-/reload", data=b"", headers=headers or {})
+        return https_get_request(request, pki)
+
+    config = tmp_path / "c.yml"
+    config.write_text("chargers:\n  - name: garage\n    url: http://127.0.0.1:9\n")
+    with secured_process(pki, tmp_path, "--config", str(config), "--web.enable-lifecycle") as (_, port):
+        assert post(port)[0] == 401
+        assert post(port, auth_header("prometheus", "hunter2"))[0] == 401
+        status, body = post(port, auth_header("prometheus", PASSWORD))
+        assert (status, body.startswith("config reloaded: ")) == (200, True), body
+    with secured_process(pki, tmp_path, "--config", str(config)) as (_, port):
+        status, body = post(port, auth_header("prometheus", PASSWORD))
+        assert status == 403 and body.startswith("Lifecycle API is not enabled"), body
+
+
+def https_get_request(request: urllib.request.Request, pki: Path) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=client_context(pki)) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def test_cli_serves_https_with_basic_auth_and_never_logs_the_password(pki: Path, tmp_path: Path) -> None:
     with secured_process(pki, tmp_path, "--demo") as (proc, port):
         base = f"https://127.0.0.1:{port}"

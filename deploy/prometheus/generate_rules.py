@@ -27,6 +27,7 @@ from grafana.vocabulary import (
     CHARGER_UID,
     CHARGING_STATES,
     EXPORTER_JOB,
+    EXPORTER_REASONS_RE,
     FAULT_STATES,
     FAULT_STATUS,
     FLEET_UID,
@@ -63,6 +64,20 @@ CONFIG: Final[dict[str, str]] = {
 
 # A charger that gives no data: even its best endpoint answered in fewer than half of the scrapes of 5 minutes.
 NO_DATA: Final = "(max without (endpoint) (avg_over_time(pulsatrix_endpoint_up[5m])) < 0.5)"
+
+
+def exporter_side(window: str) -> str:
+    """Chargers with a failed fetch in ``window`` that was the exporter's doing (throttled, exporter_error,
+    exporter_fds: grafana.vocabulary.EXPORTER_REASONS), not the device's: the charger alerts leave them to
+    PulsatrixExporterSideErrors instead of blaming the charger."""
+    return (
+        f"(sum by ({ID}) (increase(pulsatrix_scrape_errors_total"
+        f'{{reason=~"{EXPORTER_REASONS_RE}"}}[{window}])) > 0)'
+    )
+
+
+# NO_DATA caused by the charger: not while the exporter failed some of its fetches itself.
+DEVICE_NO_DATA: Final = f"({NO_DATA} unless on ({ID}) {exporter_side('5m')})"
 # A charger Prometheus knew (seen within known_for_seconds) that has no current series: its exporter is down, its
 # probe fails, or its target is gone.
 UNMONITORED: Final = f"(pulsatrix:charger_last_seen_timestamp_seconds unless on ({ID}) pulsatrix_up)"
@@ -220,6 +235,22 @@ def exporter_group() -> dict[str, Any]:
                 "whether an exporter runs: check service discovery / DNS and the scrape config. No charger is known "
                 "to be monitored.",
             ),
+            fleet_alert(
+                "PulsatrixExporterSideErrors",
+                # Fetches that failed because of the exporter, not the charger: throttled (no max_concurrency
+                # slot before the deadline), exporter_error (a bug), exporter_fds (no file descriptor left). One
+                # alert per job and reason, whatever the number of chargers; the charger alerts leave these out.
+                "sum by (job, reason) (\n"
+                f'  increase(pulsatrix_scrape_errors_total{{reason=~"{EXPORTER_REASONS_RE}"}}[15m])\n'
+                ") > 0\n",
+                "10m",
+                "warning",
+                "The pulsatrix exporter fails fetches itself: {{ $labels.reason }}.",
+                "In the last 15 minutes, {{ $value | humanize }} endpoint fetches of job {{ $labels.job }} failed "
+                "with reason {{ $labels.reason }}, the exporter's doing, not the chargers' (throttled: no "
+                "max_concurrency slot before the deadline; exporter_error: a bug, see the log; exporter_fds: out of "
+                "file descriptors). Those chargers' own alerts wait meanwhile.",
+            ),
             charger_alert(
                 "PulsatrixProbeFailing",
                 # The /probe target of one charger cannot be scraped, while every exporter is up (a replica that is
@@ -251,7 +282,7 @@ def availability_group() -> dict[str, Any]:
                 # Most chargers of a site give no data (down or unmonitored): one page for the site. Sites of one
                 # charger are left to PulsatrixChargerDown.
                 "(\n"
-                f"  count by (@{{site}}) ({NO_DATA} or on ({ID}) {UNMONITORED})\n"
+                f"  count by (@{{site}}) ({DEVICE_NO_DATA} or on ({ID}) {UNMONITORED})\n"
                 "  / count by (@{site}) (pulsatrix:charger_last_seen_timestamp_seconds)\n"
                 ") > 0.5\n"
                 "and on (@{site}) (count by (@{site}) (pulsatrix:charger_last_seen_timestamp_seconds) >= 2)\n",
@@ -275,8 +306,9 @@ def availability_group() -> dict[str, Any]:
             ),
             charger_alert(
                 "PulsatrixChargerDown",
-                # The value is the share of scrapes in which the charger's best endpoint answered.
-                NO_DATA + "\n",
+                # The value is the share of scrapes in which the charger's best endpoint answered; not while the
+                # exporter itself failed some of them (throttled: PulsatrixExporterSideErrors).
+                DEVICE_NO_DATA + "\n",
                 "5m",
                 "critical",
                 "Charger {{ $labels.charger }} does not answer.",
@@ -287,7 +319,8 @@ def availability_group() -> dict[str, Any]:
             charger_alert(
                 "PulsatrixEndpointFailing",
                 # Partial data: this endpoint fails in most scrapes, others answer. A warning, never an inhibitor.
-                f"avg_over_time(pulsatrix_endpoint_up[15m]) < 0.5\n  unless on ({ID}) {NO_DATA}\n",
+                f"avg_over_time(pulsatrix_endpoint_up[15m]) < 0.5\n  unless on ({ID}) {NO_DATA}\n"
+                f"  unless on ({ID}) {exporter_side('15m')}\n",
                 "10m",
                 "warning",
                 "Endpoint {{ $labels.endpoint }} of charger {{ $labels.charger }} keeps failing.",
@@ -301,7 +334,8 @@ def availability_group() -> dict[str, Any]:
                 # endpoint or a charger that is down is another alert's business.
                 "1 - avg_over_time(pulsatrix_up[1h]) > 0.1\n"
                 f"  unless on ({ID}) (avg_over_time(pulsatrix_endpoint_up[15m]) < 0.5)\n"
-                f"  unless on ({ID}) {NO_DATA}\n",
+                f"  unless on ({ID}) {NO_DATA}\n"
+                f"  unless on ({ID}) {exporter_side('1h')}\n",
                 "15m",
                 "warning",
                 "Fetches from charger {{ $labels.charger }} fail often.",

@@ -67,4 +67,5 @@ def write_config(path: Path, fleet: SimulatedFleet, names: list[str], **extra: A
 
 async def start(aiohttp_client: ClientFactory, path: Path) -> ExporterClient:
     """The exporter app loaded from the config file ``path`` (so that it can reload that file)."""
-    return await aiohttp_client(create_app(load_config(path)))  # the path comes from the config's source
+    # The path comes from the config's source; POST /-/reload is allowed (--web.enable-lifecycle).
+    return await aiohttp_client(create_app(load_config(path), enable_lifecycle=True))
