@@ -393,7 +393,8 @@ def test_listening_is_logged_after_the_bind_with_the_port_bound(host: str, shown
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        match = re.search(rf"INFO exporter: pulsatrix-exporter \S+ listening on http://{re.escape(shown)}:(\d+)$", line)
+        listening = rf"INFO exporter: pulsatrix-exporter \S+ listening on http://{re.escape(shown)}:(\d+) \(at most "
+        match = re.search(listening, line)
         assert match, line
         port = int(match.group(1))
         assert port != 0
@@ -426,7 +427,9 @@ def test_simulate_on_port_0_says_where_it_listens_and_prints_that_port() -> None
         match = re.search(r"simulate: listening on http://127\.0\.0\.1:(\d+)$", proc.stderr.readline())
         assert match
         port = int(match.group(1))
-        assert [proc.stdout.readline() for _ in range(2)] == ["  - name: garage\n", f"    url: http://127.0.0.1:{port}/garage\n"]
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert lines[0].startswith(f"# simulate: 1 charger(s) listening on http://127.0.0.1:{port} ")
+        assert lines[1:] == ["chargers:\n", "  - name: garage\n", f"    url: http://127.0.0.1:{port}/garage\n"]
     finally:
         watchdog.cancel()
         proc.terminate()
