@@ -16,7 +16,8 @@ Processes besides this one, all on loopback (bench/harness.py):
   a time;
 * three **baselines**, each in a process of its own and driven over HTTP, so that their CPU and RSS are measured
   the same way: the *floor* sends the same 4·N GETs at once with one aiohttp session and decodes the JSON (nothing
-  else); the *lean* client sends them with at most 64 in flight on a keep-alive pool; the *naive* one polls the
+  else); the *lean* client sends them with at most 64 in flight (a charger's four one after another on one
+  kept-alive connection); the *naive* one polls the
   chargers one after another.
 
 ``BENCH_PROFILE=/tmp/exporter.prof`` runs the exporter under cProfile (one size at a time: the file is
@@ -307,10 +308,11 @@ def markdown(report: Report) -> str:
     out.append("")
     out.append(
         "`/metrics`: one scrape of all N chargers; floor: the same 4·N GETs at once, JSON decoded; lean: the same "
-        "GETs, at most 64 in flight on keep-alive connections, JSON decoded; naive: one GET after another (— where a "
-        "round would take over 6 s). Each baseline is a process of its own (its RSS in its column). `/probe`: every "
-        f"charger once, {PROBE_CONCURRENCY} at a time; wall for all N, CPU per charger; its floor fetches the "
-        f"chargers {PROBE_CONCURRENCY} at a time. CPU: user + sys of the process, all threads."
+        "GETs, 64 in flight (a charger's four one after another on one kept-alive connection), JSON decoded; naive: "
+        "one GET after another (— where a round would take over 6 s). Each baseline is a process of its own (its "
+        f"RSS in its column). `/probe`: every charger once, {PROBE_CONCURRENCY} at a time; wall for all N, CPU per "
+        f"charger; its floor fetches the chargers {PROBE_CONCURRENCY} at a time. CPU: user + sys of the process, "
+        "all threads."
     )
     if report.soak:
         s = report.soak
