@@ -137,7 +137,10 @@ async def measure(n: int, latency: float, args: argparse.Namespace, workdir: Pat
             proc, port_line = spawn("serve-baselines", str(urls_file), kind)
             started.append(proc)
             baselines[kind] = Target(proc, f"http://127.0.0.1:{int(port_line)}")
-        with exporter_process(urls, workdir, args.exporter_arg, args.exporter_src) as (proc, base):
+        with exporter_process(urls, workdir, args.exporter_arg, args.exporter_src, settings=args.setting) as (
+            proc,
+            base,
+        ):
             return await _rounds(n, latency, args, Target(proc, base), baselines, [str(u[0]) for u in urls])
     finally:
         for proc in reversed(started):
@@ -399,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--soak-minutes", type=float, default=60.0, help="the soak stops after this long")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--exporter-arg", action="append", default=[], help="passed to the exporter")
+    parser.add_argument("--setting", action="append", default=[], help="a top-level config line (max_concurrency: 64)")
     parser.add_argument(
         "--exporter-src", type=Path, default=ROOT, help="run the exporter package found here (e.g. an older version)"
     )

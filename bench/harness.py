@@ -199,11 +199,17 @@ def spawn(*args: str) -> tuple[Proc, str]:
 
 @contextlib.contextmanager
 def exporter_process(
-    urls: Sequence[tuple[str, str]], workdir: Path, extra_args: Sequence[str], src: Path, name: str = "exporter"
+    urls: Sequence[tuple[str, str]],
+    workdir: Path,
+    extra_args: Sequence[str],
+    src: Path,
+    name: str = "exporter",
+    settings: Sequence[str] = (),
 ) -> Iterator[tuple[Proc, str]]:
-    """An exporter serving these chargers (``python -m exporter`` from ``src``), ready; stopped at the end."""
+    """An exporter serving these chargers (``python -m exporter`` from ``src``), ready; stopped at the end.
+    ``settings``: more top-level config lines (``max_concurrency: 256``)."""
     config = workdir / f"{name}.yml"
-    lines = ["timeout: 10", "chargers:"]
+    lines = ["timeout: 10", *settings, "chargers:"]
     for charger, url in urls:
         lines += [f"  - name: {charger}", f"    url: {url}"]
     config.write_text("\n".join(lines) + "\n")
