@@ -64,8 +64,9 @@ def rss_bytes(pid: int) -> int:
 # --- the fleet process ---
 
 
-async def serve_fleet(n: int, latency: float) -> None:
-    """N simulated chargers, each on its own loopback port: one simulator app behind N sites."""
+async def serve_fleet(n: int, latency: float, part: int = 0) -> None:
+    """N simulated chargers, each on its own loopback port: one simulator app behind N sites. Part P > 0 of a fleet
+    served by several processes names its chargers NAME-pP (the simulator's names repeat in every process)."""
     from exporter.simulator import SIMULATOR, create_simulator_app
 
     @web.middleware
@@ -85,7 +86,7 @@ async def serve_fleet(n: int, latency: float) -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        urls.append((name, f"http://127.0.0.1:{port}/{name}"))
+        urls.append((f"{name}-p{part}" if part else name, f"http://127.0.0.1:{port}/{name}"))
     print(json.dumps(urls), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     await runner.cleanup()
@@ -293,7 +294,7 @@ def raise_fd_limit(wanted: int) -> int:
 
 def main(argv: Sequence[str]) -> int:
     if argv[0] == "serve-fleet":
-        asyncio.run(serve_fleet(int(argv[1]), float(argv[2])))
+        asyncio.run(serve_fleet(int(argv[1]), float(argv[2]), int(argv[3]) if len(argv) > 3 else 0))
     elif argv[0] == "serve-baselines":
         asyncio.run(serve_baselines(argv[1], argv[2]))
     else:

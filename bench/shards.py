@@ -8,10 +8,12 @@ with the same config, as in ``deploy/prometheus/prometheus-sharded.yml``: the be
 0's ``/sd`` and scrapes each charger as ``/probe?target=NAME`` on replica ``md5(NAME)[8:] mod K`` (Prometheus'
 ``hashmod``), 50 at a time per replica, all replicas at once, with Prometheus' headers. A round scrapes every
 charger once; per round it records the wall time, each replica's CPU (user + sys, all threads), RSS and open file
-descriptors, and the fleet's CPU. With K = 1 it also scrapes ``/metrics`` (all N in one scrape). Medians of the
+descriptors, and the fleet's CPU (the fleet runs as processes of 2,500 chargers each, for their fds). With K = 1
+it also scrapes ``/metrics`` (all N in one scrape). Medians of the
 rounds after a warm-up; writes ``shards.json`` and ``shards.md``. Needs ~9 file descriptors per charger in all
 (fleet: a listening socket and 4 connections per charger; exporters: 4 per charger): the bench raises its own
-limit, which takes root past the hard limit.
+limit as far as it may (past the hard limit as root, where the kernel lets it), and skips a replica count whose
+replicas would need more than that (4 per charger + 64).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -46,6 +49,9 @@ from harness import (  # bench/ is not a package: found through the path set jus
 
 PROBE_CONCURRENCY: Final = 50  # per replica
 FDS_PER_CHARGER: Final = 10  # what the fleet, the exporters and this process hold per charger, with room
+# Chargers per fleet process: a listening socket and 4 connections each, 12,500 fds, inside the development
+# machine's hard limit of 20,000 (which root cannot raise there: no CAP_SYS_RESOURCE in the container).
+FLEET_PER_PROCESS: Final = 2500
 
 
 def shard_of(name: str, replicas: int) -> int:
@@ -59,25 +65,41 @@ def open_fds(pid: int) -> int:
 
 async def one_size(n: int, shard_counts: list[int], args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     started = time.monotonic()
-    fleet, line = spawn("serve-fleet", str(n), "0")
+    parts = -(-n // FLEET_PER_PROCESS)
+    fleets = []
     rows = []
     try:
-        urls = [(str(name), str(url)) for name, url in json.loads(line)]
-        print(f"N={n}: fleet up in {time.monotonic() - started:.1f} s", flush=True)
+        urls: list[tuple[str, str]] = []
+        for part in range(parts):
+            size = min(FLEET_PER_PROCESS, n - part * FLEET_PER_PROCESS)
+            fleet, line = spawn("serve-fleet", str(size), "0", str(part))
+            fleets.append(fleet)
+            urls += [(str(name), str(url)) for name, url in json.loads(line)]
+        print(f"N={n}: fleet up in {time.monotonic() - started:.1f} s ({parts} processes)", flush=True)
         for k in shard_counts:
+            if 4 * n / k + 64 > fd_limit():
+                print(f"N={n}, {k} replica(s): skipped, a replica would need {4 * n // k + 64} fds", flush=True)
+                continue
             with contextlib.ExitStack() as stack:
                 replicas = [
                     stack.enter_context(exporter_process(urls, workdir, [], ROOT, name=f"exporter-{i}"))
                     for i in range(k)
                 ]
-                rows.append(await _rounds(n, k, replicas, fleet.pid, args))
+                rows.append(await _rounds(n, k, replicas, [f.pid for f in fleets], args))
                 print(json.dumps(rows[-1]), flush=True)
     finally:
-        fleet.stop()
+        for fleet in fleets:
+            fleet.stop()
     return rows
 
 
-async def _rounds(n: int, k: int, replicas: list[Any], fleet_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+def fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def _rounds(
+    n: int, k: int, replicas: list[Any], fleet_pids: list[int], args: argparse.Namespace
+) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as client:
         async with client.get(f"{replicas[0][1]}/sd") as response:
@@ -104,7 +126,7 @@ async def _rounds(n: int, k: int, replicas: list[Any], fleet_pid: int, args: arg
         samples = []
         for i in range(args.warmup + args.rounds):
             cpu0 = [cpu_seconds(pid) for pid in pids]
-            fleet0 = cpu_seconds(fleet_pid)
+            fleet0 = sum(cpu_seconds(pid) for pid in fleet_pids)
             t0 = time.perf_counter()
             rounds = (probe_shard(base, shard) for (_, base), shard in zip(replicas, by_shard, strict=True))
             ups = await asyncio.gather(*rounds)
@@ -113,7 +135,7 @@ async def _rounds(n: int, k: int, replicas: list[Any], fleet_pid: int, args: arg
             sample: dict[str, Any] = {
                 "wall": wall,
                 "cpu": cpu,
-                "fleet_cpu": cpu_seconds(fleet_pid) - fleet0,
+                "fleet_cpu": sum(cpu_seconds(pid) for pid in fleet_pids) - fleet0,
                 "up": sum(ups),
                 "load": os.getloadavg()[0],
             }
