@@ -147,7 +147,7 @@ class _ConfigReader(Reader):
         if "timeout" in top:
             timeout = self.number("timeout", top["timeout"], minimum=0, maximum=MAX_TIMEOUT) or DEFAULT_TIMEOUT
         min_interval = self.interval("min_interval", top["min_interval"]) if "min_interval" in top else 0.0
-        max_concurrency = DEFAULT_MAX_CONCURRENCY
+        max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY
         if "max_concurrency" in top:
             max_concurrency = self.count("max_concurrency", top["max_concurrency"], maximum=MAX_CONCURRENCY)
         keepalive = DEFAULT_KEEPALIVE
