@@ -26,7 +26,8 @@ from exporter.yamlfile import load_yaml, read_text_file
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 300.0
 # Serving: a reading younger than min_interval is served again instead of polling (0: poll on every scrape);
-# max_concurrency bounds the chargers polled at once (default 256; None: all); idle connections to a charger are kept this long.
+# max_concurrency bounds the chargers polled at once (default 256; None: all); idle connections to a charger are
+# kept this long.
 MAX_MIN_INTERVAL = 3600.0
 MAX_CONCURRENCY = 100_000
 # Chargers polled at once unless the config says otherwise. At N = 1,000 (bench/fleet.py, 2 cores) 256 took the
