@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import resource
 import socket
 import subprocess
@@ -214,9 +215,7 @@ def exporter_process(
     for charger, url in urls:
         lines += [f"  - name: {charger}", f"    url: {url}"]
     config.write_text("\n".join(lines) + "\n")
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port_below_ephemeral()
     log = (workdir / f"{name}.log").open("w")
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
     popen = subprocess.Popen(
@@ -243,6 +242,20 @@ def exporter_process(
         popen.terminate()
         popen.wait(10)
         log.close()
+
+
+def free_port_below_ephemeral() -> int:
+    """A free port under the kernel's ephemeral range (32768 up): a fleet of 10,000 chargers binds that many
+    ephemeral ports and opens 40,000 connections, so a port found free there may be taken before the exporter binds
+    it (it happened)."""
+    for port in random.sample(range(20_000, 32_000), 200):
+        with contextlib.closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass
