@@ -1,258 +1,72 @@
-"""Fleet benchmark: the exporter scraped as Prometheus scrapes it, side by side with the bare-HTTP floor.
+"""Fleet benchmark: the exporter scraped as Prometheus scrapes it, side by side with three baseline clients.
 
-Run (about 5 minutes on the 2-core development machine; needs the `bench` extra for the plot):
+Run (about 8 minutes on the 2-core development machine; needs the `bench` extra for the plot):
 
     .venv/bin/python bench/fleet.py                     # N = 1, 10, 100, 1000; latency 0 and 200 ms
     .venv/bin/python bench/fleet.py --quick             # N = 1, 10; a few seconds (the test suite's smoke test)
-    .venv/bin/python bench/fleet.py --sizes 1000 --latencies 0 --rounds 9 --soak 200
+    .venv/bin/python bench/fleet.py --sizes 1000 --latencies 0 --rounds 9
+    .venv/bin/python bench/fleet.py --sizes 200 --latencies 0 --rounds 1 --soak 5000 --soak-minutes 40
 
-Three processes besides this one, all on loopback:
+Processes besides this one, all on loopback (bench/harness.py):
 
 * the **fleet**: N simulated chargers (exporter.simulator), each on its own port, every reply after a
   configurable latency;
 * the **exporter** (``python -m exporter --config ...``), scraped on ``/metrics`` with Prometheus 2.42's headers
   (it asks for OpenMetrics and gzip and sends its scrape timeout), and on ``/probe`` for every charger once, 50 at
   a time;
-* the **baselines** in a process of their own, driven over HTTP so that their CPU is measured the same way: the
-  *floor* sends the same GETs concurrently with one aiohttp session and decodes the JSON (nothing else); the
-  *naive* approach polls the chargers one after another.
+* three **baselines**, each in a process of its own and driven over HTTP, so that their CPU and RSS are measured
+  the same way: the *floor* sends the same 4·N GETs at once with one aiohttp session and decodes the JSON (nothing
+  else); the *lean* client sends them with at most 64 in flight (a charger's four one after another on one
+  kept-alive connection); the *naive* one polls the
+  chargers one after another.
 
 ``BENCH_PROFILE=/tmp/exporter.prof`` runs the exporter under cProfile (one size at a time: the file is
 overwritten) for ``python -m pstats``.
 
 Per scrape: wall time, the process's CPU time (user + sys of all its threads, from /proc/PID/task/*/schedstat, in
-nanoseconds) and its RSS. Exporter, floor and naive are interleaved round by round against the same fleet, so a
-machine shared with other work slows all of them alike; the report gives medians after a warm-up, the ratios to
-the floor, the load average around the run, and writes ``fleet.json``, ``fleet.md`` and ``fleet.png``.
+nanoseconds) and its RSS. Exporter and baselines are interleaved round by round against the same fleet, so a
+machine shared with other work slows all of them alike; the report gives medians after a warm-up, the ratios of
+the exporter's CPU to each baseline's (taken in the same run), the load average around the run, and writes
+``fleet.json``, ``fleet.md`` and ``fleet.png``. ``--soak S`` then scrapes ``/metrics`` S times back to back,
+samples the exporter's RSS every 100 scrapes and reports the slope over the second half.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import gzip
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-from aiohttp import web
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PROMETHEUS_HEADERS: Final = {
-    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
-    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-    "Accept-Encoding": "gzip",
-    "User-Agent": "Prometheus/2.42.0",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10",
-}
+from harness import (  # bench/ is not a package: found through the path set just above
+    PROMETHEUS_HEADERS,
+    ROOT,
+    Proc,
+    Sample,
+    exporter_process,
+    machine_info,
+    rss_bytes,
+    spawn,
+    timed,
+)
+
 PROBE_CONCURRENCY: Final = 50
-ENDPOINTS: Final = ("configuration", "transaction", "charging", "limits")
 NAIVE_MAX_SECONDS: Final = 6.0  # the naive baseline is skipped where one round would take longer
-
-
-# --- measuring another process ---
-
-
-def cpu_seconds(pid: int) -> float:
-    """On-CPU time (user + sys) of every thread of a process, in seconds, with nanosecond resolution."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):  # a thread that ended
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-# --- the fleet process ---
-
-
-async def serve_fleet(n: int, latency: float) -> None:
-    """N simulated chargers, each on its own loopback port: one simulator app behind N sites."""
-    from exporter.simulator import SIMULATOR, create_simulator_app
-
-    @web.middleware
-    async def delay(request: web.Request, handler: Any) -> web.StreamResponse:
-        if latency > 0:
-            await asyncio.sleep(latency)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    app = create_simulator_app(n, speed=1.0, seed=11)
-    app.middlewares.append(delay)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    names = list(app[SIMULATOR].chargers)
-    urls = []
-    for name in names:
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        urls.append((name, f"http://127.0.0.1:{port}/{name}"))
-    print(json.dumps(urls), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
-    await runner.cleanup()
-
-
-# --- the baselines process ---
-
-
-async def serve_baselines(urls_file: str) -> None:
-    """The floor and the naive approach, each run on request so that the parent measures this process's CPU."""
-    with open(urls_file) as file:  # noqa: ASYNC230 - once, before serving
-        urls = [url for _, url in json.load(file)]
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=True)
-
-    async def get(url: str) -> Any:
-        async with session.get(url) as response:
-            return json.loads(await response.read())
-
-    async def charger(base: str) -> None:
-        await asyncio.gather(*(get(f"{base}/api/v1/{ep}") for ep in ENDPOINTS))
-
-    async def floor(request: web.Request) -> web.Response:
-        limit = int(request.query.get("concurrency", "0"))
-        if limit <= 0:
-            await asyncio.gather(*(charger(u) for u in urls))
-        else:
-            semaphore = asyncio.Semaphore(limit)
-
-            async def bounded(base: str) -> None:
-                async with semaphore:
-                    await charger(base)
-
-            await asyncio.gather(*(bounded(u) for u in urls))
-        return web.Response(text="ok")
-
-    async def naive(_: web.Request) -> web.Response:
-        for base in urls:
-            for ep in ENDPOINTS:
-                await get(f"{base}/api/v1/{ep}")
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/floor", floor)
-    app.router.add_get("/naive", naive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(json.dumps(site._server.sockets[0].getsockname()[1]), flush=True)  # type: ignore[union-attr]
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await session.close()
-    await runner.cleanup()
-
-
-# --- orchestration ---
-
-
-@dataclass
-class Proc:
-    popen: subprocess.Popen[str]
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.popen.stdin:
-                self.popen.stdin.close()
-        try:
-            self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            self.popen.terminate()
-            self.popen.wait(5)
-
-
-def spawn(*args: str) -> tuple[Proc, str]:
-    """Start ``python bench/fleet.py ARGS`` and return it with the first line it prints."""
-    popen = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert popen.stdout is not None
-    line = popen.stdout.readline()
-    if not line:
-        raise RuntimeError(f"{args[0]} did not start (exit {popen.wait()})")
-    return Proc(popen), line
-
-
-@contextlib.contextmanager
-def exporter_process(
-    urls: Sequence[tuple[str, str]], workdir: Path, extra_args: Sequence[str], src: Path
-) -> Iterator[tuple[Proc, str]]:
-    config = workdir / "exporter.yml"
-    lines = ["timeout: 10", "chargers:"]
-    for name, url in urls:
-        lines += [f"  - name: {name}", f"    url: {url}"]
-    config.write_text("\n".join(lines) + "\n")
-    with contextlib.closing(__import__("socket").socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (workdir / "exporter.log").open("w")
-    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-    popen = subprocess.Popen(
-        [sys.executable, *profile, "-m", "exporter", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--log-level", "warning", *extra_args],
-        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=src,
-    )  # fmt: skip
-    proc = Proc(popen)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                import urllib.request
-
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as response:  # noqa: S310 - loopback
-                    if response.status == 200:
-                        break
-            if popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"exporter did not start:\n{(workdir / 'exporter.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield proc, base
-    finally:
-        popen.terminate()
-        popen.wait(10)
-        log.close()
-
-
-@dataclass
-class Sample:
-    wall: float
-    cpu: float
-    rss: int = 0
-    size: int = 0
-    up: int = 0
-
-
-async def timed(pid: int, coro: Any) -> Sample:
-    cpu0 = cpu_seconds(pid)
-    t0 = time.perf_counter()
-    extra: dict[str, int] = await coro
-    wall = time.perf_counter() - t0
-    return Sample(wall, cpu_seconds(pid) - cpu0, rss_bytes(pid), **extra)
+BASELINES: Final = ("floor", "lean", "naive")
+SOAK_SAMPLE_EVERY: Final = 100
 
 
 @dataclass
@@ -270,6 +84,11 @@ class Row:
     body_kib: float  # as sent (gzip)
     up: int
     rounds: int
+    lean_wall: float | None = None
+    lean_cpu: float | None = None
+    floor_rss_mib: float = 0.0
+    lean_rss_mib: float | None = None
+    naive_rss_mib: float | None = None
 
     @property
     def cpu_ratio(self) -> float:
@@ -279,6 +98,14 @@ class Row:
     def wall_ratio(self) -> float:
         return self.exporter_wall / self.floor_wall if self.floor_wall else float("nan")
 
+    @property
+    def lean_ratio(self) -> float | None:
+        return self.exporter_cpu / self.lean_cpu if self.lean_cpu else None
+
+    @property
+    def naive_ratio(self) -> float | None:
+        return self.exporter_cpu / self.naive_cpu if self.naive_cpu else None
+
 
 @dataclass
 class Report:
@@ -287,47 +114,51 @@ class Report:
     soak: dict[str, Any] | None = None
 
 
-async def measure(
-    n: int, latency: float, rounds: int, warmup: int, workdir: Path, exporter: tuple[Sequence[str], Path], soak: int
-) -> tuple[list[Row], dict[str, Any] | None]:
+Measured = tuple[list["Row"], dict[str, Any] | None]  # the rows of one N and latency, and the soak's result
+
+
+@dataclass
+class Target:
+    """A process the rounds drive over HTTP: the exporter or a baseline."""
+
+    proc: Proc
+    base: str
+
+
+async def measure(n: int, latency: float, args: argparse.Namespace, workdir: Path) -> Measured:
     fleet, line = spawn("serve-fleet", str(n), str(latency))
+    started: list[Proc] = [fleet]
     try:
         urls = [tuple(u) for u in json.loads(line)]
         urls_file = workdir / "urls.json"
         urls_file.write_text(json.dumps(urls))
-        baselines, port_line = spawn("serve-baselines", str(urls_file))
-        try:
-            with exporter_process(urls, workdir, *exporter) as (proc, base):
-                return await _rounds(
-                    n, latency, rounds, warmup, proc, base, baselines, int(port_line), [u[0] for u in urls], soak
-                )
-        finally:
-            baselines.stop()
+        baselines = {}
+        for kind in BASELINES:
+            proc, port_line = spawn("serve-baselines", str(urls_file), kind)
+            started.append(proc)
+            baselines[kind] = Target(proc, f"http://127.0.0.1:{int(port_line)}")
+        with exporter_process(urls, workdir, args.exporter_arg, args.exporter_src, settings=args.setting) as (
+            proc,
+            base,
+        ):
+            return await _rounds(n, latency, args, Target(proc, base), baselines, [str(u[0]) for u in urls])
     finally:
-        fleet.stop()
+        for proc in reversed(started):
+            proc.stop()
 
 
 async def _rounds(
-    n: int,
-    latency: float,
-    rounds: int,
-    warmup: int,
-    exporter: Proc,
-    base: str,
-    baselines: Proc,
-    baselines_port: int,
-    names: list[str],
-    soak: int,
-) -> tuple[list[Row], dict[str, Any] | None]:
-    timeout = aiohttp.ClientTimeout(total=120)
+    n: int, latency: float, args: argparse.Namespace, exporter: Target, baselines: dict[str, Target], names: list[str]
+) -> Measured:
+    timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as client:
 
         async def scrape() -> dict[str, int]:
-            async with client.get(f"{base}/metrics", headers=PROMETHEUS_HEADERS, auto_decompress=False) as response:
+            async with client.get(
+                f"{exporter.base}/metrics", headers=PROMETHEUS_HEADERS, auto_decompress=False
+            ) as response:
                 raw = await response.read()
                 assert response.status == 200, response.status
-            import gzip
-
             text = gzip.decompress(raw).decode() if response.headers.get("Content-Encoding") == "gzip" else raw.decode()
             up = sum(1 for ln in text.splitlines() if ln.startswith("pulsatrix_up{") and ln.endswith(" 1.0"))
             return {"size": len(raw), "up": up}
@@ -342,7 +173,10 @@ async def _rounds(
                 async with (
                     semaphore,
                     client.get(
-                        f"{base}/probe", params={"target": name}, headers=PROMETHEUS_HEADERS, auto_decompress=False
+                        f"{exporter.base}/probe",
+                        params={"target": name},
+                        headers=PROMETHEUS_HEADERS,
+                        auto_decompress=False,
                     ) as response,
                 ):
                     body = await response.read()
@@ -352,80 +186,94 @@ async def _rounds(
             await asyncio.gather(*(one(name) for name in names))
             return {"size": size // max(len(names), 1), "up": ups}
 
-        async def baseline(path: str) -> dict[str, int]:
-            async with client.get(f"http://127.0.0.1:{baselines_port}{path}") as response:
+        async def baseline(kind: str, query: str = "") -> dict[str, int]:
+            async with client.get(f"{baselines[kind].base}/run{query}") as response:
                 await response.read()
                 assert response.status == 200
             return {}
 
         naive_ok = 4 * n * (latency + 0.0007) <= NAIVE_MAX_SECONDS
-        kinds: dict[str, list[Sample]] = {k: [] for k in ("metrics", "floor", "naive", "probe", "floor50")}
-        for i in range(warmup + rounds):
+        kinds: dict[str, list[Sample]] = {k: [] for k in ("metrics", "floor", "lean", "naive", "probe", "floor50")}
+        for i in range(args.warmup + args.rounds):
             got = {
-                "metrics": await timed(exporter.pid, scrape()),
-                "floor": await timed(baselines.pid, baseline("/floor")),
-                "probe": await timed(exporter.pid, probe_all()),
-                "floor50": await timed(baselines.pid, baseline(f"/floor?concurrency={PROBE_CONCURRENCY}")),
+                "metrics": await timed(exporter.proc.pid, scrape()),
+                "floor": await timed(baselines["floor"].proc.pid, baseline("floor")),
+                "lean": await timed(baselines["lean"].proc.pid, baseline("lean")),
+                "probe": await timed(exporter.proc.pid, probe_all()),
+                "floor50": await timed(
+                    baselines["floor"].proc.pid, baseline("floor", f"?concurrency={PROBE_CONCURRENCY}")
+                ),
             }
             if naive_ok:
-                got["naive"] = await timed(baselines.pid, baseline("/naive"))
-            if i >= warmup:
+                got["naive"] = await timed(baselines["naive"].proc.pid, baseline("naive"))
+            if i >= args.warmup:
                 for kind, sample in got.items():
                     kinds[kind].append(sample)
-        soak_result = None
-        if soak:
-            rss = []
-            for _ in range(soak):
-                await scrape()
-                rss.append(rss_bytes(exporter.pid))
-            settled = rss[min(9, len(rss) - 1)]
-            later = rss[min(49, len(rss) - 1)]
-            soak_result = {
-                "n": n,
-                "scrapes": soak,
-                "rss_after_10_mib": settled / 2**20,
-                "rss_after_50_mib": later / 2**20,
-                "growth_after_50_mib": (rss[-1] - later) / 2**20,
-                "rss_last_mib": rss[-1] / 2**20,
-                "rss_max_mib": max(rss) / 2**20,
-                "growth_mib": (rss[-1] - settled) / 2**20,
-                "every_10th_mib": [round(r / 2**20, 1) for r in rss[9::10]],
-            }
+        soak_result = await soak(n, args, exporter.proc.pid, scrape) if args.soak else None
 
     def med(kind: str, attr: str, per: int = 1) -> float:
         return float(statistics.median(getattr(s, attr) for s in kinds[kind])) / per
 
+    def med_or_none(kind: str, attr: str, per: int = 1) -> float | None:
+        return med(kind, attr, per) if kinds[kind] else None
+
+    mib = 2**20
     lat_ms = round(latency * 1000)
+    naive_rss = med_or_none("naive", "rss")
     rows = [
         Row(
             "/metrics", n, lat_ms, med("metrics", "wall"), med("metrics", "cpu"), med("floor", "wall"),
-            med("floor", "cpu"), med("naive", "wall") if naive_ok else None, med("naive", "cpu") if naive_ok else None,
-            med("metrics", "rss") / 2**20, med("metrics", "size") / 1024, int(min(s.up for s in kinds["metrics"])),
-            rounds,
+            med("floor", "cpu"), med_or_none("naive", "wall"), med_or_none("naive", "cpu"),
+            med("metrics", "rss") / mib, med("metrics", "size") / 1024, int(min(s.up for s in kinds["metrics"])),
+            args.rounds, med("lean", "wall"), med("lean", "cpu"), med("floor", "rss") / mib, med("lean", "rss") / mib,
+            None if naive_rss is None else naive_rss / mib,
         ),
         Row(
             "/probe", n, lat_ms, med("probe", "wall"), med("probe", "cpu", n), med("floor50", "wall"),
-            med("floor50", "cpu", n), None, None, med("probe", "rss") / 2**20, med("probe", "size") / 1024,
-            int(min(s.up for s in kinds["probe"])), rounds,
+            med("floor50", "cpu", n), None, None, med("probe", "rss") / mib, med("probe", "size") / 1024,
+            int(min(s.up for s in kinds["probe"])), args.rounds, floor_rss_mib=med("floor50", "rss") / mib,
         ),
     ]  # fmt: skip
     return rows, soak_result
 
 
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+async def soak(n: int, args: argparse.Namespace, pid: int, scrape: Any) -> dict[str, Any]:
+    """``/metrics`` back to back, as Prometheus scrapes a slow target: RSS every SOAK_SAMPLE_EVERY scrapes, and
+    the least-squares slope over the second half (MiB per 1,000 scrapes). Stops early at ``--soak-minutes``."""
+    samples: list[tuple[int, float]] = [(0, rss_bytes(pid) / 2**20)]
+    stop_at = time.monotonic() + args.soak_minutes * 60
+    started = time.monotonic()
+    done = 0
+    failed = 0
+    while done < args.soak and time.monotonic() < stop_at:
+        try:
+            await scrape()
+        except (AssertionError, aiohttp.ClientError, TimeoutError):
+            failed += 1
+        done += 1
+        if done % SOAK_SAMPLE_EVERY == 0:
+            samples.append((done, rss_bytes(pid) / 2**20))
+    half = [(x, y) for x, y in samples if x >= done / 2]
     return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "load_before": os.getloadavg()[0],
+        "n": n,
+        "scrapes": done,
+        "failed": failed,
+        "seconds": time.monotonic() - started,
+        "planned": args.soak,
+        "rss_mib": [[x, round(y, 2)] for x, y in samples],
+        "slope_second_half_mib_per_1000": slope(half) * 1000,
+        "load_after": os.getloadavg()[0],
     }
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x (0 for fewer than two points)."""
+    if len(points) < 2:
+        return 0.0
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
 
 
 def markdown(report: Report) -> str:
@@ -433,40 +281,50 @@ def markdown(report: Report) -> str:
     out = [
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; load average "
         f"{m['load_before']:.1f} before, {m.get('load_after', 0):.1f} after (other work shares the cores: exporter, "
-        "floor and naive are interleaved round by round). Medians of "
+        "floor, lean and naive are interleaved round by round, and every ratio is taken within the run). Medians of "
         f"{report.rows[0].rounds if report.rows else 0} rounds after warm-up.",
         "",
-        "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | exporter CPU | floor CPU "
-        "| naive CPU | CPU ÷ floor | RSS | body (gzip) | up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall | exporter CPU "
+        "| floor CPU | lean CPU | naive CPU | CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS "
+        "| naive RSS | body (gzip) | up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def ms(x: float | None) -> str:
         return "—" if x is None else f"{x * 1e3:.1f} ms"
 
+    def ratio(x: float | None) -> str:
+        return "—" if x is None else f"{x:.2f} ×"
+
+    def mib(x: float | None) -> str:
+        return "—" if x is None else f"{x:.0f} MiB"
+
     for r in report.rows:
         per = " /charger" if r.route == "/probe" else ""
         out.append(
             f"| `{r.route}` | {r.n} | {r.latency_ms} ms | {ms(r.exporter_wall)} | {ms(r.floor_wall)} | "
-            f"{ms(r.naive_wall)} | {r.wall_ratio:.2f} × | {ms(r.exporter_cpu)}{per} | {ms(r.floor_cpu)}{per} | "
-            f"{ms(r.naive_cpu)} | {r.cpu_ratio:.2f} × | {r.rss_mib:.0f} MiB | {r.body_kib:.0f} KiB | {r.up}/{r.n} |"
+            f"{ms(r.naive_wall)} | {r.wall_ratio:.2f} × | {ms(r.lean_wall)} | {ms(r.exporter_cpu)}{per} | "
+            f"{ms(r.floor_cpu)}{per} | {ms(r.lean_cpu)} | {ms(r.naive_cpu)} | {r.cpu_ratio:.2f} × | "
+            f"{ratio(r.lean_ratio)} | {ratio(r.naive_ratio)} | {mib(r.rss_mib)} | {mib(r.floor_rss_mib)} | "
+            f"{mib(r.lean_rss_mib)} | {mib(r.naive_rss_mib)} | {r.body_kib:.0f} KiB | {r.up}/{r.n} |"
         )
     out.append("")
     out.append(
-        "`/metrics`: one scrape of all N chargers; floor: the same 4·N GETs at once, JSON decoded; naive: one GET "
-        "after another (— where a round would take over 6 s). `/probe`: every charger once, "
-        f"{PROBE_CONCURRENCY} at a time; wall for all N, CPU per charger; its floor fetches the chargers "
-        f"{PROBE_CONCURRENCY} at a time. CPU: user + sys of the process, all threads."
+        "`/metrics`: one scrape of all N chargers; floor: the same 4·N GETs at once, JSON decoded; lean: the same "
+        "GETs, 64 in flight (a charger's four one after another on one kept-alive connection), JSON decoded; naive: "
+        "one GET after another (— where a round would take over 6 s). Each baseline is a process of its own (its "
+        f"RSS in its column). `/probe`: every charger once, {PROBE_CONCURRENCY} at a time; wall for all N, CPU per "
+        f"charger; its floor fetches the chargers {PROBE_CONCURRENCY} at a time. CPU: user + sys of the process, "
+        "all threads."
     )
     if report.soak:
         s = report.soak
+        curve = ", ".join(f"{y:.1f}" for _, y in s["rss_mib"])
         out.append(
-            f"\nRSS over {s['scrapes']} `/metrics` scrapes of {s['n']} chargers: {s['rss_after_10_mib']:.1f} MiB after "
-            f"10, {s['rss_after_50_mib']:.1f} MiB after 50, {s['rss_last_mib']:.1f} MiB after the last (max "
-            f"{s['rss_max_mib']:.1f}; growth {s['growth_mib']:+.1f} MiB after scrape 10, "
-            f"{s['growth_after_50_mib']:+.1f} MiB after scrape 50). Every 10th scrape: "
-            + ", ".join(f"{x:.0f}" for x in s["every_10th_mib"])
-            + " MiB."
+            f"\nSoak: {s['scrapes']} `/metrics` scrapes of {s['n']} chargers back to back in {s['seconds'] / 60:.0f} "
+            f"min ({s['failed']} failed; load average {s['load_after']:.1f} at the end). RSS every "
+            f"{SOAK_SAMPLE_EVERY} scrapes (MiB, from scrape 0): {curve}. Slope over the second half: "
+            f"{s['slope_second_half_mib_per_1000']:+.3f} MiB per 1,000 scrapes."
         )
     return "\n".join(out) + "\n"
 
@@ -488,7 +346,7 @@ def plot(report: Report, path: Path) -> bool:
             )
             ns = [r.n for r in rows]
             style = "-" if latency == 0 else "--"
-            for who, color in (("exporter", "C0"), ("floor", "C2"), ("naive", "C3")):
+            for who, color in (("exporter", "C0"), ("floor", "C2"), ("lean", "C1"), ("naive", "C3")):
                 ys = [getattr(r, f"{who}_{attr}") for r in rows]
                 pts = [(x, y) for x, y in zip(ns, ys, strict=True) if y is not None and y > 0]
                 if pts:
@@ -500,7 +358,8 @@ def plot(report: Report, path: Path) -> bool:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        f"pulsatrix-exporter vs floor and naive — {report.machine['cpu']} ({report.machine['cores']} cores)", fontsize=9
+        f"pulsatrix-exporter vs floor, lean and naive — {report.machine['cpu']} ({report.machine['cores']} cores)",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -510,27 +369,20 @@ def plot(report: Report, path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> Report:
     report = Report(machine_info())
+    sizes = args.sizes
     with tempfile.TemporaryDirectory(prefix="pulsatrix-bench-") as tmp:
         for latency in args.latencies:
-            for n in args.sizes:
-                soak = args.soak if n == max(args.sizes) and latency == 0 else 0
-                rows, soak_result = asyncio.run(
-                    measure(
-                        n,
-                        latency / 1000,
-                        args.rounds,
-                        args.warmup,
-                        Path(tmp),
-                        (args.exporter_arg, args.exporter_src),
-                        soak,
-                    )
-                )
+            for n in sizes:
+                one = argparse.Namespace(**vars(args))
+                one.soak = args.soak if n == max(sizes) and latency == args.latencies[0] else 0
+                rows, soak_result = asyncio.run(measure(n, latency / 1000, one, Path(tmp)))
                 for row in rows:
+                    lean = f", lean {row.lean_ratio:4.2f}×" if row.lean_ratio else ""
                     print(
                         f"{row.route:9} N={row.n:5d} {row.latency_ms:3d} ms: wall {row.exporter_wall * 1e3:8.1f} ms"
                         f" (floor {row.floor_wall * 1e3:7.1f}, {row.wall_ratio:4.2f}×)  CPU"
-                        f" {row.exporter_cpu * 1e3:8.2f} ms (floor {row.floor_cpu * 1e3:7.2f}, {row.cpu_ratio:4.2f}×)"
-                        f"  up {row.up}/{row.n}",
+                        f" {row.exporter_cpu * 1e3:8.2f} ms (floor {row.floor_cpu * 1e3:7.2f}, {row.cpu_ratio:4.2f}×"
+                        f"{lean})  RSS {row.rss_mib:.0f} MiB  up {row.up}/{row.n}  load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
                 report.rows.extend(rows)
@@ -540,13 +392,6 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "serve-fleet":
-        asyncio.run(serve_fleet(int(argv[1]), float(argv[2])))
-        return 0
-    if argv and argv[0] == "serve-baselines":
-        asyncio.run(serve_baselines(argv[1]))
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="N = 1, 10 and 2 rounds: a smoke test")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 100, 1000])
@@ -554,8 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--soak", type=int, default=0, help="then this many /metrics scrapes for the RSS trend")
+    parser.add_argument("--soak-minutes", type=float, default=60.0, help="the soak stops after this long")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--exporter-arg", action="append", default=[], help="passed to the exporter")
+    parser.add_argument("--setting", action="append", default=[], help="a top-level config line (max_concurrency: 64)")
     parser.add_argument(
         "--exporter-src", type=Path, default=ROOT, help="run the exporter package found here (e.g. an older version)"
     )
@@ -564,8 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.sizes, args.latencies, args.rounds, args.warmup = [1, 10], [0, 20], 2, 1
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = {"machine": report.machine, "rows": [asdict(r) | {"cpu_ratio": r.cpu_ratio, "wall_ratio": r.wall_ratio}
-                                                for r in report.rows], "soak": report.soak}  # fmt: skip
+    data = {
+        "machine": report.machine,
+        "rows": [
+            asdict(r) | {"cpu_ratio": r.cpu_ratio, "wall_ratio": r.wall_ratio, "lean_ratio": r.lean_ratio,
+                         "naive_ratio": r.naive_ratio}
+            for r in report.rows
+        ],
+        "soak": report.soak,
+    }  # fmt: skip
     (args.out / "fleet.json").write_text(json.dumps(data, indent=1) + "\n")
     (args.out / "fleet.md").write_text(markdown(report))
     plot(report, args.out / "fleet.png")

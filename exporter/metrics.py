@@ -13,6 +13,7 @@ almost nothing to track. :mod:`exporter.render` writes the families out; nothing
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import platform
@@ -285,7 +286,8 @@ def reload_families(successful: bool, success_time: float) -> list[Family]:
     return list(fam)
 
 
-def build_info_families() -> list[Family]:
+@functools.cache
+def _build_info() -> tuple[Family, ...]:
     fam = Families()
     fam.add_labelled(
         "pulsatrix_exporter_build_info",
@@ -294,4 +296,9 @@ def build_info_families() -> list[Family]:
         (__version__, platform.python_version()),
         1.0,
     )
-    return list(fam)
+    return tuple(fam)
+
+
+def build_info_families() -> list[Family]:
+    """The build info: the same for the life of the process, so built once (nothing downstream changes a family)."""
+    return list(_build_info())

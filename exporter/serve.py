@@ -35,13 +35,11 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from exporter.listen import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS
+
 log = logging.getLogger("exporter.serve")
 
-DEFAULT_MAX_CONNECTIONS: Final = 256
 MIN_MAX_CONNECTIONS: Final = 16
-# Descriptors kept free for everything else: the listening socket, epoll, the log, config and secret files,
-# the threads' DNS sockets, TLS files, /proc reads of the process collector (~20 at rest, 64 with room).
-RESERVED_FDS: Final = 64
 KEEPALIVE_TIMEOUT: Final = 30.0  # aiohttp's default is 75 s; a 15 s scrape interval still reuses its connection
 ACCEPT_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 

@@ -31,6 +31,9 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
         for key in ("exporter_wall", "exporter_cpu", "floor_wall", "floor_cpu", "cpu_ratio", "wall_ratio"):
             assert row[key] > 0, (key, row)
         assert (row["naive_wall"] is not None) == (row["route"] == "/metrics"), row
+        assert (row["lean_ratio"] is not None) == (row["route"] == "/metrics"), row  # the lean client beside it
+        assert row["rss_mib"] > 0 and row["floor_rss_mib"] > 0, row  # each process's RSS
     table = (tmp_path / "fleet.md").read_text()
-    assert "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor |" in table
+    assert "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall |" in table
+    assert "| CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS | naive RSS |" in table
     assert len([line for line in table.splitlines() if line.startswith("| `/")]) == len(rows)

@@ -434,3 +434,18 @@ def test_simulate_on_port_0_says_where_it_listens_and_prints_that_port() -> None
         watchdog.cancel()
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_check_config_does_not_load_the_http_stack(tmp_path: Path) -> None:
+    """--check-config prints the summary without importing aiohttp (~0.2 s of its ~1.5 s budget for 10,000
+    chargers): a CI job or a pre-reload check pays only for reading the file."""
+    config = tmp_path / "c.yml"
+    config.write_text("chargers:\n  - name: bay-1\n    url: http://127.0.0.1:9/\n")
+    probe = (
+        "import sys; from exporter.cli import main; code = main(['--config', sys.argv[1], '--check-config']); "
+        "print('aiohttp loaded' if 'aiohttp' in sys.modules else 'aiohttp not loaded', code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.splitlines()[-1] == "aiohttp not loaded 0", done.stdout + done.stderr

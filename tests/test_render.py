@@ -96,3 +96,21 @@ def test_other_escapings_are_left_to_prometheus_client() -> None:
 )
 def test_gzip_is_chosen_by_coding_and_q_value(accept_encoding: str, gzipped: bool) -> None:
     assert gzip_accepted(accept_encoding) is gzipped
+
+
+@pytest.mark.parametrize("accept", ["", PROMETHEUS_ACCEPT])
+def test_numbers_are_written_as_prometheus_client_writes_them(accept: str) -> None:
+    """0 and 1 take a short cut past the library's formatter; -0.0 (a device's "-0.0 A") must not take it."""
+    family = Family(GARAGE_SPEC)
+    values = [0.0, -0.0, 1.0, 1, 0, True, -1.0, 2.5, 1e-7, 12345678.0, float("nan"), float("inf"), float("-inf")]
+    for i, value in enumerate(values):
+        family.label_texts.append(f'charger="c{i}"')
+        family.values.append(value)
+    body, served_as = exposition([family], accept)
+    registry = reference([family])
+    expected = generate_openmetrics(registry) if served_as == OPENMETRICS else generate_latest(registry)
+    assert body == expected
+    assert b'{charger="c1"} -0.0\n' in body
+
+
+GARAGE_SPEC = families()[0].spec

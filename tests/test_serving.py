@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from exporter.app import FLEET, HEALTH
-from exporter.config import DEFAULT_KEEPALIVE, Config, ConfigError, parse_config
+from exporter.config import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONCURRENCY, Config, ConfigError, parse_config
 from exporter.model import ENDPOINTS, Reason
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
@@ -123,6 +123,24 @@ async def test_max_concurrency_bounds_the_chargers_polled_at_once(
     assert fleet.stats.connections_seen() <= 4 * 2
 
 
+async def test_by_default_hanging_chargers_never_queue_the_healthy_ones(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    """A config without max_concurrency (a site's network down: 260 chargers hanging until their timeout, more than
+    any fixed bound would hold): the three healthy ones are polled at once and up, none of them throttled."""
+    fleet = await make_fleet(263)
+    healthy = fleet.names[:3]
+    for name in fleet.names[3:]:
+        set_fault(fleet.sim.chargers[name], "latency", seconds=3.0)
+    chargers = tuple(replace(c, timeout=1.0) for c in fleet.config().chargers)
+    client = await exporter_client(Config(chargers=chargers))  # no max_concurrency given
+    assert client.app[FLEET].config.max_concurrency is DEFAULT_MAX_CONCURRENCY is None
+    samples = await scrape(client)
+    assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in healthy)
+    throttled = [key for key, value in samples.items() if ("reason", "throttled") in key[1] and value > 0]
+    assert throttled == []
+
+
 async def test_waiting_for_a_polling_slot_counts_against_the_deadline(
     make_fleet: MakeFleet, exporter_client: MakeClient
 ) -> None:
@@ -223,7 +241,7 @@ chargers:
     assert config.max_concurrency == 50
     assert config.keepalive_timeout == DEFAULT_KEEPALIVE == 300.0  # longer than any usual scrape interval
     plain = parse_config('chargers: [{name: a, url: "http://127.0.0.1:1"}]')
-    assert (plain.chargers[0].min_interval, plain.max_concurrency) == (0.0, None)
+    assert (plain.chargers[0].min_interval, plain.max_concurrency) == (0.0, DEFAULT_MAX_CONCURRENCY) == (0.0, None)
 
 
 @pytest.mark.parametrize(
