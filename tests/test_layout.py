@@ -38,3 +38,27 @@ def test_the_readme_table_names_every_module() -> None:
     named = {f"`{p.relative_to(ROOT)}{'/' if p.is_dir() else ''}`" for p in modules}
     missing = sorted(name for name in named if name not in readme)
     assert missing == [], "add a row to tests/README.md for each"
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 120
+
+
+def python_files() -> list[Path]:
+    """Every Python file of the project (generated files are JSON and YAML, so none is exempt)."""
+    return sorted(p for top in ("exporter", "grafana", "deploy", "bench", "tests") for p in (ROOT / top).rglob("*.py"))
+
+
+def test_no_module_over_600_lines_and_no_function_over_120() -> None:
+    too_long = []
+    for path in python_files():
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(ROOT)
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{where}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{where}:{node.lineno}: {node.name}() is {length} lines")
+    assert too_long == [], "split these: a reader should see a module or a function whole"
