@@ -1,0 +1,204 @@
+"""What the report asks the server: the scrapes where a session started or ended, never every sample.
+
+A year at 15 s is 2.1 million samples per series and Prometheus refuses a ``query_range`` of more than 11,000
+points, so the report never asks for the series as they are. It asks, in ranges of at most 11,000 steps of
+``STEP`` (5 min: 38 days), only for the steps at which a session began or ended::
+
+    {__name__=~"<session series>"} and on(<charger labels>) (changes(start[6m]) > 0 or changes(end[6m]) > 0
+                                                            or (end unless end offset 5m))
+
+The left side is a plain selector, so each returned step is the snapshot of the last scrape before it (the
+session's start, end, meter start, energy and reasons, all from that scrape): exactly what the reconstruction in
+exporter.report.ledger reads. About two steps per session come back instead of 105,000 steps per series and year.
+The windows overlap by a minute so that a change between the last scrape of one step and the first of the next is
+counted; ``end unless end offset`` catches the end that appears after a session longer than a step (the end
+series is absent while a session runs).
+
+Two events in one step (a session ending and the next starting within 5 min, or a session shorter than 5 min)
+would leave only the later snapshot; such a step is asked for again as raw samples (``[6m] @ t``) for that one
+charger, which is cheap because it is rare. Sessions started in the period are followed up to a day past its end
+(their end), and the latest snapshot (now, or a day past the end) tells running from incomplete.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.report.client import PromClient
+from exporter.report.ledger import Obs, Session, reconstruct
+from exporter.report.periods import Period
+
+START = "pulsatrix_session_start_timestamp_seconds"
+END = "pulsatrix_session_end_timestamp_seconds"
+METER_START = "pulsatrix_session_meter_start_joules"
+ENERGY = "pulsatrix_session_energy_joules"
+INFO = "pulsatrix_session_info"
+METER = "pulsatrix_energy_imported_joules_total"
+SESSION_SERIES = (START, END, METER_START, ENERGY, INFO)
+INFO_LABELS = ("start_reason", "stop_reason", "allocation_source", "used_phases")
+# Labels a Prometheus server adds to every target: they identify a charger's series but are not the charger's own
+# labels, so they are not report columns.
+TARGET_LABELS = ("job", "instance")
+STEP = 300.0  # one step per 5 min: 105,120 steps a year, ~2 returned per session
+OVERLAP = 60.0
+MAX_POINTS = 11_000  # Prometheus' limit per series and query_range
+FOLLOW = 86_400.0  # how far past the period a session started in it is followed to its end
+PARALLEL = 2  # queries in flight: the 2-core machine the numbers in the README were measured on
+
+Key = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class History:
+    sessions: dict[Key, list[Session]] = field(default_factory=dict)
+    meter_start: dict[Key, float | None] = field(default_factory=dict)
+    meter_end: dict[Key, float | None] = field(default_factory=dict)
+    refined: int = 0  # steps asked again as raw samples
+
+
+def output_labels(key: Key) -> dict[str, str]:
+    return {k: v for k, v in key if k not in TARGET_LABELS}
+
+
+def _key(metric: dict[str, str]) -> Key:
+    return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__" and k not in INFO_LABELS))
+
+
+def _selector(name: str, matchers: Sequence[str]) -> str:
+    return name + ("{" + ",".join(matchers) + "}" if matchers else "")
+
+
+def _name_selector(matchers: Sequence[str]) -> str:
+    return "{" + ",".join([f'__name__=~"{"|".join(SESSION_SERIES)}"', *matchers]) + "}"
+
+
+def event_query(matchers: Sequence[str], on: Sequence[str]) -> str:
+    w = f"{int(STEP + OVERLAP)}s"
+    s, e = _selector(START, matchers), _selector(END, matchers)
+    labels = ", ".join(on)
+    events = f"changes({s}[{w}]) > 0 or changes({e}[{w}]) > 0 or ({e} unless {e} offset {int(STEP)}s)"
+    return f"{_name_selector(matchers)} and on({labels}) ({events})"
+
+
+def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[str, Any]]]:
+    """Samples grouped per charger and time: {key: {t: {metric name: value or info labels}}}."""
+    out: dict[Key, dict[float, dict[str, Any]]] = {}
+    for series in result:
+        metric = series.get("metric", {})
+        name = metric.get("__name__", "")
+        key = _key(metric)
+        points = series.get("values") or ([series["value"]] if "value" in series else [])
+        per = out.setdefault(key, {})
+        for t, v in points:
+            slot = per.setdefault(round(float(t), 3), {})
+            if name == INFO:
+                slot.setdefault(INFO, []).append((metric.get("start_reason", ""), metric.get("stop_reason", "")))
+            else:
+                slot[name] = float(v)
+    return out
+
+
+def obs_from(t: float, slot: dict[str, Any]) -> Obs:
+    start, end = slot.get(START), slot.get(END)
+    reasons: list[tuple[str, str]] = slot.get(INFO, [])
+    ended = end is not None and start is not None and end >= start
+    # Within the lookback a just-replaced info series may still show: pick the one that fits the state.
+    pick = [r for r in reasons if bool(r[1]) == ended] or reasons or [("", "")]
+    return Obs(
+        t,
+        start,
+        end if ended else None,
+        slot.get(METER_START),
+        _finite(slot.get(ENERGY)),
+        pick[-1][0],
+        pick[-1][1] if ended else "",
+    )
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _chunks(start: float, end: float) -> list[tuple[float, float]]:
+    span = STEP * (MAX_POINTS - 1)
+    out = []
+    t = start
+    while t <= end:
+        out.append((t, min(end, t + span)))
+        t += span + STEP
+    return out
+
+
+def identity_labels(client: PromClient, matchers: Sequence[str], start: float, end: float) -> list[str]:
+    names: set[str] = set()
+    for metric in client.series(_selector(START, matchers), start, end):
+        names.update(k for k in metric if k != "__name__")
+    return sorted(names)
+
+
+def fetch_history(
+    client: PromClient, period: Period, matchers: Sequence[str], *, lookback: float, now: float
+) -> History:
+    horizon = min(now, period.end + FOLLOW)
+    history = History()
+    on = identity_labels(client, matchers, period.start - lookback, horizon)
+    if not on:
+        return history
+    first = period.start - (period.start % STEP)  # step-aligned: the same steps whichever period asks
+    query = event_query(matchers, on)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        parts = list(pool.map(lambda c: client.query_range(query, c[0], c[1], STEP), _chunks(first, horizon)))
+        latest = client.query(_name_selector(matchers), horizon)
+        bounds = list(pool.map(lambda t: meters(client, matchers, t, lookback), (period.start, period.end)))
+    merged: dict[Key, dict[float, dict[str, Any]]] = {}
+    for part in [*parts, latest]:
+        for key, slots in snapshots(part).items():
+            merged.setdefault(key, {}).update(slots)
+    for key, slots in merged.items():
+        observations = [obs_from(t, slot) for t, slot in sorted(slots.items())]
+        extra = refine(client, key, observations)
+        history.refined += len(extra) and 1
+        observations.extend(extra)
+        history.sessions[key] = reconstruct(observations, horizon=horizon, fresh=lookback)
+        history.meter_start[key] = bounds[0].get(key)
+        history.meter_end[key] = bounds[1].get(key)
+    return history
+
+
+def meters(client: PromClient, matchers: Sequence[str], at: float, lookback: float) -> dict[Key, float | None]:
+    """Each charger's meter at ``at`` (the last scrape before it; a charger down around it is looked for up to
+    31 days back, so a month's first reading is not lost to an outage)."""
+    out: dict[Key, float | None] = {}
+    for window in (lookback, 31 * 86_400.0):
+        for series in client.query(f"last_over_time({_selector(METER, matchers)}[{int(window)}s])", at):
+            out.setdefault(_key(series.get("metric", {})), float(series["value"][1]))
+        if out:
+            break
+    return out
+
+
+def refine(client: PromClient, key: Key, observations: Sequence[Obs]) -> list[Obs]:
+    """Raw samples around the steps where one step may hide an end: the previous snapshot shows a session
+    running and this one already a later session (the end, if it was scraped at all, fell in this step)."""
+    suspects = [
+        b.t
+        for a, b in zip(observations, observations[1:], strict=False)
+        if a.start is not None and b.start is not None and b.start > a.start and a.end is None
+    ]
+    if not suspects:
+        return []
+    matchers = [f'{k}="{_escape(v)}"' for k, v in key]
+    out: list[Obs] = []
+    for t in suspects:
+        raw = client.query(f"{_name_selector(matchers)}[{int(2 * STEP + OVERLAP)}s]", t)
+        for slot_t, slot in sorted(next(iter(snapshots(raw).values()), {}).items()):
+            out.append(obs_from(slot_t, slot))
+    return out
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
