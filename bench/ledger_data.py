@@ -35,7 +35,7 @@ class Session:
 
 
 def timeline(seed: int, t0: int, t1: int, sessions_per_day: float) -> list[Session]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (reproducible test data)
     meter = round(rng.uniform(0, 20_000), 6)
     mean_idle = max(900.0, 86_400 / sessions_per_day - 6_300)  # the mean session lasts 6,300 s
     out: list[Session] = []
@@ -45,8 +45,14 @@ def timeline(seed: int, t0: int, t1: int, sessions_per_day: float) -> list[Sessi
         duration = int(rng.uniform(900, 11_700))
         if t + duration >= t1:
             return out
-        s = Session(t, t + duration, meter, rng.choice((3_700.0, 7_400.0, 11_000.0)), rng.choice(START_REASONS),
-                    rng.choice(STOP_REASONS))
+        s = Session(
+            t,
+            t + duration,
+            meter,
+            rng.choice((3_700.0, 7_400.0, 11_000.0)),
+            rng.choice(START_REASONS),
+            rng.choice(STOP_REASONS),
+        )
         out.append(s)
         meter = round(meter + s.energy_kwh, 6)
         t = s.end
@@ -73,8 +79,9 @@ def _samples(sessions: list[Session], t0: int, t1: int, interval: int) -> Iterat
             yield t, s, t < s.end
 
 
-def write_openmetrics(out: TextIO, chargers: int, t0: int, t1: int, interval: int, sessions_per_day: float,
-                      seed: int = 1) -> int:
+def write_openmetrics(
+    out: TextIO, chargers: int, t0: int, t1: int, interval: int, sessions_per_day: float, seed: int = 1
+) -> int:
     """Write every family for every charger; returns the number of sessions."""
     lines = {c: timeline(seed * 100_003 + c, t0, t1, sessions_per_day) for c in range(chargers)}
     families = (

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ledger_data import charger_name, timeline, write_openmetrics  # noqa: E402
+from ledger_data import charger_name, timeline, write_openmetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z: whole-day periods from here
@@ -61,8 +61,23 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
 
 def run_report(view: str, url: str, start: str, end: str) -> tuple[float, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "exporter", "report", view, "--prometheus", url, "--start", start, "--end", end,
-           "--tz", "UTC", "--format", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "report",
+        view,
+        "--prometheus",
+        url,
+        "--start",
+        start,
+        "--end",
+        end,
+        "--tz",
+        "UTC",
+        "--format",
+        "json",
+    ]
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3_600, check=False)
     wall = time.perf_counter() - t
@@ -119,17 +134,29 @@ def main() -> int:
     timings["generate_s"] = time.perf_counter() - t
     t = time.perf_counter()
     shutil.rmtree(tsdb, ignore_errors=True)
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h", str(data),
-                    str(tsdb)], check=True, capture_output=True)
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h", str(data), str(tsdb)],
+        check=True,
+        capture_output=True,
+    )
     timings["backfill_s"] = time.perf_counter() - t
     data.unlink()
     tsdb_bytes = sum(p.stat().st_size for p in tsdb.rglob("*") if p.is_file())
     port = free_port()
     config = work / "prometheus.yml"
     config.write_text("global: {}\n")
-    proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
-                             "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}",
-                             "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tsdb}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
@@ -152,9 +179,17 @@ def main() -> int:
         proc.wait(30)
     samples = args.chargers * args.days * 86_400 // args.interval * 6
     report = {
-        "chargers": args.chargers, "days": args.days, "interval_s": args.interval, "sessions": sessions,
-        "samples": samples, "tsdb_bytes": tsdb_bytes, "bytes_per_sample": round(tsdb_bytes / samples, 3),
-        **timings, **results, "load": os.getloadavg(), "cores": os.cpu_count(),
+        "chargers": args.chargers,
+        "days": args.days,
+        "interval_s": args.interval,
+        "sessions": sessions,
+        "samples": samples,
+        "tsdb_bytes": tsdb_bytes,
+        "bytes_per_sample": round(tsdb_bytes / samples, 3),
+        **timings,
+        **results,
+        "load": os.getloadavg(),
+        "cores": os.cpu_count(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report-bench.json").write_text(json.dumps(report, indent=1) + "\n")

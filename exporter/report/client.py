@@ -52,8 +52,10 @@ class PromClient:
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"--prometheus: expected an http:// or https:// URL, got {self.shown!r}")
         if parsed.username or parsed.password:
-            raise ValueError("--prometheus: credentials in the URL are not allowed; use --basic-user and "
-                             "--basic-password-file (or the bearer token options)")
+            raise ValueError(
+                "--prometheus: credentials in the URL are not allowed; use --basic-user and "
+                "--basic-password-file (or the bearer token options)"
+            )
         if parsed.scheme == "https":
             self._context = ssl.create_default_context(cafile=self.auth.ca_file)
         self.url = self.url.rstrip("/")
@@ -108,7 +110,7 @@ class PromClient:
         try:
             doc = json.loads(payload)
         except ValueError:
-            raise QueryError(f"{self.shown} did not answer with the Prometheus API's JSON (is it the right URL?)") from None
+            raise QueryError(f"{self.shown} did not answer with Prometheus API JSON (is it the right URL?)") from None
         if not isinstance(doc, dict) or doc.get("status") != "success":
             error = doc.get("error", "unknown error") if isinstance(doc, dict) else "unknown error"
             raise QueryError(f"{self.shown} refused the query: {str(error)[:300]}")

@@ -23,12 +23,22 @@ from exporter.report.output import Row, render
 from exporter.report.periods import Period, UsageError, period_from_args, rfc3339
 from exporter.report.queries import History, Key, fetch_history, output_labels
 
-PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"
-TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"
+PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
+TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105
 MATCHER = re.compile(r"""^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*$""")
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-SESSION_COLUMNS = ("start", "end", "duration_s", "energy_kwh", "meter_start_kwh", "meter_stop_kwh", "start_reason",
-                   "stop_reason", "status", "flags")
+SESSION_COLUMNS = (
+    "start",
+    "end",
+    "duration_s",
+    "energy_kwh",
+    "meter_start_kwh",
+    "meter_stop_kwh",
+    "start_reason",
+    "stop_reason",
+    "status",
+    "flags",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,31 +62,50 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(view, help=text, description=text)
         _common(p)
         if view == "summary":
-            p.add_argument("--by", default="charger", metavar="charger|site|LABEL",
-                           help="group rows by this label (default: charger)")
+            p.add_argument(
+                "--by",
+                default="charger",
+                metavar="charger|site|LABEL",
+                help="group rows by this label (default: charger)",
+            )
     return parser
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prometheus", required=True, metavar="URL",
-                   help="Prometheus HTTP API base URL (Prometheus, VictoriaMetrics, Thanos Query, Mimir)")
+    p.add_argument(
+        "--prometheus",
+        required=True,
+        metavar="URL",
+        help="Prometheus HTTP API base URL (Prometheus, VictoriaMetrics, Thanos Query, Mimir)",
+    )
     p.add_argument("--start", metavar="T", help="RFC 3339 time or date (local midnight in --tz)")
     p.add_argument("--end", metavar="T", help="RFC 3339 time or date, exclusive")
     p.add_argument("--month", metavar="YYYY-MM", help="that calendar month in --tz")
     p.add_argument("--year", metavar="YYYY", help="that calendar year in --tz")
     p.add_argument("--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's)")
-    p.add_argument("--match", action="append", default=[], metavar="MATCHER",
-                   help="label matcher such as 'site=\"depot-3\"' (repeatable; all must hold)")
+    p.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="MATCHER",
+        help="label matcher such as 'site=\"depot-3\"' (repeatable; all must hold)",
+    )
     p.add_argument("--format", choices=("csv", "json", "table"), default="csv", help="output format (csv)")
     p.add_argument("--price", type=_price, metavar="PER_KWH", help="price per kWh: adds a cost column")
     p.add_argument("--currency", default="EUR", help="currency named beside the cost (EUR)")
     p.add_argument("--basic-user", metavar="USER", help="HTTP basic auth user")
-    p.add_argument("--basic-password-file", metavar="FILE",
-                   help=f"file holding the basic auth password (or set ${PASSWORD_ENV})")
+    p.add_argument(
+        "--basic-password-file", metavar="FILE", help=f"file holding the basic auth password (or set ${PASSWORD_ENV})"
+    )
     p.add_argument("--bearer-token-file", metavar="FILE", help=f"file holding a bearer token (or set ${TOKEN_ENV})")
     p.add_argument("--ca-file", metavar="FILE", help="CA bundle (PEM) to verify the server's TLS certificate")
-    p.add_argument("--lookback", type=_duration, default=300.0, metavar="SECONDS",
-                   help="how far back a sample still counts (300; above your scrape interval)")
+    p.add_argument(
+        "--lookback",
+        type=_duration,
+        default=300.0,
+        metavar="SECONDS",
+        help="how far back a sample still counts (300; above your scrape interval)",
+    )
     p.add_argument("--timeout", type=_duration, default=120.0, metavar="SECONDS", help="per query (120)")
 
 
@@ -168,8 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         columns, rows = summary_rows(history, period, args.by, args.price, args.currency)
     sys.stdout.write(render(rows, columns, args.format))
     if not rows:
-        print(f"pulsatrix-exporter report: no {args.view} in {period.label} at {client.shown} for the given "
-              "matchers (nothing stored, or the matchers select no charger)", file=sys.stderr)
+        print(
+            f"pulsatrix-exporter report: no {args.view} in {period.label} at {client.shown} for the given "
+            "matchers (nothing stored, or the matchers select no charger)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -181,9 +213,7 @@ def _extra_columns(keys: Sequence[Key]) -> list[str]:
     return sorted(names)
 
 
-def session_rows(
-    history: History, period: Period, price: float | None, currency: str
-) -> tuple[list[str], list[Row]]:
+def session_rows(history: History, period: Period, price: float | None, currency: str) -> tuple[list[str], list[Row]]:
     extra = _extra_columns(list(history.sessions))
     columns = ["charger", *extra, *SESSION_COLUMNS]
     if price is not None:
@@ -208,7 +238,7 @@ def _session_fields(s: ledger.Session, period: Period) -> dict[str, Any]:
         "_start": s.start,
         "start": rfc3339(s.start, period.zone),
         "end": None if s.end is None else rfc3339(s.end, period.zone),
-        "duration_s": None if s.duration_s is None else int(round(s.duration_s)),
+        "duration_s": None if s.duration_s is None else round(s.duration_s),
         "energy_kwh": _kwh(s.energy_kwh),
         "meter_start_kwh": _kwh(s.meter_start_kwh),
         "meter_stop_kwh": _kwh(s.meter_stop_kwh),

@@ -19,6 +19,7 @@ The rules (the README states them):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -83,8 +84,9 @@ def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> li
     ``fresh`` how old the last look may be for a session without an end to count as still running.
     """
     groups: dict[float, _Group] = {}
-    for ob in sorted((o for o in observations if o.start is not None and o.start > 0), key=lambda o: o.t):
-        assert ob.start is not None
+    for ob in sorted(observations, key=lambda o: o.t):
+        if ob.start is None or ob.start <= 0:
+            continue
         group = groups.get(ob.start)
         if group is None:
             group = groups[ob.start] = _Group(ob.start, ob)
@@ -102,8 +104,7 @@ def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Se
     ob = group.last
     start_reason = next((r for r, _ in reversed(group.reasons) if r), "")
     meter_start = None if ob.meter_start_j is None else ob.meter_start_j / J_PER_KWH
-    ended = ob.end is not None and ob.end >= group.start
-    if not ended:
+    if ob.end is None or ob.end < group.start:
         running = latest and horizon - ob.t <= fresh
         energy = ob.energy_j / J_PER_KWH if running and ob.energy_j is not None else None
         return Session(
@@ -118,7 +119,6 @@ def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Se
             (),
             ob.t,
         )
-    assert ob.end is not None
     stop_reason = ob.stop_reason or next((s for _, s in reversed(group.reasons) if s), "")
     flags: tuple[str, ...] = ()
     energy = None if ob.energy_j is None else ob.energy_j / J_PER_KWH
@@ -127,7 +127,9 @@ def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Se
         # The exporter drops a negative meterStop - meterStart; a jump no charger can draw is a meter swap.
         energy, flags = None, ("meter_reset",)
     meter_stop = None if energy is None or meter_start is None else meter_start + energy
-    return Session(group.start, ob.end, "ended", meter_start, meter_stop, energy, start_reason, stop_reason, flags, ob.t)
+    return Session(
+        group.start, ob.end, "ended", meter_start, meter_stop, energy, start_reason, stop_reason, flags, ob.t
+    )
 
 
 def _flag_meter_changes(sessions: list[Session]) -> list[Session]:
@@ -156,9 +158,9 @@ def summarize(
     """The meter's rise in [start, end) and the sessions started in it.
 
     The readings in time order are the meter at the start bound, each session's meter start and stop that fall
-    inside the period, and the meter at the end bound. Each rise between two readings is counted; a fall (a meter
-    replaced or reset) is not, and flags the row: what ran between the last reading on the old meter and the first
-    on the new one is unknown, so it is left out rather than guessed.
+    inside the period, and the meter at the end bound. Each rise between two readings is counted; a fall or a rise
+    faster than 44 kW (a meter replaced or reset) is not, and flags the row: what ran between the last reading on
+    the old meter and the first on the new one is unknown, so it is left out rather than guessed.
     """
     readings: list[tuple[float, float]] = []
     if meter_at_start_j is not None:
@@ -173,11 +175,11 @@ def summarize(
     readings.sort(key=lambda r: r[0])
     energy = 0.0
     flags: list[str] = []
-    for (_, a), (_, b) in zip(readings, readings[1:], strict=False):
-        if b >= a:
+    for (ta, a), (tb, b) in itertools.pairwise(readings):
+        if b < a - 1e-6 or (b - a) * J_PER_KWH > MAX_PLAUSIBLE_W * max(tb - ta, 1.0) + 360_000:
+            flags.append("meter_reset")  # fell, or rose faster than a charger can draw: another meter
+        elif b > a:
             energy += b - a
-        elif a - b > 1e-6:
-            flags.append("meter_reset")
     started = in_period(sessions, start, end)
     if any("meter_reset" in s.flags for s in started):
         flags.append("meter_reset")

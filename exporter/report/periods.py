@@ -57,7 +57,9 @@ def parse_instant(text: str, tz: tzinfo, flag: str) -> float:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise UsageError(f"{flag}: {text!r} is neither an RFC 3339 time (2026-03-01T00:00:00+01:00) nor a date") from None
+        raise UsageError(
+            f"{flag}: {text!r} is neither an RFC 3339 time (2026-03-01T00:00:00+01:00) nor a date"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     return parsed.timestamp()

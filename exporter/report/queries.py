@@ -22,6 +22,7 @@ charger, which is cheap because it is rare. Sessions started in the period are f
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -186,7 +187,7 @@ def refine(client: PromClient, key: Key, observations: Sequence[Obs]) -> list[Ob
     running and this one already a later session (the end, if it was scraped at all, fell in this step)."""
     suspects = [
         b.t
-        for a, b in zip(observations, observations[1:], strict=False)
+        for a, b in itertools.pairwise(observations)
         if a.start is not None and b.start is not None and b.start > a.start and a.end is None
     ]
     if not suspects:
