@@ -136,7 +136,8 @@ def _flag_meter_changes(sessions: list[Session]) -> list[Session]:
     """A session whose meter starts below where the previous one stopped ran on a replaced or reset meter."""
     out: list[Session] = []
     previous: float | None = None
-    for s in sessions:
+    for session in sessions:
+        s = session
         if previous is not None and s.meter_start_kwh is not None and s.meter_start_kwh < previous - 1e-6:
             s = replace(s, flags=tuple(dict.fromkeys((*s.flags, "meter_reset"))))
         if s.meter_stop_kwh is not None:
