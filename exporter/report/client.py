@@ -71,9 +71,9 @@ class PromClient:
         return f"{parsed.scheme}://{host}{port}{parsed.path}"
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        """An instant query: the vector's samples as the API returns them."""
+        """An instant query: the vector's samples (or a range selector's raw samples) as the API returns them."""
         data = self._post("/api/v1/query", {"query": expr, "time": f"{at:.3f}"})
-        if data.get("resultType") != "vector":
+        if data.get("resultType") not in ("vector", "matrix"):
             raise QueryError(f"{self.shown}: expected a vector result, got {data.get('resultType')!r}")
         result: list[dict[str, Any]] = data.get("result", [])
         return result
