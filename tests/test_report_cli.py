@@ -16,7 +16,7 @@ import pytest
 
 from exporter.cli import main
 
-SECRET = "s3cr3t-Pa55"  # noqa: S105 (a test password that must never be printed)
+SECRET = "s3cr3t-Pa55"
 
 
 class FakeAPI(BaseHTTPRequestHandler):
