@@ -43,7 +43,7 @@ def timeline(seed: int, t0: int, t1: int, sessions_per_day: float) -> list[Sessi
     while True:
         t += int(600 + rng.expovariate(1 / mean_idle))
         duration = int(rng.uniform(900, 11_700))
-        if t + duration >= t1:
+        if t + duration >= t1 - 3_600:  # the last hour stays idle: every end is scraped before t1
             return out
         s = Session(
             t,

@@ -107,6 +107,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="how far back a sample still counts (300; above your scrape interval)",
     )
     p.add_argument("--timeout", type=_duration, default=120.0, metavar="SECONDS", help="per query (120)")
+    p.add_argument(
+        "--source",
+        choices=("auto", "rules", "raw"),
+        default="auto",
+        help="rules: the ledger recording rules' change series (fast); raw: the exporter's series; auto (default): "
+        "rules if they were recording at the period's start",
+    )
 
 
 def _price(text: str) -> float:
@@ -187,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pulsatrix-exporter report: error: {exc}", file=sys.stderr)
         return 2
     try:
-        history = fetch_history(client, period, selectors, lookback=args.lookback, now=time.time())
+        history = fetch_history(client, period, selectors, lookback=args.lookback, now=time.time(), source=args.source)
     except QueryError as exc:
         print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
         return 1

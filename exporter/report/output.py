@@ -25,7 +25,12 @@ def _text(value: Any) -> str:
 
 def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([{c: _json(row.get(c)) for c in columns} for row in rows], indent=1) + "\n"
+        # one row per line, each encoded by json's C encoder (indent= would take the pure-Python one: 10x slower
+        # for a year's 350,000 sessions)
+        if not rows:
+            return "[]\n"
+        lines = (json.dumps({c: _json(row.get(c)) for c in columns}, ensure_ascii=False) for row in rows)
+        return "[\n" + ",\n".join(lines) + "\n]\n"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

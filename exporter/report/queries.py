@@ -43,6 +43,7 @@ ENERGY = "pulsatrix_session_energy_joules"
 INFO = "pulsatrix_session_info"
 METER = "pulsatrix_energy_imported_joules_total"
 SESSION_SERIES = (START, END, METER_START, ENERGY, INFO)
+CHANGES = "changes"  # the starts within a step, returned beside the snapshot
 INFO_LABELS = ("start_reason", "stop_reason", "allocation_source", "used_phases")
 # Labels a Prometheus server adds to every target: they identify a charger's series but are not the charger's own
 # labels, so they are not report columns.
@@ -85,8 +86,10 @@ def event_query(matchers: Sequence[str], on: Sequence[str]) -> str:
     w = f"{int(STEP + OVERLAP)}s"
     s, e = _selector(START, matchers), _selector(END, matchers)
     labels = ", ".join(on)
+    # the number of starts in the step comes back too (as the series "changes"): two or more are asked again
+    count = f'label_replace(changes({s}[{w}]), "__name__", "{CHANGES}", "", "")'
     events = f"changes({s}[{w}]) > 0 or ({e} unless {e} offset {int(STEP)}s) or ({e} != {e} offset {int(STEP)}s)"
-    return f"{_name_selector(matchers)} and on({labels}) ({events})"
+    return f"({_name_selector(matchers)} or {count}) and on({labels}) ({events})"
 
 
 def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[str, Any]]]:
@@ -146,7 +149,7 @@ def identity_labels(client: PromClient, matchers: Sequence[str], start: float, e
 
 
 def fetch_history(
-    client: PromClient, period: Period, matchers: Sequence[str], *, lookback: float, now: float
+    client: PromClient, period: Period, matchers: Sequence[str], *, lookback: float, now: float, source: str = "auto"
 ) -> History:
     horizon = min(now, period.end + FOLLOW)
     history = History()
@@ -158,7 +161,7 @@ def fetch_history(
     with ThreadPoolExecutor(PARALLEL) as pool:
         latest_part = pool.submit(client.query, _name_selector(matchers), horizon)
         bounds_part = pool.map(lambda t: meters(client, matchers, t, lookback), (period.start, period.end))
-        if recorded.recording_at(client, period.start):
+        if source == "rules" or (source == "auto" and recorded.recording_at(client, period.start)):
             history.source = "rules"
             per_key = recorded.recorded_observations(client, matchers, period.start, horizon)
         else:
@@ -181,13 +184,20 @@ def _raw_observations(
     client: PromClient, pool: ThreadPoolExecutor, matchers: Sequence[str], on: Sequence[str], start: float, end: float
 ) -> dict[Key, list[Obs]]:
     first = start - (start % STEP)  # step-aligned: the same steps whichever period asks
+    last = end - (end % STEP) + STEP  # one step past the end, so that the last scrapes are in a step
     query = event_query(matchers, on)
-    parts = list(pool.map(lambda c: client.query_range(query, c[0], c[1], STEP), _chunks(first, end)))
+    parts = list(pool.map(lambda c: client.query_range(query, c[0], c[1], STEP), _chunks(first, last)))
     merged: dict[Key, dict[float, dict[str, Any]]] = {}
     for part in parts:
         for key, slots in snapshots(part).items():
             merged.setdefault(key, {}).update(slots)
-    return {key: [obs_from(t, slot) for t, slot in sorted(slots.items())] for key, slots in merged.items()}
+    out: dict[Key, list[Obs]] = {}
+    for key, slots in merged.items():
+        out[key] = [obs_from(t, slot) for t, slot in sorted(slots.items())]
+        crowded = [t for t, slot in slots.items() if slot.get(CHANGES, 0.0) >= 2]
+        if crowded:
+            out[key].extend(ob for t in crowded for ob in _raw_window(client, key, t))
+    return out
 
 
 def meters(client: PromClient, matchers: Sequence[str], at: float, lookback: float) -> dict[Key, float | None]:
@@ -212,13 +222,14 @@ def refine(client: PromClient, key: Key, observations: Sequence[Obs]) -> list[Ob
     ]
     if not suspects:
         return []
+    return [ob for t in suspects for ob in _raw_window(client, key, t)]
+
+
+def _raw_window(client: PromClient, key: Key, t: float) -> list[Obs]:
+    """Every scrape of one charger in the two steps before ``t``, as snapshots."""
     matchers = [f'{k}="{_escape(v)}"' for k, v in key]
-    out: list[Obs] = []
-    for t in suspects:
-        raw = client.query(f"{_name_selector(matchers)}[{int(2 * STEP + OVERLAP)}s]", t)
-        for slot_t, slot in sorted(next(iter(snapshots(raw).values()), {}).items()):
-            out.append(obs_from(slot_t, slot))
-    return out
+    raw = client.query(f"{_name_selector(matchers)}[{int(2 * STEP + OVERLAP)}s]", t)
+    return [obs_from(slot_t, slot) for slot_t, slot in sorted(next(iter(snapshots(raw).values()), {}).items())]
 
 
 def _escape(value: str) -> str:
