@@ -41,6 +41,9 @@ class Obs:
     energy_j: float | None = None
     start_reason: str = ""
     stop_reason: str = ""
+    # A scrape as it was (False: rebuilt from recorded changes or a step's look back, whose time is not when the
+    # charger last answered): only a live look tells a running session from one whose end was never scraped.
+    live: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Se
     start_reason = next((r for r, _ in reversed(group.reasons) if r), "")
     meter_start = None if ob.meter_start_j is None else ob.meter_start_j / J_PER_KWH
     if ob.end is None or ob.end < group.start:
-        running = latest and horizon - ob.t <= fresh
+        running = latest and ob.live and horizon - ob.t <= fresh
         energy = ob.energy_j / J_PER_KWH if running and ob.energy_j is not None else None
         return Session(
             group.start,

@@ -110,7 +110,7 @@ def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[st
     return out
 
 
-def obs_from(t: float, slot: dict[str, Any]) -> Obs:
+def obs_from(t: float, slot: dict[str, Any], *, live: bool = False) -> Obs:
     start, end = slot.get(START), slot.get(END)
     reasons: list[tuple[str, str]] = slot.get(INFO, [])
     ended = end is not None and start is not None and end >= start
@@ -124,6 +124,7 @@ def obs_from(t: float, slot: dict[str, Any]) -> Obs:
         _finite(slot.get(ENERGY)),
         pick[-1][0],
         pick[-1][1] if ended else "",
+        live,
     )
 
 
@@ -168,7 +169,8 @@ def fetch_history(
             per_key = _raw_observations(client, pool, matchers, on, period.start, horizon)
         latest, bounds = latest_part.result(), list(bounds_part)
     for key, slots in snapshots(latest).items():
-        per_key.setdefault(key, []).extend(obs_from(t, slot) for t, slot in slots.items())
+        # the server's own answer for "now": a charger it still considers scraped (not stale)
+        per_key.setdefault(key, []).extend(obs_from(t, slot, live=True) for t, slot in slots.items())
     for key, observations in per_key.items():
         if history.source == "raw":
             extra = refine(client, key, observations)
@@ -229,7 +231,8 @@ def _raw_window(client: PromClient, key: Key, t: float) -> list[Obs]:
     """Every scrape of one charger in the two steps before ``t``, as snapshots."""
     matchers = [f'{k}="{_escape(v)}"' for k, v in key]
     raw = client.query(f"{_name_selector(matchers)}[{int(2 * STEP + OVERLAP)}s]", t)
-    return [obs_from(slot_t, slot) for slot_t, slot in sorted(next(iter(snapshots(raw).values()), {}).items())]
+    slots = next(iter(snapshots(raw).values()), {})
+    return [obs_from(slot_t, slot) for slot_t, slot in sorted(slots.items())]
 
 
 def _escape(value: str) -> str:

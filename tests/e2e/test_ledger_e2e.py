@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.servers import (
     Prometheus,
@@ -168,10 +167,10 @@ def _compare(prom: Prometheus, vm: Server, began: float, stopped: float) -> None
         assert r["site"] == "depot-e2e" and r["energy_kwh"] is not None and r["energy_kwh"] >= 0
         assert r["meter_stop_kwh"] == pytest.approx(r["meter_start_kwh"] + r["energy_kwh"], abs=0.002)
     for key, rows in results.items():
-        view = key[2]
-        assert rows == results[("prometheus", "raw", view)], f"{key} differs from Prometheus (raw):\n" + "\n".join(
-            yaml.safe_dump(x) for x in (rows, results[("prometheus", "raw", view)])
-        )
+        reference = results[("prometheus", "raw", key[2])]
+        ours, theirs = [json.dumps(r, sort_keys=True) for r in rows], [json.dumps(r, sort_keys=True) for r in reference]
+        only = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        assert ours == theirs, f"{key} differs from Prometheus (raw): only here {only[0]}, only there {only[1]}"
 
 
 def test_the_shipped_rule_files_load_in_vmalert(tmp_path: Path) -> None:
