@@ -43,7 +43,6 @@ ENERGY = "pulsatrix_session_energy_joules"
 INFO = "pulsatrix_session_info"
 METER = "pulsatrix_energy_imported_joules_total"
 SESSION_SERIES = (START, END, METER_START, ENERGY, INFO)
-CHANGES = "changes"  # the starts within a step, returned beside the snapshot
 INFO_LABELS = ("start_reason", "stop_reason", "allocation_source", "used_phases")
 # Labels a Prometheus server adds to every target: they identify a charger's series but are not the charger's own
 # labels, so they are not report columns.
@@ -82,14 +81,25 @@ def _name_selector(matchers: Sequence[str]) -> str:
     return "{" + ",".join([f'__name__=~"{"|".join(SESSION_SERIES)}"', *matchers]) + "}"
 
 
-def event_query(matchers: Sequence[str], on: Sequence[str]) -> str:
+def event_query(name: str, matchers: Sequence[str], on: Sequence[str]) -> str:
+    """One series' last sample in each step where a session began or ended (one query per series: the function
+    drops the metric name, and a plain selector would lose the last scrapes to staleness markers)."""
     w = f"{int(STEP + OVERLAP)}s"
     s, e = _selector(START, matchers), _selector(END, matchers)
+    last_e, before_e = f"last_over_time({e}[{w}])", f"last_over_time({e}[{w}] offset {w})"
+    last_s, before_s = f"last_over_time({s}[{w}])", f"last_over_time({s}[{w}] offset {w})"
+    # a start, the start series' first scrapes (after an outage, or where the history begins), an end
+    events = (
+        f"changes({s}[{w}]) > 0 or ({last_s} unless {before_s}) or ({last_e} unless {before_e})"
+        f" or ({last_e} != {before_e})"
+    )
     labels = ", ".join(on)
-    # the number of starts in the step comes back too (as the series "changes"): two or more are asked again
-    count = f'label_replace(changes({s}[{w}]), "__name__", "{CHANGES}", "", "")'
-    events = f"changes({s}[{w}]) > 0 or ({e} unless {e} offset {int(STEP)}s) or ({e} != {e} offset {int(STEP)}s)"
-    return f"({_name_selector(matchers)} or {count}) and on({labels}) ({events})"
+    return f"last_over_time({_selector(name, matchers)}[{w}]) and on({labels}) ({events})"
+
+
+def crowded_query(matchers: Sequence[str]) -> str:
+    """The steps with two starts or more: only the later one's snapshot comes back, so they are asked again."""
+    return f"changes({_selector(START, matchers)}[{int(STEP + OVERLAP)}s]) > 1"
 
 
 def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[str, Any]]]:
@@ -187,18 +197,30 @@ def _raw_observations(
 ) -> dict[Key, list[Obs]]:
     first = start - (start % STEP)  # step-aligned: the same steps whichever period asks
     last = end - (end % STEP) + STEP  # one step past the end, so that the last scrapes are in a step
-    query = event_query(matchers, on)
-    parts = list(pool.map(lambda c: client.query_range(query, c[0], c[1], STEP), _chunks(first, last)))
+    chunks = _chunks(first, last)
+    jobs = [(name, c) for name in SESSION_SERIES for c in chunks]
+    parts = list(pool.map(lambda j: (j[0], client.query_range(event_query(j[0], matchers, on), *j[1], STEP)), jobs))
+    crowded = crowded_query(matchers)
+    crowds = list(pool.map(lambda c: client.query_range(crowded, c[0], c[1], STEP), chunks))
     merged: dict[Key, dict[float, dict[str, Any]]] = {}
-    for part in parts:
-        for key, slots in snapshots(part).items():
-            merged.setdefault(key, {}).update(slots)
-    out: dict[Key, list[Obs]] = {}
-    for key, slots in merged.items():
-        out[key] = [obs_from(t, slot) for t, slot in sorted(slots.items())]
-        crowded = [t for t, slot in slots.items() if slot.get(CHANGES, 0.0) >= 2]
-        if crowded:
-            out[key].extend(ob for t in crowded for ob in _raw_window(client, key, t))
+    for name, part in parts:
+        named = [{**series, "metric": {**series.get("metric", {}), "__name__": name}} for series in part]
+        for key, slots in snapshots(named).items():
+            per = merged.setdefault(key, {})
+            for t, slot in slots.items():
+                target = per.setdefault(t, {})
+                if INFO in slot:
+                    target.setdefault(INFO, []).extend(slot[INFO])
+                else:
+                    target.update(slot)
+    out: dict[Key, list[Obs]] = {
+        key: [obs_from(t, slot) for t, slot in sorted(slots.items())] for key, slots in merged.items()
+    }
+    for part in crowds:
+        for series in part:
+            key = _key(series.get("metric", {}))
+            for t, _ in series.get("values", []):
+                out.setdefault(key, []).extend(_raw_window(client, key, float(t)))
     return out
 
 
