@@ -60,6 +60,9 @@ class FakeAPI(BaseHTTPRequestHandler):
                     "values": [[t, "1"]],
                 }
             )
+            # the report asks one series per query (last_over_time(<name>{...}[...]) and on(...) (...))
+            asked = query.removeprefix("last_over_time(").split("{", 1)[0].split("[", 1)[0]
+            result = [r for r in result if r["metric"]["__name__"] == asked]
             self._send(200, {"status": "success", "data": {"resultType": "matrix", "result": result}})
         else:
             at = float(form["time"][0])
