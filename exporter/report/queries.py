@@ -94,7 +94,10 @@ def event_query(name: str, matchers: Sequence[str], on: Sequence[str]) -> str:
         f" or ({last_e} != {before_e})"
     )
     labels = ", ".join(on)
-    return f"last_over_time({_selector(name, matchers)}[{w}]) and on({labels}) ({events})"
+    # The info labels as the last scrape had them (a plain selector: within a step an earlier session's label set
+    # is still in the window); the numbers as last scraped, staleness markers or not.
+    value = _selector(name, matchers) if name == INFO else f"last_over_time({_selector(name, matchers)}[{w}])"
+    return f"{value} and on({labels}) ({events})"
 
 
 def crowded_query(matchers: Sequence[str]) -> str:
