@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ class FakeAPI(BaseHTTPRequestHandler):
                 }
             )
             # the report asks one series per query (last_over_time(<name>{...}[...]) and on(...) (...))
-            asked = query.removeprefix("last_over_time(").split("{", 1)[0].split("[", 1)[0]
+            asked = re.match(r"[a-z_]+", query.removeprefix("last_over_time(")).group(0)  # type: ignore[union-attr]
             result = [r for r in result if r["metric"]["__name__"] == asked]
             self._send(200, {"status": "success", "data": {"resultType": "matrix", "result": result}})
         else:
