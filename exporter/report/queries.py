@@ -202,7 +202,11 @@ def _raw_observations(
     last = end - (end % STEP) + STEP  # one step past the end, so that the last scrapes are in a step
     chunks = _chunks(first, last)
     jobs = [(name, c) for name in SESSION_SERIES for c in chunks]
-    parts = list(pool.map(lambda j: (j[0], client.query_range(event_query(j[0], matchers, on), *j[1], STEP)), jobs))
+    def ask(job: tuple[str, tuple[float, float]]) -> tuple[str, list[dict[str, Any]]]:
+        name, (a, b) = job
+        return name, client.query_range(event_query(name, matchers, on), a, b, STEP)
+
+    parts = list(pool.map(ask, jobs))
     crowded = crowded_query(matchers)
     crowds = list(pool.map(lambda c: client.query_range(crowded, c[0], c[1], STEP), chunks))
     merged: dict[Key, dict[float, dict[str, Any]]] = {}
