@@ -115,6 +115,8 @@ def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[st
         points = series.get("values") or ([series["value"]] if "value" in series else [])
         per = out.setdefault(key, {})
         for t, v in points:
+            if not math.isfinite(float(v)):  # a staleness marker (VictoriaMetrics returns them in raw samples)
+                continue
             slot = per.setdefault(round(float(t), 3), {})
             if name == INFO:
                 slot.setdefault(INFO, []).append((metric.get("start_reason", ""), metric.get("stop_reason", "")))

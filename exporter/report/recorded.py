@@ -9,6 +9,7 @@ before it, however long ago (the recorded series are sparse, so a long look back
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -85,4 +86,7 @@ def _add(events: dict[Key, list[tuple[float, str, Any]]], series: dict[str, Any]
     reasons = (metric.get("start_reason", ""), metric.get("stop_reason", ""))
     target = events.setdefault(key, [])
     for t, v in points:
-        target.append((round(float(t), 3), name, reasons if name == INFO else float(v)))
+        value = float(v)
+        if not math.isfinite(value):  # a staleness marker: VictoriaMetrics returns them in raw samples
+            continue
+        target.append((round(float(t), 3), name, reasons if name == INFO else value))
