@@ -20,6 +20,7 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_SIM_LISTEN = "127.0.0.1:8080"
 CONFIG_ENV = "PULSATRIX_EXPORTER_CONFIG"
 DEFAULT_DEMO_CHARGERS = 3
+DEFAULT_SIM_CHARGERS = 3
 # SIGTERM stops accepting connections, then lets the scrapes in flight finish: they end by their chargers'
 # deadlines, so the wait is only as long as they take, but at most 25 s (Kubernetes kills after 30 s by default;
 # systemd after 90 s). Not sized from the config at start: a reload may have raised the timeouts since. aiohttp
@@ -129,11 +130,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_listen(DEFAULT_SIM_LISTEN),
         help=f"address to serve on (default: {DEFAULT_SIM_LISTEN})",
     )
-    sim.add_argument("--chargers", metavar="N", type=positive_int, default=3, help="number of chargers (3)")
-    sim.add_argument("--speed", type=positive_float, default=1.0, help="divide session durations by this factor (1)")
+    sim.add_argument("--chargers", metavar="N", type=positive_int, help="number of generated chargers (3)")
+    sim.add_argument(
+        "--speed",
+        type=positive_float,
+        default=1.0,
+        help="divide session durations by this factor; with --script, run the simulated clock this much faster (1)",
+    )
+    sim.add_argument(
+        "--script",
+        metavar="FILE",
+        help="serve the chargers of this YAML session script, charging exactly as it says (instead of --chargers)",
+    )
+    sim.add_argument(
+        "--session-log",
+        metavar="FILE",
+        help="with --script: write each session start and stop to FILE as a JSON line, as it happens",
+    )
     sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
     sim.add_argument("--basic", metavar="USER:PASSWORD_ENV", help="require HTTP basic auth; password from env var")
     sim.add_argument("--bearer", metavar="TOKEN_ENV", help="require a bearer token, read from this env var")
+    sim.add_argument(
+        "--faults",
+        action="store_true",
+        help="also serve the fault-injection routes (GET /_sim, PUT /_sim/NAME) and count requests, for tests",
+    )
     sim.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (info)"
     )
@@ -196,9 +217,14 @@ async def _demo_app(n: int, speed: float) -> web.Application:
     return app
 
 
-def _run_simulator(args: argparse.Namespace) -> int:
-    from exporter.simulator import SIM_BACKLOG, SimAuth, create_simulator_app
+def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from exporter.simulator import SIM_BACKLOG, SimAuth, base_url, create_simulator_app
+    from exporter.simulator.script import ScriptError, load_script
 
+    if args.script is not None and args.chargers is not None:
+        parser.error("simulate: --chargers and --script both say which chargers to serve; use one or the other")
+    if args.session_log is not None and args.script is None:
+        parser.error("simulate: --session-log logs scripted sessions and needs --script FILE")
     auth = SimAuth()
     if args.basic:
         user, _, env = args.basic.partition(":")
@@ -211,11 +237,31 @@ def _run_simulator(args: argparse.Namespace) -> int:
             print(f"--bearer: environment variable {args.bearer!r} is not set", file=sys.stderr)
             return 2
         auth.bearer = os.environ[args.bearer]
-    app = create_simulator_app(args.chargers, speed=args.speed, seed=args.seed, auth=auth)
+    try:
+        script = load_script(args.script) if args.script is not None else None
+    except ScriptError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    try:
+        app = create_simulator_app(
+            args.chargers or DEFAULT_SIM_CHARGERS,
+            speed=args.speed,
+            seed=args.seed,
+            auth=auth,
+            faults=args.faults,
+            script=script,
+            session_log=args.session_log,
+        )
+    except OSError as exc:  # only the session log is opened here
+        print(f"{args.session_log}: cannot write session log: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if script is not None:
+        sessions = sum(len(c.sessions) for c in script.chargers)
+        shown = (sessions, len(script.chargers), args.speed)
+        log.info("simulate: %d scripted session(s) on %d charger(s), simulated clock at %g x real time", *shown)
     host, port = args.listen
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     for name in app_names(app):
-        print(f"  - name: {name}\n    url: http://{shown}:{port}/{name}", flush=True)
+        print(f"  - name: {name}\n    url: {base_url(host, port)}/{name}", flush=True)
     web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=2.0, backlog=SIM_BACKLOG)
     return 0
 
@@ -256,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "simulate":
-        return _run_simulator(args)
+        return _run_simulator(args, parser)
 
     config_path = _config_path(args, parser)
     if not args.demo and config_path is None:

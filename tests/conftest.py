@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.app import create_app
 from exporter.config import Config, demo_config
-from exporter.simulator import SIMULATOR, SimAuth, Simulator, create_simulator_app
+from exporter.simulator import SIMULATOR, STATS, SimAuth, SimStats, Simulator, create_simulator_app
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -22,7 +22,7 @@ ClientFactory = Callable[..., Awaitable[ExporterClient]]
 
 
 class SimulatedFleet:
-    """A running simulator plus a config pointing at it."""
+    """A running simulator (with the fault routes and request statistics) plus a config pointing at it."""
 
     def __init__(self, server: TestServer, app: web.Application) -> None:
         self.server = server
@@ -32,6 +32,10 @@ class SimulatedFleet:
     @property
     def sim(self) -> Simulator:
         return self.app[SIMULATOR]
+
+    @property
+    def stats(self) -> SimStats:
+        return self.app[STATS]
 
     @property
     def names(self) -> list[str]:
@@ -49,7 +53,7 @@ class SimulatedFleet:
 
 @pytest.fixture
 async def fleet(aiohttp_server: ServerFactory) -> SimulatedFleet:
-    app = create_simulator_app(3, speed=1.0, seed=7)
+    app = create_simulator_app(3, speed=1.0, seed=7, faults=True)
     server = await aiohttp_server(app)
     return SimulatedFleet(server, app)
 
@@ -57,7 +61,7 @@ async def fleet(aiohttp_server: ServerFactory) -> SimulatedFleet:
 @pytest.fixture
 def make_fleet(aiohttp_server: ServerFactory) -> Callable[..., Awaitable[SimulatedFleet]]:
     async def factory(n: int = 3, auth: SimAuth | None = None, speed: float = 1.0) -> SimulatedFleet:
-        app = create_simulator_app(n, speed=speed, seed=7, auth=auth)
+        app = create_simulator_app(n, speed=speed, seed=7, auth=auth, faults=True)
         server = await aiohttp_server(app)
         return SimulatedFleet(server, app)
 

@@ -194,11 +194,11 @@ async def test_probe_never_fetches_an_unconfigured_target(
 ) -> None:
     other_server, hits = await recording_server(aiohttp_server)
     client = await exporter_client(fleet.config())
-    before = fleet.sim.requests
+    before = fleet.stats.requests
     response = await client.get("/probe", params={"target": target.format(other=f"127.0.0.1:{other_server.port}")})
     assert response.status == 404
     assert "not a configured charger name" in await response.text()
-    assert fleet.sim.requests == before
+    assert fleet.stats.requests == before
     assert hits == []
 
 
@@ -206,7 +206,7 @@ async def test_probe_without_target_is_a_bad_request(fleet: SimulatedFleet, expo
     client = await exporter_client(fleet.config())
     response = await client.get("/probe")
     assert response.status == 400
-    assert fleet.sim.requests == 0
+    assert fleet.stats.requests == 0
 
 
 async def test_golden_exposition_over_http(aiohttp_server: ServerFactory, exporter_client: MakeClient) -> None:
@@ -377,7 +377,7 @@ async def test_health_ready_and_service_discovery(fleet: SimulatedFleet, exporte
         "labels": {"__meta_pulsatrix_charger": "garage", "__meta_pulsatrix_label_site": "home"},
     }
     assert [group["targets"] for group in sd] == [["garage"], ["carport"], ["visitor-bay"]]
-    assert fleet.sim.requests == 0  # none of these touch a charger
+    assert fleet.stats.requests == 0  # none of these touch a charger
 
 
 async def test_one_session_for_the_app_life(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
@@ -492,4 +492,4 @@ async def test_own_metrics_contact_no_charger(fleet: SimulatedFleet, exporter_cl
     assert get(samples, "pulsatrix_exporter_build_info", version=__version__) == 1.0
     assert get(samples, "process_resident_memory_bytes") is not None
     assert chargers_in(samples) == set()
-    assert fleet.sim.requests == 0
+    assert fleet.stats.requests == 0

@@ -108,14 +108,15 @@ def test_listen_parsing() -> None:
     assert build_parser().parse_args([]).listen == ("0.0.0.0", DEFAULT_PORT)
 
 
-def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+def fetch(url: str, headers: dict[str, str] | None = None) -> str:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
         return str(response.read().decode())
 
 
 @contextlib.contextmanager
 def process(
-    *args: str, ready_path: str, port: int, env: dict[str, str] | None = None
+    *args: str, ready_path: str, port: int, env: dict[str, str] | None = None, headers: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", *args],
@@ -128,7 +129,7 @@ def process(
         deadline = time.monotonic() + 20
         while True:
             try:
-                fetch(f"http://127.0.0.1:{port}{ready_path}")
+                fetch(f"http://127.0.0.1:{port}{ready_path}", headers)
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -177,24 +178,57 @@ def test_a_configured_charger_cannot_claim_to_be_simulated() -> None:
     ]
 
 
-def test_simulate_command_with_bearer_auth() -> None:
+def test_simulate_command_with_bearer_auth_on_every_route() -> None:
     port = free_port()
     env = {"SIM_TOKEN": "sekret"}
+    auth = {"Authorization": "Bearer sekret"}
     with process(
-        "simulate", "--chargers", "2", "--listen", f"127.0.0.1:{port}", "--bearer", "SIM_TOKEN",
-        ready_path="/_sim", port=port, env=env,
+        "simulate", "--chargers", "2", "--listen", f"127.0.0.1:{port}", "--bearer", "SIM_TOKEN", "--faults",
+        ready_path="/_sim", port=port, env=env, headers=auth,
     ) as proc:  # fmt: skip
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/carport/api/v1/transaction", headers={"Authorization": "Bearer sekret"}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            assert response.status == 200
-        with pytest.raises(urllib.error.HTTPError) as info:
-            fetch(f"http://127.0.0.1:{port}/carport/api/v1/transaction")
-        assert info.value.code == 401
+        assert '"name": "carport"' in fetch(f"http://127.0.0.1:{port}/_sim", auth)
+        assert '"state"' in fetch(f"http://127.0.0.1:{port}/carport/api/v1/transaction", auth)
+        for path in ("/carport/api/v1/transaction", "/_sim"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                fetch(f"http://127.0.0.1:{port}{path}")
+            assert info.value.code == 401, path
     out, err = proc.communicate(timeout=5)
     assert f"  - name: garage\n    url: http://127.0.0.1:{port}/garage\n" in out
     assert "sekret" not in out + err
+
+
+def test_simulate_without_faults_serves_no_fault_routes() -> None:
+    port = free_port()
+    with process("simulate", "--listen", f"127.0.0.1:{port}", ready_path="/garage/api/v1/charging", port=port):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            fetch(f"http://127.0.0.1:{port}/_sim")
+        assert info.value.code == 404
+
+
+def test_simulate_prints_ipv6_urls_in_brackets() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "simulate", "--chargers", "1", "--listen", f"[::1]:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin")},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines == ["  - name: garage\n", f"    url: http://[::1]:{port}/garage\n"]
+        deadline = time.monotonic() + 20
+        while True:  # the printed URL is one a client can use
+            try:
+                assert '"voltage"' in fetch(f"http://[::1]:{port}/garage/api/v1/charging")
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
 
 
 class SlowCharger(http.server.ThreadingHTTPServer):

@@ -37,7 +37,7 @@ async def test_a_longer_scrape_joining_a_short_scrapes_poll_gets_the_answer(
     assert get(samples, "pulsatrix_voltage_volts", charger="garage", phase="L1") is not None
     assert get(probed, "pulsatrix_up", charger="garage") == 0.0, "the short scrape still ended by its own deadline"
     for endpoint in ENDPOINTS:
-        assert fleet.sim.hits[("garage", endpoint)] == 1  # still one request per endpoint
+        assert fleet.stats.hits[("garage", endpoint)] == 1  # still one request per endpoint
     timeouts = get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="charging", reason="timeout")
     assert timeouts is None, "a healthy charger is not counted as timing out: its timeout series never appears"
 
@@ -53,7 +53,7 @@ async def test_a_timeout_under_a_short_budget_is_not_served_again_for_min_interv
     assert get(samples, "pulsatrix_reading_age_seconds", charger="garage") == 0.0
     again = await scrape(client)
     assert get(again, "pulsatrix_up", charger="garage") == 1.0
-    assert fleet.sim.hits[("garage", "charging")] == 2  # the good reading is served again for min_interval
+    assert fleet.stats.hits[("garage", "charging")] == 2  # the good reading is served again for min_interval
 
 
 async def test_a_poll_is_never_extended_beyond_the_chargers_timeout(
@@ -87,6 +87,6 @@ async def test_a_scraper_that_hangs_up_mid_poll_leaves_the_shared_poll_to_the_ot
     gone.cancel()  # Prometheus gave up and closed the connection
     samples = parse(await (await staying).text())
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0
-    assert fleet.sim.hits[("garage", "charging")] == 1
+    assert fleet.stats.hits[("garage", "charging")] == 1
     poller = client.app[FLEET].pollers["garage"]
     assert poller._task is None, "nothing left pending once the poll is over"

@@ -17,7 +17,7 @@ import time
 
 from exporter.app import create_app
 from exporter.config import Config, demo_config
-from exporter.simulator import SIMULATOR, start_simulator
+from exporter.simulator import STATS, start_simulator
 from tests.conftest import ClientFactory
 from tests.test_app import get, parse
 
@@ -41,9 +41,9 @@ def _memory_blocks() -> int:
 
 async def test_four_scrapers_of_200_chargers_hold(aiohttp_client: ClientFactory) -> None:
     _enough_file_descriptors()
-    runner, base_url, names = await start_simulator("127.0.0.1", 0, n=CHARGERS, seed=3)
+    runner, base_url, names = await start_simulator("127.0.0.1", 0, n=CHARGERS, seed=3, faults=True)
     try:
-        sim = runner.app[SIMULATOR]
+        sim = runner.app[STATS]
         config: Config = demo_config(base_url, names)
         client = await aiohttp_client(create_app(config))
         loop = asyncio.get_running_loop()

@@ -82,7 +82,7 @@ def test_wheel_holds_the_package_and_its_console_script(installed: Installed) ->
         names = wheel.namelist()
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = wheel.read(entry_points).decode()
-    assert "exporter/cli.py" in names and "exporter/simulator.py" in names
+    assert "exporter/cli.py" in names and "exporter/simulator/device.py" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "deploy/"))]
     assert "pulsatrix-exporter = exporter.cli:main" in scripts
 

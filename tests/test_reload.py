@@ -53,7 +53,7 @@ async def test_a_valid_reload_adds_keeps_and_removes_chargers(
     assert client.app[FLEET].session is session
     # The simulated chargers share one host and port, so one pool: the 8 sockets of the first scrape served the
     # scrape after the reload too (a new session would have opened new ones).
-    assert fleet.sim.connections_seen() == 8
+    assert fleet.stats.connections_seen() == 8
     after = await scrape(client, "/-/metrics")
     assert get(after, "pulsatrix_exporter_config_last_reload_successful") == 1.0
     stamp_before = get(before, "pulsatrix_exporter_config_last_reload_success_timestamp_seconds")
@@ -155,7 +155,7 @@ async def test_reload_applies_new_serving_options(
     assert (await client.post("/-/reload")).status == 200
     for _ in range(2):
         samples = await scrape(client)
-    assert fleet.sim.hits[("garage", "charging")] == 2  # polled once before and once after the reload
+    assert fleet.stats.hits[("garage", "charging")] == 2  # polled once before and once after the reload
     age = get(samples, "pulsatrix_reading_age_seconds", charger="garage")
     assert age is not None and age > 0
 
@@ -194,7 +194,7 @@ async def test_a_new_keepalive_gets_a_new_pool_and_the_old_one_closes_after_its_
     assert (await client.post("/-/reload")).status == 200
     assert client.app[FLEET].session is not old
     samples = await scrape(client)
-    assert fleet.sim.hits[("garage", "charging")] == 1  # the cached reading moved to the new pool's poller
+    assert fleet.stats.hits[("garage", "charging")] == 1  # the cached reading moved to the new pool's poller
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0
     open_right_after = not old.closed  # polls still using it may be running: it closes after the longest timeout
     for _ in range(40):  # bounded: 4 s

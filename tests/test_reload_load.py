@@ -46,8 +46,8 @@ async def test_a_reload_that_replaces_the_pool_joins_the_poll_in_flight(
     for response in (await first, second):
         assert get(parse(await response.text()), "pulsatrix_up", charger="garage") == 1.0
     third = await scrape(client)
-    assert fleet.sim.max_in_flight[("garage", "charging")] == 1
-    assert fleet.sim.hits[("garage", "charging")] == 1, "one poll, then its reading served again (min_interval)"
+    assert fleet.stats.max_in_flight[("garage", "charging")] == 1
+    assert fleet.stats.hits[("garage", "charging")] == 1, "one poll, then its reading served again (min_interval)"
     age = get(third, "pulsatrix_reading_age_seconds", charger="garage")
     assert age is not None and age > 0
 
@@ -147,6 +147,6 @@ async def test_reloads_under_load_never_fail_a_scrape_nor_leak(
     # Both ends of every socket live in this process: the pool in use holds at most one per endpoint of each
     # charger (and the simulator the other end); nothing of the replaced pools stays open.
     await scrape(client)
-    assert fleet.sim.open_connections() <= 4 * len(names)
+    assert fleet.stats.open_connections() <= 4 * len(names)
     assert open_fds() <= fds_before + 2 * 4 * len(fleet.names), "no pool or socket left behind by the reloads"
     assert not [r for r in caplog.records if r.name == "asyncio"], "no task destroyed pending, no lost exception"

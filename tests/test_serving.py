@@ -46,12 +46,12 @@ async def test_concurrent_scrapes_share_one_request_per_charger_endpoint(
         assert get(parse(await response.text()), "pulsatrix_up", charger="garage") == 1.0
     for name in fleet.names:
         for endpoint in ENDPOINTS:
-            assert fleet.sim.hits[(name, endpoint)] == 1, (name, endpoint)
-            assert fleet.sim.max_in_flight[(name, endpoint)] == 1
-    assert fleet.sim.connections_seen() == 4 * len(fleet.names)  # sockets: one per endpoint of each charger
+            assert fleet.stats.hits[(name, endpoint)] == 1, (name, endpoint)
+            assert fleet.stats.max_in_flight[(name, endpoint)] == 1
+    assert fleet.stats.connections_seen() == 4 * len(fleet.names)  # sockets: one per endpoint of each charger
     # Once the poll is over, the next scrape polls again (no min_interval).
     await scrape(client, "/probe?target=garage")
-    assert fleet.sim.hits[("garage", "charging")] == 2
+    assert fleet.stats.hits[("garage", "charging")] == 2
 
 
 async def test_a_shared_failing_poll_is_counted_and_logged_once(
@@ -62,10 +62,10 @@ async def test_a_shared_failing_poll_is_counted_and_logged_once(
     set_fault(fleet.sim.chargers["carport"], "http_500")
     client = await exporter_client(fleet.config())
     texts = [await r.text() for r in await asyncio.gather(*(client.get("/metrics") for _ in range(3)))]
-    assert fleet.sim.hits[("carport", "charging")] <= 3  # the fast one may finish before the next scrape starts
+    assert fleet.stats.hits[("carport", "charging")] <= 3  # the fast one may finish before the next scrape starts
     final = parse(texts[-1])
     count = get(final, "pulsatrix_scrape_errors_total", charger="carport", endpoint="charging", reason="http_status")
-    assert count == fleet.sim.hits[("carport", "charging")]  # one count per request actually sent, not per scrape
+    assert count == fleet.stats.hits[("carport", "charging")]  # one count per request actually sent, not per scrape
     failing = [r for r in caplog.records if r.getMessage().startswith("charger carport failing")]
     assert len(failing) == 1
 
@@ -81,8 +81,8 @@ async def test_min_interval_serves_a_fresh_enough_reading_with_its_age(
     await asyncio.sleep(0.2)
     second = await scrape(client)
     for endpoint in ENDPOINTS:
-        assert fleet.sim.hits[("garage", endpoint)] == 1  # served again, not polled
-        assert fleet.sim.hits[("carport", endpoint)] == 2
+        assert fleet.stats.hits[("garage", endpoint)] == 1  # served again, not polled
+        assert fleet.stats.hits[("carport", endpoint)] == 2
     age = get(second, "pulsatrix_reading_age_seconds", charger="garage")
     assert age is not None and 0.2 <= age < 5
     assert get(second, "pulsatrix_reading_age_seconds", charger="carport") == 0.0
@@ -101,7 +101,7 @@ async def test_a_cached_failure_is_not_counted_or_logged_again(
     for _ in range(3):
         samples = await scrape(client)
         await scrape(client, "/probe?target=garage")
-    assert fleet.sim.hits[("garage", "charging")] == 1
+    assert fleet.stats.hits[("garage", "charging")] == 1
     assert get(samples, "pulsatrix_up", charger="garage") == 0.0
     assert (
         get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="charging", reason="http_status")
@@ -119,8 +119,8 @@ async def test_max_concurrency_bounds_the_chargers_polled_at_once(
     client = await exporter_client(configured(fleet, max_concurrency=2))
     samples = await scrape(client)
     assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in fleet.names)  # 3 rounds < timeout
-    assert fleet.sim.max_chargers_in_flight == 2
-    assert fleet.sim.connections_seen() <= 4 * 2
+    assert fleet.stats.max_chargers_in_flight == 2
+    assert fleet.stats.connections_seen() <= 4 * 2
 
 
 async def test_waiting_for_a_polling_slot_counts_against_the_deadline(
@@ -139,7 +139,7 @@ async def test_waiting_for_a_polling_slot_counts_against_the_deadline(
         assert duration is not None and duration < 1.5
     errors = [client.app[HEALTH].status[name].last_error or "" for name in fleet.names if name not in up]
     assert any("no free polling slot before the deadline (max_concurrency)" in e for e in errors), errors
-    assert sum(fleet.sim.hits[(name, "charging")] for name in fleet.names) == 2  # the third never asked
+    assert sum(fleet.stats.hits[(name, "charging")] for name in fleet.names) == 2  # the third never asked
 
 
 async def test_connections_are_kept_alive_across_scrapes(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
@@ -147,8 +147,8 @@ async def test_connections_are_kept_alive_across_scrapes(fleet: SimulatedFleet, 
     for _ in range(3):
         await scrape(client)
         await asyncio.sleep(0.3)
-    assert fleet.sim.connections_seen() == 4 * len(fleet.names)  # every scrape reused the first scrape's sockets
-    assert fleet.sim.open_connections() == 4 * len(fleet.names)
+    assert fleet.stats.connections_seen() == 4 * len(fleet.names)  # every scrape reused the first scrape's sockets
+    assert fleet.stats.open_connections() == 4 * len(fleet.names)
 
 
 async def test_keepalive_timeout_is_configurable(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
@@ -156,8 +156,8 @@ async def test_keepalive_timeout_is_configurable(fleet: SimulatedFleet, exporter
     for _ in range(2):
         await scrape(client)
         await asyncio.sleep(0.5)  # longer than the keep-alive: the idle sockets are closed
-    assert fleet.sim.connections_seen() == 2 * 4 * len(fleet.names)
-    assert fleet.sim.open_connections() == 0
+    assert fleet.stats.connections_seen() == 2 * 4 * len(fleet.names)
+    assert fleet.stats.open_connections() == 0
 
 
 def test_serving_keys_and_their_defaults() -> None:

@@ -7,7 +7,19 @@ import json
 import math
 
 from exporter.parse import decode_body, parse_values
-from exporter.simulator import CHARGING, CONNECTED, IDLE, POWER_FACTOR, SUSPENDED, SimAuth, make_chargers
+from exporter.simulator import (
+    CHARGING,
+    CONNECTED,
+    IDLE,
+    POWER_FACTOR,
+    SIMULATOR,
+    STATS,
+    SUSPENDED,
+    SimAuth,
+    create_simulator_app,
+    make_chargers,
+    set_fault,
+)
 from tests.conftest import ClientFactory
 from tests.test_app import MakeFleet
 
@@ -95,14 +107,42 @@ async def test_http_api_auth_faults_and_put_limits(make_fleet: MakeFleet, aiohtt
     limits = decode_body(await (await client.get("/garage/api/v1/limits", headers=auth)).read())
     assert limits["amperageLimit"] == 12.5
     assert math.isnan(limits["powerLimit"])
-    bad = await client.put("/_sim/garage", data=json.dumps({"fault": "gremlins"}))
+    bad = await client.put("/_sim/garage", data=json.dumps({"fault": "gremlins"}), headers=auth)
     assert bad.status == 400
-    ok = await client.put("/_sim/garage", data=json.dumps({"fault": "http_500", "endpoints": ["limits"]}))
+    body = json.dumps({"fault": "http_500", "endpoints": ["limits"]})
+    ok = await client.put("/_sim/garage", data=body, headers=auth)
     assert ok.status == 200
     assert (await client.get("/garage/api/v1/limits", headers=auth)).status == 500
     assert (await client.get("/garage/api/v1/charging", headers=auth)).status == 200
-    listing = await (await client.get("/_sim")).json()
+    listing = await (await client.get("/_sim", headers=auth)).json()
     assert listing[0]["fault"] == "http_500"
+
+
+async def test_fault_routes_refuse_requests_without_the_simulators_credentials(
+    make_fleet: MakeFleet, aiohttp_client: ClientFactory
+) -> None:
+    fleet = await make_fleet(1, auth=SimAuth(basic=("sim", "s3cret")))
+    client = await aiohttp_client(fleet.server)
+    body = json.dumps({"fault": "http_500"})
+    for headers in ({}, {"Authorization": "Bearer s3cret"}, {"Authorization": "Basic c2ltOndyb25n"}):  # sim:wrong
+        listing = await client.get("/_sim", headers=headers)
+        assert (listing.status, await listing.text()) == (401, "unauthorized\n")
+        assert (await client.put("/_sim/garage", data=body, headers=headers)).status == 401
+    assert fleet.sim.chargers["garage"].fault == "none", "a refused request changes nothing"
+    good = {"Authorization": "Basic c2ltOnMzY3JldA=="}  # sim:s3cret
+    assert (await client.get("/_sim", headers=good)).status == 200
+
+
+async def test_without_faults_the_app_is_the_device_api_alone(aiohttp_client: ClientFactory) -> None:
+    """What --demo runs: no fault routes, no statistics, nothing kept per connection."""
+    app = create_simulator_app(1, seed=7)
+    client = await aiohttp_client(app)
+    assert (await client.get("/_sim")).status == 404
+    assert (await client.put("/_sim/garage", data=json.dumps({"fault": "http_500"}))).status == 404
+    assert (await client.get("/garage/api/v1/charging")).status == 200
+    assert STATS not in app
+    set_fault(app[SIMULATOR].chargers["garage"], "http_500")  # only the fault routes' handler obeys it
+    assert (await client.get("/garage/api/v1/charging")).status == 200
 
 
 def test_device_faults_change_what_the_charger_reports() -> None:

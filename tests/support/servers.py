@@ -216,7 +216,7 @@ def _exporter_command() -> list[str]:
 
 @contextlib.contextmanager
 def run_simulator(workdir: Path, chargers: int = 3, speed: float = 1.0, seed: int = 1) -> Iterator[Server]:
-    """Start ``pulsatrix-exporter simulate`` as a process; faults are set with ``set_fault``."""
+    """Start ``pulsatrix-exporter simulate --faults`` as a process; faults are set with ``set_fault``."""
     port = free_port()
     command = [
         *_exporter_command(),
@@ -226,7 +226,7 @@ def run_simulator(workdir: Path, chargers: int = 3, speed: float = 1.0, seed: in
         f"--speed={speed:g}",
         f"--seed={seed}",
     ]
-    with _serve(Server, "simulator", command, workdir, port, "/_sim") as server:
+    with _serve(Server, "simulator", [*command, "--faults"], workdir, port, "/_sim") as server:
         yield server
 
 
