@@ -101,8 +101,11 @@ def event_query(name: str, matchers: Sequence[str], on: Sequence[str]) -> str:
 
 
 def crowded_query(matchers: Sequence[str]) -> str:
-    """The steps with two starts or more: only the later one's snapshot comes back, so they are asked again."""
-    return f"changes({_selector(START, matchers)}[{int(STEP + OVERLAP)}s]) > 1"
+    """The steps with two sessions or more: only the later one's snapshot comes back, so they are asked again."""
+    s, w = _selector(START, matchers), f"{int(STEP + OVERLAP)}s"
+    # two changes, or one change after the series' first scrapes (where the history or an outage begins)
+    appeared = f"(last_over_time({s}[{w}]) unless last_over_time({s}[{w}] offset {w}))"
+    return f"changes({s}[{w}]) > 1 or (changes({s}[{w}]) > 0 and {appeared})"
 
 
 def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[str, Any]]]:
