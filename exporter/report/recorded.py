@@ -16,7 +16,7 @@ from typing import Any
 
 from exporter.report.client import PromClient
 from exporter.report.ledger import Obs
-from exporter.report.queries import END, ENERGY, INFO, METER_START, PARALLEL, START, Key, _key, obs_from
+from exporter.report.queries import END, ENERGY, INFO, METER_START, PARALLEL, START, Key, _key
 
 HEARTBEAT = "pulsatrix:ledger_recording"
 RECORDED = {
@@ -60,20 +60,37 @@ def recorded_observations(
     for part in parts:
         for series in part:
             _add(events, series, series.get("values", []))
-    out: dict[Key, list[Obs]] = {}
-    for key, changes in events.items():
-        changes.sort(key=lambda c: c[0])
-        state: dict[str, Any] = {}
-        observations: list[Obs] = []
-        i = 0
-        while i < len(changes):
-            t = changes[i][0]
-            while i < len(changes) and changes[i][0] == t:
-                _, name, value = changes[i]
-                state[name] = [value] if name == INFO else value
-                i += 1
-            observations.append(obs_from(t, state))
-        out[key] = observations
+    return {key: _carry_forward(changes) for key, changes in events.items()}
+
+
+def _carry_forward(changes: list[tuple[float, str, Any]]) -> list[Obs]:
+    """One snapshot per change time, every series at its last recorded value (the hot loop of a year's report:
+    700,000 snapshots for 200 chargers, so it builds them directly)."""
+    changes.sort(key=lambda c: c[0])
+    start = end = meter = energy = None
+    start_reason = stop_reason = ""
+    out: list[Obs] = []
+    n = len(changes)
+    i = 0
+    while i < n:
+        t = changes[i][0]
+        while i < n and changes[i][0] == t:
+            _, name, value = changes[i]
+            if name == START:
+                start = value
+            elif name == END:
+                end = value
+            elif name == METER_START:
+                meter = value
+            elif name == ENERGY:
+                energy = value
+            else:
+                start_reason, stop_reason = value
+            i += 1
+        ended = end is not None and start is not None and end >= start
+        out.append(
+            Obs(t, start, end if ended else None, meter, energy, start_reason, stop_reason if ended else "", False)
+        )
     return out
 
 
@@ -89,4 +106,4 @@ def _add(events: dict[Key, list[tuple[float, str, Any]]], series: dict[str, Any]
         value = float(v)
         if not math.isfinite(value):  # a staleness marker: VictoriaMetrics returns them in raw samples
             continue
-        target.append((round(float(t), 3), name, reasons if name == INFO else value))
+        target.append((float(t), name, reasons if name == INFO else value))
