@@ -61,6 +61,7 @@ def test_openapi_sample_payloads_parse_completely() -> None:
         "ended_time": 1699359816.0,
         "meter_start": 1090799.903,
         "meter_stop": 1090799.903,
+        "pulsatrix_session_meter_start_joules": 1090799.903,  # the same field, exported for the energy ledger
         "vehicle_status": "A1",
         "charge_controller_status": "A",
         "used_phases": "111",
