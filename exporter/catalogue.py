@@ -200,6 +200,14 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "Energy of the current session (meter now − meter at start) or of the last one (meterStop − meterStart).",
     ),
     _m(
+        "pulsatrix_session_meter_start_joules",
+        "gauge",
+        "joules",
+        read("transaction", "meterStart", kind="meter", scale=3_600_000.0, conversion="kWh × 3.6e6"),
+        "Meter reading at the start of the current or last session (0 before the first): with "
+        "pulsatrix_session_energy_joules the session's meterStart and meterStop, as `report sessions` lists them.",
+    ),
+    _m(
         "pulsatrix_session_info",
         "info",
         "1",

@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level (default: info)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # `report` has its own parser (exporter.report.command); listed here so that --help names it.
+    sub.add_parser("report", help="energy ledger: sessions and per-period kWh and cost from Prometheus (report -h)")
     sim = sub.add_parser("simulate", help="serve simulated pulsatrix chargers (the device API) for tests and demos")
     sim.add_argument(
         "--listen",
@@ -351,6 +353,11 @@ def _config_path(args: argparse.Namespace, parser: argparse.ArgumentParser) -> s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        from exporter.report.command import main as report_main
+
+        return report_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)

@@ -210,7 +210,7 @@ def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Va
         fam.add("pulsatrix_session_start_timestamp_seconds", labels, started_time)
     if ended_time:
         fam.add("pulsatrix_session_end_timestamp_seconds", labels, ended_time)
-    meter_start = _number(values, "meter_start")
+    meter_start = _number(values, "pulsatrix_session_meter_start_joules")
     if started and meter_start is not None:
         end = _number(values, "pulsatrix_energy_imported_joules_total" if running else "meter_stop")
         if end is not None and end >= meter_start:

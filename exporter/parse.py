@@ -67,7 +67,7 @@ INPUTS: Final[Mapping[str, Source]] = {
     "charge_controller_status": read("transaction", "chargeControllerStatus", kind="text"),
     "started_time": read("transaction", "startedTime"),
     "ended_time": read("transaction", "endedTime"),
-    "meter_start": read("transaction", "meterStart", kind="meter", scale=3_600_000.0),
+    # meterStart is read once, as the catalogue's pulsatrix_session_meter_start_joules (the session energy uses it)
     "meter_stop": read("transaction", "meterStop", kind="meter", scale=3_600_000.0),
     "used_phases": read("transaction", "usedPhasesSession", kind="text"),
     "start_reason": read("transaction", "startReason", kind="text"),

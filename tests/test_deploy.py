@@ -224,7 +224,8 @@ def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
 
     prom = services["prometheus"]
     prom_mounts = {target: (DEPLOY / source).resolve() for source, target in bind_mounts(prom)}
-    config_file = flag(prom["command"], "--config.file")
+    # ${PROMETHEUS_CONFIG:-prometheus.yml}: compose's default, what `up` without the variable runs
+    config_file = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", flag(prom["command"], "--config.file"))
     assert prom_mounts[config_file] == DEPLOY / "prometheus" / "prometheus.yml"
     for rule_file in load(DEPLOY / "prometheus" / "prometheus.yml")["rule_files"]:
         assert prom_mounts[rule_file] == DEPLOY / "prometheus" / PurePosixPath(rule_file).name
@@ -253,11 +254,15 @@ def test_compose_mounts_files_that_exist_where_the_programs_read_them() -> None:
 @pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
 def test_promtool_accepts_the_shipped_prometheus_config(name: str, tmp_path: Path) -> None:
     config = load(DEPLOY / "prometheus" / name)
-    assert config["rule_files"] == ["/etc/prometheus/alerts.yml", "/etc/prometheus/sites.yml"]
+    assert config["rule_files"] == [
+        "/etc/prometheus/alerts.yml",
+        "/etc/prometheus/sites.yml",
+        "/etc/prometheus/ledger.yml",
+    ]
     # Rules without an Alertmanager fire into the void.
     (alertmanager,) = config["alerting"]["alertmanagers"]
     assert [t for s in alertmanager["static_configs"] for t in s["targets"]]
-    for rules in ("alerts.yml", "sites.yml"):
+    for rules in ("alerts.yml", "sites.yml", "ledger.yml"):
         shutil.copyfile(DEPLOY / "prometheus" / rules, tmp_path / rules)
     text = (DEPLOY / "prometheus" / name).read_text(encoding="utf-8").replace("/etc/prometheus/", "")
     (tmp_path / name).write_text(text, encoding="utf-8")

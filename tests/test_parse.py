@@ -59,7 +59,7 @@ def test_openapi_sample_payloads_parse_completely() -> None:
         "state": "Idle",
         "started_time": 1699359776.0,
         "ended_time": 1699359816.0,
-        "meter_start": 1090799.903,
+        "pulsatrix_session_meter_start_joules": 1090799.903,  # meterStart: exported, and the session energy's base
         "meter_stop": 1090799.903,
         "vehicle_status": "A1",
         "charge_controller_status": "A",

@@ -1,0 +1,308 @@
+"""``pulsatrix-exporter report sessions|summary``: arguments, the run, the rows, the exit codes.
+
+Exit 0 with the rows (a period without data prints the header and a note on stderr), 1 when the server cannot be
+reached or refuses (one line naming it), 2 for a usage error. No traceback reaches the user and no credential
+reaches any output: the password and token are read from files or the environment and only sent as a header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from exporter.report import ledger
+from exporter.report.client import Auth, PromClient, QueryError
+from exporter.report.output import Row, render
+from exporter.report.periods import Period, UsageError, period_from_args, rfc3339
+from exporter.report.queries import History, Key, fetch_history, output_labels
+
+PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
+TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105
+MATCHER = re.compile(r"""^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*$""")
+LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+SESSION_COLUMNS = (
+    "start",
+    "end",
+    "duration_s",
+    "energy_kwh",
+    "meter_start_kwh",
+    "meter_stop_kwh",
+    "start_reason",
+    "stop_reason",
+    "status",
+    "flags",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pulsatrix-exporter report",
+        description="Energy ledger read back from Prometheus or VictoriaMetrics: every charging session, or each "
+        "charger's (site's, label's) kWh and cost in a period. See README, Energy reports.",
+    )
+    sub = parser.add_subparsers(dest="view", metavar="sessions|summary", parser_class=_Parser)
+    sub.required = True
+    for view, text in (
+        ("sessions", "one row per session that started in the period"),
+        ("summary", "per charger (or --by site/LABEL): the meter's rise in the period, sessions, cost"),
+    ):
+        p = sub.add_parser(view, help=text, description=text)
+        _common(p)
+        if view == "summary":
+            p.add_argument(
+                "--by",
+                default="charger",
+                metavar="charger|site|LABEL",
+                help="group rows by this label (default: charger)",
+            )
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prometheus",
+        required=True,
+        metavar="URL",
+        help="Prometheus HTTP API base URL (Prometheus, VictoriaMetrics, Thanos Query, Mimir)",
+    )
+    p.add_argument("--start", metavar="T", help="RFC 3339 time or date (local midnight in --tz)")
+    p.add_argument("--end", metavar="T", help="RFC 3339 time or date, exclusive")
+    p.add_argument("--month", metavar="YYYY-MM", help="that calendar month in --tz")
+    p.add_argument("--year", metavar="YYYY", help="that calendar year in --tz")
+    p.add_argument("--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's)")
+    p.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="MATCHER",
+        help="label matcher such as 'site=\"depot-3\"' (repeatable; all must hold)",
+    )
+    p.add_argument("--format", choices=("csv", "json", "table"), default="csv", help="output format (csv)")
+    p.add_argument("--price", type=_price, metavar="PER_KWH", help="price per kWh: adds a cost column")
+    p.add_argument("--currency", default="EUR", help="currency named beside the cost (EUR)")
+    p.add_argument("--basic-user", metavar="USER", help="HTTP basic auth user")
+    p.add_argument(
+        "--basic-password-file", metavar="FILE", help=f"file holding the basic auth password (or set ${PASSWORD_ENV})"
+    )
+    p.add_argument("--bearer-token-file", metavar="FILE", help=f"file holding a bearer token (or set ${TOKEN_ENV})")
+    p.add_argument("--ca-file", metavar="FILE", help="CA bundle (PEM) to verify the server's TLS certificate")
+    p.add_argument(
+        "--lookback",
+        type=_duration,
+        default=300.0,
+        metavar="SECONDS",
+        help="how far back a sample still counts (300; above your scrape interval)",
+    )
+    p.add_argument("--timeout", type=_duration, default=120.0, metavar="SECONDS", help="per query (120)")
+    p.add_argument(
+        "--source",
+        choices=("auto", "rules", "raw"),
+        default="auto",
+        help="rules: the ledger recording rules' change series (fast); raw: the exporter's series; auto (default): "
+        "rules if they were recording at the period's start",
+    )
+
+
+def _price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a price of 0 or more, got {text!r}")
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 86_400 * 31:
+        raise argparse.ArgumentTypeError(f"expected 1 s to 31 days, got {text!r}")
+    return value
+
+
+def matchers(raw: Sequence[str]) -> list[str]:
+    out = []
+    for text in raw:
+        m = MATCHER.match(text)
+        if not m:
+            raise UsageError(f"--match: {text!r} is not a label matcher such as 'site=\"depot-3\"'")
+        if m.group(1) == "__name__":
+            raise UsageError("--match: the metric name is chosen by the report; match on labels only")
+        out.append(f"{m.group(1)}{m.group(2)}{m.group(3)}")
+    return out
+
+
+def _secret(path: str | None, env: str, flag: str) -> str | None:
+    if path is not None:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot read {path!r} ({exc.strerror})") from None
+        if not value:
+            raise UsageError(f"{flag}: {path!r} is empty")
+        return value
+    return os.environ.get(env) or None
+
+
+def auth_from_args(args: argparse.Namespace) -> Auth:
+    password = _secret(args.basic_password_file, PASSWORD_ENV, "--basic-password-file")
+    token = _secret(args.bearer_token_file, TOKEN_ENV, "--bearer-token-file")
+    if args.basic_user and token and args.bearer_token_file:
+        raise UsageError("give basic auth or a bearer token, not both")
+    if args.basic_user:
+        if password is None:
+            raise UsageError(f"--basic-user needs --basic-password-file FILE or ${PASSWORD_ENV}")
+        return Auth(basic=(args.basic_user, password), ca_file=args.ca_file)
+    if args.basic_password_file:
+        raise UsageError("--basic-password-file needs --basic-user")
+    if args.ca_file is not None and not Path(args.ca_file).is_file():
+        raise UsageError(f"--ca-file: cannot read {args.ca_file!r}")
+    return Auth(bearer=token, ca_file=args.ca_file)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        period = period_from_args(args.start, args.end, args.month, args.year, args.tz)
+        selectors = matchers(args.match)
+        if args.view == "summary" and not LABEL.match(args.by):
+            raise UsageError(f"--by: {args.by!r} is not a label name")
+        auth = auth_from_args(args)
+        try:
+            client = PromClient(args.prometheus, auth, timeout=args.timeout)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"pulsatrix-exporter report: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        history = fetch_history(client, period, selectors, lookback=args.lookback, now=time.time(), source=args.source)
+    except QueryError as exc:
+        print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
+        return 1
+    if args.view == "sessions":
+        columns, rows = session_rows(history, period, args.price, args.currency)
+    else:
+        columns, rows = summary_rows(history, period, args.by, args.price, args.currency)
+    sys.stdout.write(render(rows, columns, args.format))
+    if not rows:
+        print(
+            f"pulsatrix-exporter report: no {args.view} in {period.label} at {client.shown} for the given "
+            "matchers (nothing stored, or the matchers select no charger)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _extra_columns(keys: Sequence[Key]) -> list[str]:
+    names: set[str] = set()
+    for key in keys:
+        names.update(output_labels(key))
+    names.discard("charger")
+    return sorted(names)
+
+
+def session_rows(history: History, period: Period, price: float | None, currency: str) -> tuple[list[str], list[Row]]:
+    extra = _extra_columns(list(history.sessions))
+    columns = ["charger", *extra, *SESSION_COLUMNS]
+    if price is not None:
+        columns += ["cost", "currency"]
+    rows: list[Row] = []
+    for key, sessions in history.sessions.items():
+        labels = output_labels(key)
+        for s in ledger.in_period(sessions, period.start, period.end):
+            row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
+            row.update(_session_fields(s, period))
+            if price is not None:
+                row["cost"], row["currency"] = ledger.cost(s.energy_kwh, price), currency
+            rows.append(row)
+    rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra), r["_start"]))
+    for row in rows:
+        del row["_start"]
+    return columns, rows
+
+
+def _session_fields(s: ledger.Session, period: Period) -> dict[str, Any]:
+    return {
+        "_start": s.start,
+        "start": rfc3339(s.start, period.zone),
+        "end": None if s.end is None else rfc3339(s.end, period.zone),
+        "duration_s": None if s.duration_s is None else round(s.duration_s),
+        "energy_kwh": _kwh(s.energy_kwh),
+        "meter_start_kwh": _kwh(s.meter_start_kwh),
+        "meter_stop_kwh": _kwh(s.meter_stop_kwh),
+        "start_reason": s.start_reason,
+        "stop_reason": s.stop_reason,
+        "status": s.status,
+        "flags": " ".join(s.flags),
+    }
+
+
+def _kwh(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def summary_rows(
+    history: History, period: Period, by: str, price: float | None, currency: str
+) -> tuple[list[str], list[Row]]:
+    per: dict[Key, ledger.Summary] = {}
+    for key, sessions in history.sessions.items():
+        per[key] = ledger.summarize(
+            sessions, period.start, period.end, history.meter_start.get(key), history.meter_end.get(key)
+        )
+    tail = ["cost", "currency"] if price is not None else []
+    if by == "charger":
+        extra = _extra_columns(list(per))
+        columns = ["charger", *extra, "energy_kwh", "sessions", "meter_start_kwh", "meter_end_kwh", "flags", *tail]
+        rows: list[Row] = []
+        for key, summary in per.items():
+            labels = output_labels(key)
+            row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
+            row.update(_summary_fields(summary, price, currency))
+            row["meter_start_kwh"], row["meter_end_kwh"] = _kwh(summary.meter_start_kwh), _kwh(summary.meter_end_kwh)
+            rows.append(row)
+        rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra)))
+        return columns, rows
+    groups: dict[str, tuple[ledger.Summary, int]] = {}
+    for key, summary in per.items():
+        value = output_labels(key).get(by, "")
+        if value in groups:
+            total, n = groups[value]
+            groups[value] = (ledger.add(total, summary), n + 1)
+        else:
+            groups[value] = (ledger.add(ledger.Summary(0.0, 0, None, None), summary), 1)
+    columns = [by, "energy_kwh", "sessions", "chargers", "flags", *tail]
+    rows = []
+    for value, (summary, n) in sorted(groups.items()):
+        row = {by: value, "chargers": n, **_summary_fields(summary, price, currency)}
+        rows.append(row)
+    return columns, rows
+
+
+def _summary_fields(summary: ledger.Summary, price: float | None, currency: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "energy_kwh": round(summary.energy_kwh, 3),
+        "sessions": summary.sessions,
+        "flags": " ".join(summary.flags),
+    }
+    if price is not None:
+        out["cost"], out["currency"] = ledger.cost(summary.energy_kwh, price), currency
+    return out

@@ -1,0 +1,217 @@
+"""The ledger's reconstruction: observations of a charger's session series in, session rows and summary rows out.
+
+Pure functions, no I/O: the same code reads a raw sequence of scrapes (the unit tests) and the sparse observations
+the queries pick out of a long history (exporter.report.queries). An observation is what the exporter exposed at one
+scrape: ``pulsatrix_session_start_timestamp_seconds`` (the key: a session *is* its start time),
+``..._end_timestamp_seconds`` (absent while the session runs), ``..._meter_start_joules``, ``..._energy_joules``
+(live while running, ``meterStop - meterStart`` once ended) and the reasons of ``pulsatrix_session_info``.
+
+The rules (the README states them):
+
+* **sessions**: one row per session that *started* in the period, from the last observation of that session
+  (start value): its kWh is the device's ``meterStop - meterStart`` and its start and end the device's own times.
+  A session last seen running is ``running`` if it is the charger's latest and was seen recently, otherwise
+  ``incomplete`` (its end was never scraped): no end and no energy are invented for it.
+* **summary**: the meter's rise within the period, from the meter at the period's bounds and the session readings
+  inside it; a decrease (a replaced or reset meter) is never counted and is flagged, so energy is never negative
+  or inflated. A session across a bound is split there, so the months of a year add up to the year.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+J_PER_KWH = 3_600_000.0
+# A pulsatrix controller switches at most 32 A on three phases at 230 V: 22 kW. A session whose meter rose faster
+# than twice that was measured across a meter replacement (meterStop read from another meter): not energy.
+MAX_PLAUSIBLE_W = 44_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Obs:
+    """One look at a charger's session series (all read from the same scrape)."""
+
+    t: float  # when it was seen (Unix seconds)
+    start: float | None
+    end: float | None = None
+    meter_start_j: float | None = None
+    energy_j: float | None = None
+    start_reason: str = ""
+    stop_reason: str = ""
+    # A scrape as it was (False: rebuilt from recorded changes or a step's look back, whose time is not when the
+    # charger last answered): only a live look tells a running session from one whose end was never scraped.
+    live: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    start: float
+    end: float | None
+    status: str  # "ended", "running" or "incomplete"
+    meter_start_kwh: float | None
+    meter_stop_kwh: float | None
+    energy_kwh: float | None
+    start_reason: str
+    stop_reason: str
+    flags: tuple[str, ...] = ()
+    last_seen: float = 0.0
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.end is None else max(0.0, self.end - self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    energy_kwh: float
+    sessions: int
+    meter_start_kwh: float | None
+    meter_end_kwh: float | None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Group:
+    start: float
+    last: Obs
+    reasons: list[tuple[str, str]] = field(default_factory=list)
+
+
+def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> list[Session]:
+    """Every session the observations show, oldest first.
+
+    ``horizon`` is the latest time the observations could reach (now, or the end of what was queried) and
+    ``fresh`` how old the last look may be for a session without an end to count as still running.
+    """
+    groups: dict[float, _Group] = {}
+    for ob in sorted(observations, key=lambda o: o.t):
+        if ob.start is None or ob.start <= 0:
+            continue
+        group = groups.get(ob.start)
+        if group is None:
+            group = groups[ob.start] = _Group(ob.start, ob)
+        group.last = ob
+        group.reasons.append((ob.start_reason, ob.stop_reason))
+    ordered = sorted(groups.values(), key=lambda g: g.start)
+    out: list[Session] = []
+    for i, group in enumerate(ordered):
+        latest = i == len(ordered) - 1
+        out.append(_session(group, latest=latest, horizon=horizon, fresh=fresh))
+    return _flag_meter_changes(out)
+
+
+def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Session:
+    ob = group.last
+    start_reason = next((r for r, _ in reversed(group.reasons) if r), "")
+    meter_start = None if ob.meter_start_j is None else ob.meter_start_j / J_PER_KWH
+    if ob.end is None or ob.end < group.start:
+        running = latest and ob.live and horizon - ob.t <= fresh
+        energy = ob.energy_j / J_PER_KWH if running and ob.energy_j is not None else None
+        return Session(
+            group.start,
+            None,
+            "running" if running else "incomplete",
+            meter_start,
+            None,
+            energy,
+            start_reason,
+            "",
+            (),
+            ob.t,
+        )
+    stop_reason = ob.stop_reason or next((s for _, s in reversed(group.reasons) if s), "")
+    flags: tuple[str, ...] = ()
+    energy = None if ob.energy_j is None else ob.energy_j / J_PER_KWH
+    duration = ob.end - group.start
+    if energy is None or energy < 0 or energy * J_PER_KWH > MAX_PLAUSIBLE_W * max(duration, 1.0) + 360_000:
+        # The exporter drops a negative meterStop - meterStart; a jump no charger can draw is a meter swap.
+        energy, flags = None, ("meter_reset",)
+    meter_stop = None if energy is None or meter_start is None else meter_start + energy
+    return Session(
+        group.start, ob.end, "ended", meter_start, meter_stop, energy, start_reason, stop_reason, flags, ob.t
+    )
+
+
+def _flag_meter_changes(sessions: list[Session]) -> list[Session]:
+    """A session whose meter starts below where the previous one stopped ran on a replaced or reset meter."""
+    out: list[Session] = []
+    previous: float | None = None
+    for session in sessions:
+        s = session
+        if previous is not None and s.meter_start_kwh is not None and s.meter_start_kwh < previous - 1e-6:
+            s = replace(s, flags=tuple(dict.fromkeys((*s.flags, "meter_reset"))))
+        if s.meter_stop_kwh is not None:
+            previous = s.meter_stop_kwh
+        elif s.meter_start_kwh is not None:
+            previous = s.meter_start_kwh
+        out.append(s)
+    return out
+
+
+def in_period(sessions: Sequence[Session], start: float, end: float) -> list[Session]:
+    """The sessions that started in [start, end): the sessions view's rule."""
+    return [s for s in sessions if start <= s.start < end]
+
+
+def summarize(
+    sessions: Sequence[Session], start: float, end: float, meter_at_start_j: float | None, meter_at_end_j: float | None
+) -> Summary:
+    """The meter's rise in [start, end) and the sessions started in it.
+
+    The readings in time order are the meter at the start bound, each session's meter start and stop that fall
+    inside the period, and the meter at the end bound. Each rise between two readings is counted; a fall or a rise
+    faster than 44 kW (a meter replaced or reset) is not, and flags the row: what ran between the last reading on
+    the old meter and the first on the new one is unknown, so it is left out rather than guessed.
+    """
+    readings: list[tuple[float, float]] = []
+    if meter_at_start_j is not None:
+        readings.append((start, meter_at_start_j / J_PER_KWH))
+    for s in sessions:
+        if start <= s.start < end and s.meter_start_kwh is not None:
+            readings.append((s.start, s.meter_start_kwh))
+        if s.end is not None and start <= s.end < end and s.meter_stop_kwh is not None:
+            readings.append((s.end, s.meter_stop_kwh))
+    if meter_at_end_j is not None:
+        readings.append((end, meter_at_end_j / J_PER_KWH))
+    readings.sort(key=lambda r: r[0])
+    energy = 0.0
+    flags: list[str] = []
+    for (ta, a), (tb, b) in itertools.pairwise(readings):
+        if b < a - 1e-6 or (b - a) * J_PER_KWH > MAX_PLAUSIBLE_W * max(tb - ta, 1.0) + 360_000:
+            flags.append("meter_reset")  # fell, or rose faster than a charger can draw: another meter
+        elif b > a:
+            energy += b - a
+    started = in_period(sessions, start, end)
+    if any("meter_reset" in s.flags for s in started):
+        flags.append("meter_reset")
+    if any(s.status == "incomplete" for s in started):
+        flags.append("incomplete")
+    first = readings[0][1] if readings else None
+    last = readings[-1][1] if readings else None
+    return Summary(
+        energy_kwh=round(energy, 6),
+        sessions=len(started),
+        meter_start_kwh=first,
+        meter_end_kwh=last,
+        flags=tuple(dict.fromkeys(flags)),
+    )
+
+
+def add(a: Summary, b: Summary) -> Summary:
+    """Summed rows (per site or label): energy and sessions add; meter readings do not belong to a group."""
+    return Summary(
+        round(a.energy_kwh + b.energy_kwh, 6),
+        a.sessions + b.sessions,
+        None,
+        None,
+        tuple(dict.fromkeys((*a.flags, *b.flags))),
+    )
+
+
+def cost(energy_kwh: float | None, price: float | None) -> float | None:
+    if energy_kwh is None or price is None or math.isnan(energy_kwh):
+        return None
+    return round(energy_kwh * price, 2)
