@@ -11,6 +11,9 @@ scraping the same exporter, each with the shipped recording rules of alerts.yml 
   ``pulsatrix`` job probing each charger discovered from ``/sd`` and a ``pulsatrix-exporter`` job on ``/-/metrics``;
 - the single-job one: job ``pulsatrix-exporter`` scraping the exporter's ``/metrics``.
 
+The shipped setup also remote-writes into VictoriaMetrics (the README's long-term store), and every panel query must
+return data read from there as well.
+
 Last the exporter stops: the fleet view must count every charger as unmonitored, none as healthy.
 """
 
@@ -31,6 +34,7 @@ import yaml
 from exporter import __version__
 from tests.support.e2e import dashboards, expander, label_values, run_monitoring
 from tests.support.fast_rules import shipped_fast_rules
+from tests.support.ledger import run_victoriametrics
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -302,8 +306,12 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         put_limits(simulator, LIMITED, {"amperageLimit": 12.0, "powerLimit": 8000.0, "timeout": 600_000})
 
         with run_exporter(config_path, tmp_path / "exporter") as exporter, contextlib.ExitStack() as stack:
+            # The long-term store the README's "longterm" profile adds: the shipped setup's Prometheus remote-writes
+            # everything it scrapes and records into VictoriaMetrics, and the dashboards are read from there too.
+            vm = stack.enter_context(run_victoriametrics(tmp_path / "victoria-metrics"))
+            shipped = shipped_prometheus_config(exporter) | {"remote_write": [{"url": f"{vm.url}/api/v1/write"}]}
             setups = {
-                "shipped probe setup": (shipped_prometheus_config(exporter), PROBE_JOB),
+                "shipped probe setup": (shipped, PROBE_JOB),
                 "single job": (single_job_prometheus_config(exporter), EXPORTER_JOB),
             }
             rules = shipped_fast_rules(tmp_path / "rules", group_interval="2s")
@@ -313,9 +321,16 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
             }
             for prom in proms.values():
                 wait_for_data(prom, names)
-            for name, prom in proms.items():
+            # VictoriaMetrics answers the Prometheus query API on its own port: read it the same way.
+            longterm = Prometheus("victoria-metrics", vm.proc, vm.port, vm.workdir, vm.log)
+            wait_for_data(longterm, names)
+            readers = {**proms, "shipped probe setup, read from VictoriaMetrics": longterm}
+            jobs = {name: job for name, (_, job) in setups.items()} | {
+                "shipped probe setup, read from VictoriaMetrics": PROBE_JOB
+            }
+            for name, prom in readers.items():
                 try:
-                    check_dashboards(prom, names, device_job=setups[name][1])
+                    check_dashboards(prom, names, device_job=jobs[name])
                 except AssertionError as error:
                     raise AssertionError(f"{name}: {error}") from error
             exporter.stop()
