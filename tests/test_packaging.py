@@ -82,7 +82,10 @@ def test_wheel_holds_the_package_and_its_console_script(installed: Installed) ->
         names = wheel.namelist()
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = wheel.read(entry_points).decode()
-    assert "exporter/cli.py" in names and "exporter/simulator/device.py" in names
+    # every module of the package, subpackages included (a subpackage left out of pyproject once lost `report`)
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "exporter").rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))
+    assert "exporter/report/command.py" in names and "exporter/simulator/device.py" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "deploy/"))]
     assert "pulsatrix-exporter = exporter.cli:main" in scripts
 
@@ -98,6 +101,9 @@ def test_installed_console_script_answers_help_and_version(installed: Installed)
     assert help_.returncode == 0, help_.stderr
     for option in ("--config", "--listen", "--check-config", "--demo", "simulate"):
         assert option in help_.stdout
+    report = installed.run("report", "sessions", "--help")
+    assert report.returncode == 0, report.stderr
+    assert "--prometheus" in report.stdout
 
     version = installed.run("--version")
     assert version.returncode == 0
