@@ -13,6 +13,7 @@ import pytest
 
 from exporter.app import FLEET, RELOADER, create_app
 from exporter.config import load_config
+from exporter.reload import Reloader
 from exporter.simulator import SimAuth, set_fault
 from tests.support.fleet import (
     ClientFactory,
@@ -22,6 +23,16 @@ from tests.support.fleet import (
     write_config,
 )
 from tests.support.samples import get, parse, scrape
+
+
+async def sighup_and_wait(reloader: Reloader) -> None:
+    """SIGHUP this process (the exporter under test) and wait, at most 5 s, until a reload succeeded."""
+    stamp = reloader.success_time
+    os.kill(os.getpid(), signal.SIGHUP)
+    for _ in range(100):
+        if reloader.success_time != stamp:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def test_a_valid_reload_adds_keeps_and_removes_chargers(
@@ -118,11 +129,7 @@ async def test_sighup_reloads_the_config_and_the_secret_files(
     secret.write_text("new-password\n")  # the config file itself is unchanged
     reloader = client.app[RELOADER]
     stamp = reloader.success_time
-    os.kill(os.getpid(), signal.SIGHUP)
-    for _ in range(100):  # bounded: 5 s
-        if reloader.success_time != stamp:
-            break
-        await asyncio.sleep(0.05)
+    await sighup_and_wait(reloader)
     assert reloader.success_time != stamp, "SIGHUP did not reload"
     assert get(await scrape(client), "pulsatrix_up", charger="garage") == 1.0
 
@@ -140,13 +147,7 @@ async def test_reload_over_http_is_refused_without_web_enable_lifecycle_and_sigh
         "it SIGHUP\n"
     )
     assert list(client.app[FLEET].pollers) == ["garage"]  # nothing was re-read
-    reloader = client.app[RELOADER]
-    stamp = reloader.success_time
-    os.kill(os.getpid(), signal.SIGHUP)
-    for _ in range(100):  # bounded: 5 s
-        if reloader.success_time != stamp:
-            break
-        await asyncio.sleep(0.05)
+    await sighup_and_wait(client.app[RELOADER])
     assert list(client.app[FLEET].pollers) == ["garage", "carport"]
 
 
