@@ -21,7 +21,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Final, Protocol
 
 import aiohttp
+from aiohttp import hdrs
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig
@@ -35,6 +37,7 @@ MAX_BODY_BYTES: Final = 1 << 20
 OUT_OF_FDS: Final = frozenset({errno.EMFILE, errno.ENFILE})  # this process's, or the whole system's, table is full
 MIN_CONNECTIONS: Final = 100
 USER_AGENT: Final = f"pulsatrix-exporter/{__version__}"
+SESSION_HEADERS: Final = {"Accept": "application/json", "User-Agent": USER_AGENT}  # every request's, set once
 
 
 def _ssl_for(charger: ChargerConfig) -> ssl.SSLContext | bool:
@@ -75,15 +78,16 @@ class ChargerClient:
         except (OSError, ssl.SSLError) as exc:  # the CA file changed since the config was checked
             self._setup_error = f"cannot load tls.ca_file: {_short(exc)}"
             log.error("charger %s: %s", charger.name, self._setup_error)
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers: dict[str, str] = {}  # the charger's own; SESSION_HEADERS come from the session
         auth = charger.auth
         if isinstance(auth, BasicAuth):
             credentials = f"{auth.username}:{auth.password.reveal()}".encode()  # UTF-8, as RFC 7617 recommends
             headers["Authorization"] = f"Basic {base64.b64encode(credentials).decode('ascii')}"
         elif isinstance(auth, BearerAuth):
             headers["Authorization"] = f"Bearer {auth.token.reveal()}"
-        self._headers = headers
-        self._urls = {endpoint: f"{charger.url}/api/v1/{endpoint}" for endpoint in ENDPOINTS}
+        self._headers = headers or None
+        # Parsed once, not at every request.
+        self._urls = {endpoint: URL(f"{charger.url}/api/v1/{endpoint}") for endpoint in ENDPOINTS}
         self._bugs = OncePerKind(log)
 
     def __repr__(self) -> str:
@@ -151,15 +155,24 @@ class ChargerClient:
                     reason=Reason.HTTP_STATUS,
                     detail=_status_detail(response),
                 )
-            # Read to the end of the body (it may arrive in many segments or chunks), but never more than the cap.
+            length = response.content_length
+            if length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+                # The common case: a plain body of known length, read at once (or refused unread).
+                if length > MAX_BODY_BYTES:
+                    return _too_large(endpoint)
+                return await response.read()
+            # Read to the end of the body (chunked, or compressed: the cap is on what it expands to), but never
+            # more than the cap.
             body = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    return EndpointFetch(
-                        endpoint, reason=Reason.INVALID_PAYLOAD, detail=f"body larger than {MAX_BODY_BYTES} bytes"
-                    )
+                    return _too_large(endpoint)
             return bytes(body)
+
+
+def _too_large(endpoint: str) -> EndpointFetch:
+    return EndpointFetch(endpoint, reason=Reason.INVALID_PAYLOAD, detail=f"body larger than {MAX_BODY_BYTES} bytes")
 
 
 def _out_of_fds(endpoint: str) -> EndpointFetch:
@@ -213,6 +226,10 @@ def make_session(
     )
     return aiohttp.ClientSession(
         connector=connector,
+        headers=SESSION_HEADERS,
+        # Chargers' cookies are never sent back: the exporter keeps no state between polls (and skips the jar's
+        # work on every request and reply).
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
         trust_env=False,
         auto_decompress=True,

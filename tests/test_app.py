@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import logging
 import os
 import re
@@ -439,6 +440,45 @@ async def test_a_reply_arriving_in_pieces_is_read_to_the_end(
     samples = await scrape(client)
     assert get(samples, "pulsatrix_up", charger="slowpoke") == 1.0
     assert get(samples, "pulsatrix_voltage_volts", charger="slowpoke", phase="L3") == 234.2052612
+
+
+async def test_a_body_over_the_cap_is_refused_however_it_is_framed(
+    aiohttp_server: ServerFactory, exporter_client: MakeClient
+) -> None:
+    """1 MiB per reply, whether the device announces more (Content-Length: refused unread), streams more (chunked)
+    or sends a small gzip body that expands to more; a gzip body under the cap is read like any other."""
+    big = b'{"pad": "' + b"0" * (2 << 20) + b'"}'
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        ep, charger = request.match_info["ep"], request.match_info["charger"]
+        body = (OPENAPI / f"{ep}.json").read_bytes()
+        if charger == "zipped" or ep == "transaction":
+            response = web.Response(body=gzip.compress(big if charger == "big" else body))
+            response.headers["Content-Encoding"] = "gzip"
+            return response
+        if ep == "configuration" and charger == "big":
+            return web.Response(body=big)
+        if ep == "charging" and charger == "big":
+            chunked = web.StreamResponse()
+            await chunked.prepare(request)
+            for i in range(0, len(big), 64 << 10):
+                await chunked.write(big[i : i + (64 << 10)])
+            await chunked.write_eof()
+            return chunked
+        return web.Response(body=body)
+
+    device = web.Application()
+    device.router.add_get("/{charger}/api/v1/{ep}", serve)
+    server = await aiohttp_server(device)
+    base = str(server.make_url("")).rstrip("/")
+    config = Config(chargers=tuple(ChargerConfig(name, f"{base}/{name}") for name in ("big", "zipped")))
+    samples = await scrape(await exporter_client(config))
+    assert get(samples, "pulsatrix_up", charger="zipped") == 1.0
+    assert get(samples, "pulsatrix_voltage_volts", charger="zipped", phase="L3") == 234.2052612
+    for ep in ENDPOINTS:
+        errors = get(samples, "pulsatrix_scrape_errors_total", charger="big", endpoint=ep, reason="invalid_payload")
+        assert errors == (None if ep == "limits" else 1.0), ep
+    assert get(samples, "pulsatrix_endpoint_up", charger="big", endpoint="limits") == 1.0
 
 
 async def test_hanging_chargers_never_starve_a_healthy_one_of_connections(
