@@ -38,6 +38,7 @@ import asyncio
 import gzip
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -138,10 +139,12 @@ async def measure(n: int, latency: float, args: argparse.Namespace, workdir: Pat
             started.append(proc)
             baselines[kind] = Target(proc, f"http://127.0.0.1:{int(port_line)}")
         settings = args.setting or BENCH_SETTINGS
-        with exporter_process(urls, workdir, args.exporter_arg, args.exporter_src, settings=settings) as (
-            proc,
-            base,
-        ):
+        memwatch = [str(workdir / "memwatch.jsonl"), *(["--tracemalloc"] if args.soak_tracemalloc else [])]
+        watched = memwatch if args.soak else []
+        with exporter_process(
+            urls, workdir, args.exporter_arg, args.exporter_src, settings=settings, memwatch=watched
+        ) as (proc, base):
+            args.memwatch_file = Path(memwatch[0])
             return await _rounds(n, latency, args, Target(proc, base), baselines, [str(u[0]) for u in urls])
     finally:
         for proc in reversed(started):
@@ -238,10 +241,29 @@ async def _rounds(
     return rows, soak_result
 
 
+async def memory_sample(pid: int, file: Path) -> dict[str, Any]:
+    """Ask the exporter's memory probe (bench/memwatch.py) for a sample: SIGUSR2, then its new line in ``file``."""
+
+    def lines() -> list[str]:
+        return file.read_text().splitlines() if file.exists() else []
+
+    before = len(lines())
+    os.kill(pid, signal.SIGUSR2)
+    for _ in range(600):  # a sample takes ~0.1 s (~3 s with tracemalloc); give up after 60 s
+        lines_now = lines()
+        if len(lines_now) > before:
+            sample: dict[str, Any] = json.loads(lines_now[-1])
+            return sample
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the exporter's memory probe did not answer")
+
+
 async def soak(n: int, args: argparse.Namespace, pid: int, scrape: Any) -> dict[str, Any]:
-    """``/metrics`` back to back, as Prometheus scrapes a slow target: RSS every SOAK_SAMPLE_EVERY scrapes, and
-    the least-squares slope over the second half (MiB per 1,000 scrapes). Stops early at ``--soak-minutes``."""
+    """``/metrics`` back to back, as Prometheus scrapes a slow target: every SOAK_SAMPLE_EVERY scrapes RSS and
+    the exporter's Python memory (bench/memwatch.py), and the least-squares slope of each over the second half
+    (per 1,000 scrapes). Stops early at ``--soak-minutes``."""
     samples: list[tuple[int, float]] = [(0, rss_bytes(pid) / 2**20)]
+    python = [(0, await memory_sample(pid, args.memwatch_file))]
     stop_at = time.monotonic() + args.soak_minutes * 60
     started = time.monotonic()
     done = 0
@@ -254,7 +276,10 @@ async def soak(n: int, args: argparse.Namespace, pid: int, scrape: Any) -> dict[
         done += 1
         if done % SOAK_SAMPLE_EVERY == 0:
             samples.append((done, rss_bytes(pid) / 2**20))
+            python.append((done, await memory_sample(pid, args.memwatch_file)))
     half = [(x, y) for x, y in samples if x >= done / 2]
+    blocks = [(x, float(p["blocks"])) for x, p in python]
+    objects = [(x, float(p["objects"])) for x, p in python]
     return {
         "n": n,
         "scrapes": done,
@@ -263,6 +288,14 @@ async def soak(n: int, args: argparse.Namespace, pid: int, scrape: Any) -> dict[
         "planned": args.soak,
         "rss_mib": [[x, round(y, 2)] for x, y in samples],
         "slope_second_half_mib_per_1000": slope(half) * 1000,
+        "python_blocks": [[x, int(y)] for x, y in blocks],
+        "gc_objects": [[x, int(y)] for x, y in objects],
+        "blocks_slope_second_half_per_1000": slope([(x, y) for x, y in blocks if x >= done / 2]) * 1000,
+        "objects_slope_second_half_per_1000": slope([(x, y) for x, y in objects if x >= done / 2]) * 1000,
+        "collections": python[-1][1]["collections"],
+        "pymalloc_arenas": [[x, p.get("pymalloc_arenas", -1)] for x, p in python],
+        "c_heap_mib": [[x, {k: round(v / 2**20, 2) for k, v in p.get("c_heap", {}).items()}] for x, p in python],
+        "tracemalloc_top": python[-1][1].get("top", []),
         "load_after": os.getloadavg()[0],
     }
 
@@ -331,6 +364,23 @@ def markdown(report: Report) -> str:
             f"{SOAK_SAMPLE_EVERY} scrapes (MiB, from scrape 0): {curve}. Slope over the second half: "
             f"{s['slope_second_half_mib_per_1000']:+.3f} MiB per 1,000 scrapes."
         )
+        if "python_blocks" in s:
+            blocks = ", ".join(f"{y / 1000:.0f}" for _, y in s["python_blocks"])
+            objects = ", ".join(f"{y / 1000:.0f}" for _, y in s["gc_objects"])
+            out.append(
+                f"\nThe exporter's Python memory at the same samples (bench/memwatch.py), thousands of allocated "
+                f"blocks: {blocks}; objects the garbage collector tracks: {objects}. Slopes over the second half: "
+                f"{s['blocks_slope_second_half_per_1000']:+.0f} blocks and "
+                f"{s['objects_slope_second_half_per_1000']:+.0f} objects per 1,000 scrapes; collections per "
+                f"generation: {s['collections']}."
+            )
+            arenas = ", ".join(str(y) for _, y in s.get("pymalloc_arenas", []))
+            heap = ", ".join(f"{h.get('in_use', 0):.1f}/{h.get('free', 0):.1f}" for _, h in s.get("c_heap_mib", []))
+            out.append(
+                f"\nPython's arenas (256 KiB each) in use: {arenas}. glibc's heap, MiB in use / freed but kept: {heap}."
+            )
+            for top in s["tracemalloc_top"]:
+                out.append(f"- {top['where']}: {top['size_diff'] / 1024:+.1f} KiB, {top['count_diff']:+d} blocks")
     return "\n".join(out) + "\n"
 
 
@@ -405,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--soak", type=int, default=0, help="then this many /metrics scrapes for the RSS trend")
     parser.add_argument("--soak-minutes", type=float, default=60.0, help="the soak stops after this long")
+    parser.add_argument(
+        "--soak-tracemalloc", action="store_true", help="trace the exporter's allocations in the soak (slower)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--exporter-arg", action="append", default=[], help="passed to the exporter")
     parser.add_argument(

@@ -207,9 +207,11 @@ def exporter_process(
     src: Path,
     name: str = "exporter",
     settings: Sequence[str] = (),
+    memwatch: Sequence[str] = (),
 ) -> Iterator[tuple[Proc, str]]:
     """An exporter serving these chargers (``python -m exporter`` from ``src``), ready; stopped at the end.
-    ``settings``: more top-level config lines (``max_concurrency: 256``)."""
+    ``settings``: more top-level config lines (``max_concurrency: 256``); ``memwatch``: run it under
+    ``bench/memwatch.py`` with these arguments (its output file, ``--tracemalloc``)."""
     config = workdir / f"{name}.yml"
     lines = ["timeout: 10", *settings, "chargers:"]
     for charger, url in urls:
@@ -218,8 +220,9 @@ def exporter_process(
     port = free_port_below_ephemeral()
     log = (workdir / f"{name}.log").open("w")
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    program = [str(Path(__file__).with_name("memwatch.py")), *memwatch, "--"] if memwatch else ["-m", "exporter"]
     popen = subprocess.Popen(
-        [sys.executable, *profile, "-m", "exporter", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+        [sys.executable, *profile, *program, "--config", str(config), "--listen", f"127.0.0.1:{port}",
          "--log-level", "warning", *extra_args],
         stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=src,
     )  # fmt: skip
