@@ -445,8 +445,10 @@ def _serve(
 ) -> int:
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
+    from exporter.memory import pin_mmap_threshold
     from exporter.serve import default_max_connections, raise_fd_limit, run
 
+    pin_mmap_threshold()
     fd_limit = raise_fd_limit()
     cap = max_connections or default_max_connections(fd_limit, charger_sockets)
     needed = cap + charger_sockets + RESERVED_FDS
