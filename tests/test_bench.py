@@ -37,3 +37,34 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
     assert "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall |" in table
     assert "| CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS | naive RSS |" in table
     assert len([line for line in table.splitlines() if line.startswith("| `/")]) == len(rows)
+
+
+def run_bench(*args: str) -> None:
+    run = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=180, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_soak_samples_the_exporters_own_memory(tmp_path: Path) -> None:
+    """RSS alone cannot say what grows: every sample also holds the exporter's Python blocks, its arenas and the C
+    heap beneath them (bench/memwatch.py, inside the exporter's process)."""
+    run_bench(str(ROOT / "bench" / "fleet.py"), "--sizes", "3", "--latencies", "0", "--rounds", "1", "--warmup",
+              "1", "--soak", "200", "--out", str(tmp_path))  # fmt: skip
+    soak = json.loads((tmp_path / "fleet.json").read_text())["soak"]
+    assert soak["scrapes"] == 200 and soak["failed"] == 0
+    assert [x for x, _ in soak["python_blocks"]] == [0, 100, 200]
+    assert all(blocks > 10_000 for _, blocks in soak["python_blocks"])
+    assert all(arenas > 0 for _, arenas in soak["pymalloc_arenas"])
+    assert all(heap["in_use"] > 0 for _, heap in soak["c_heap_mib"])  # glibc, as on every machine we run on
+    assert "allocated blocks:" in (tmp_path / "fleet.md").read_text()
+
+
+def test_client_paths_reports_every_variant_against_the_lean_client(tmp_path: Path) -> None:
+    run_bench(str(ROOT / "bench" / "client_paths.py"), "--chargers", "4", "--rounds", "1", "--out", str(tmp_path))
+    variants = json.loads((tmp_path / "client_paths.json").read_text())["variants"]
+    assert set(variants) == {
+        "aiohttp-lean", "aiohttp-floor", "tuned", "tuned+gc", "tuned+gc-256", "tuned+gc-lean", "raw+gc"
+    }  # fmt: skip
+    assert variants["aiohttp-lean"]["cpu_vs_lean"] == 1.0
+    assert all(v["cpu"] > 0 and v["cpu_per_get_us"] > 0 for v in variants.values())
+    table = (tmp_path / "client_paths.md").read_text()
+    assert len([line for line in table.splitlines() if line.startswith("| `")]) == len(variants)
