@@ -57,6 +57,7 @@ from harness import (  # bench/ is not a package: found through the path set jus
     ROOT,
     Proc,
     Sample,
+    cpu_seconds,
     exporter_process,
     machine_info,
     rss_bytes,
@@ -90,6 +91,8 @@ class Row:
     floor_rss_mib: float = 0.0
     lean_rss_mib: float | None = None
     naive_rss_mib: float | None = None
+    fleet_cpu: float | None = None  # the simulated chargers' CPU during the exporter's round (/metrics)
+    fleet_cpu_lean: float | None = None  # ... during the lean client's round
 
     @property
     def cpu_ratio(self) -> float:
@@ -145,14 +148,21 @@ async def measure(n: int, latency: float, args: argparse.Namespace, workdir: Pat
             urls, workdir, args.exporter_arg, args.exporter_src, settings=settings, memwatch=watched
         ) as (proc, base):
             args.memwatch_file = Path(memwatch[0])
-            return await _rounds(n, latency, args, Target(proc, base), baselines, [str(u[0]) for u in urls])
+            names = [str(u[0]) for u in urls]
+            return await _rounds(n, latency, args, Target(proc, base), baselines, names, fleet.pid)
     finally:
         for proc in reversed(started):
             proc.stop()
 
 
 async def _rounds(
-    n: int, latency: float, args: argparse.Namespace, exporter: Target, baselines: dict[str, Target], names: list[str]
+    n: int,
+    latency: float,
+    args: argparse.Namespace,
+    exporter: Target,
+    baselines: dict[str, Target],
+    names: list[str],
+    fleet_pid: int,
 ) -> Measured:
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as client:
@@ -196,13 +206,20 @@ async def _rounds(
                 assert response.status == 200
             return {}
 
+        async def with_fleet(sample: Any) -> Sample:
+            """The round, and the fleet's CPU during it: what serving those GETs cost the simulated chargers."""
+            before = cpu_seconds(fleet_pid)
+            done: Sample = await sample
+            done.fleet_cpu = cpu_seconds(fleet_pid) - before
+            return done
+
         naive_ok = 4 * n * (latency + 0.0007) <= NAIVE_MAX_SECONDS
         kinds: dict[str, list[Sample]] = {k: [] for k in ("metrics", "floor", "lean", "naive", "probe", "floor50")}
         for i in range(args.warmup + args.rounds):
             got = {
-                "metrics": await timed(exporter.proc.pid, scrape()),
+                "metrics": await with_fleet(timed(exporter.proc.pid, scrape())),
                 "floor": await timed(baselines["floor"].proc.pid, baseline("floor")),
-                "lean": await timed(baselines["lean"].proc.pid, baseline("lean")),
+                "lean": await with_fleet(timed(baselines["lean"].proc.pid, baseline("lean"))),
                 "probe": await timed(exporter.proc.pid, probe_all()),
                 "floor50": await timed(
                     baselines["floor"].proc.pid, baseline("floor", f"?concurrency={PROBE_CONCURRENCY}")
@@ -230,7 +247,7 @@ async def _rounds(
             med("floor", "cpu"), med_or_none("naive", "wall"), med_or_none("naive", "cpu"),
             med("metrics", "rss") / mib, med("metrics", "size") / 1024, int(min(s.up for s in kinds["metrics"])),
             args.rounds, med("lean", "wall"), med("lean", "cpu"), med("floor", "rss") / mib, med("lean", "rss") / mib,
-            None if naive_rss is None else naive_rss / mib,
+            None if naive_rss is None else naive_rss / mib, med("metrics", "fleet_cpu"), med("lean", "fleet_cpu"),
         ),
         Row(
             "/probe", n, lat_ms, med("probe", "wall"), med("probe", "cpu", n), med("floor50", "wall"),
@@ -324,8 +341,8 @@ def markdown(report: Report) -> str:
         "",
         "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall | exporter CPU "
         "| floor CPU | lean CPU | naive CPU | CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS "
-        "| naive RSS | body (gzip) | up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| naive RSS | body (gzip) | up | fleet CPU (exporter's round) | fleet CPU (lean's round) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def ms(x: float | None) -> str:
@@ -344,7 +361,8 @@ def markdown(report: Report) -> str:
             f"{ms(r.naive_wall)} | {r.wall_ratio:.2f} × | {ms(r.lean_wall)} | {ms(r.exporter_cpu)}{per} | "
             f"{ms(r.floor_cpu)}{per} | {ms(r.lean_cpu)} | {ms(r.naive_cpu)} | {r.cpu_ratio:.2f} × | "
             f"{ratio(r.lean_ratio)} | {ratio(r.naive_ratio)} | {mib(r.rss_mib)} | {mib(r.floor_rss_mib)} | "
-            f"{mib(r.lean_rss_mib)} | {mib(r.naive_rss_mib)} | {r.body_kib:.0f} KiB | {r.up}/{r.n} |"
+            f"{mib(r.lean_rss_mib)} | {mib(r.naive_rss_mib)} | {r.body_kib:.0f} KiB | {r.up}/{r.n} | "
+            f"{ms(r.fleet_cpu)} | {ms(r.fleet_cpu_lean)} |"
         )
     out.append("")
     out.append(
@@ -353,7 +371,9 @@ def markdown(report: Report) -> str:
         "one GET after another (— where a round would take over 6 s). Each baseline is a process of its own (its "
         f"RSS in its column). `/probe`: every charger once, {PROBE_CONCURRENCY} at a time; wall for all N, CPU per "
         f"charger; its floor fetches the chargers {PROBE_CONCURRENCY} at a time. CPU: user + sys of the process, "
-        "all threads."
+        "all threads. Fleet CPU: the simulated chargers' process (one for all N) while it served that round; on "
+        "two cores it competes with the client for them, so a round's wall is at least about (client CPU + fleet "
+        "CPU) ÷ 2."
     )
     if report.soak:
         s = report.soak

@@ -268,6 +268,7 @@ class Sample:
     rss: int = 0
     size: int = 0
     up: int = 0
+    fleet_cpu: float = 0.0  # what the simulated chargers' process spent meanwhile (set by bench/fleet.py)
 
 
 async def timed(pid: int, coro: Any) -> Sample:

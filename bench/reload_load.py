@@ -59,7 +59,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     try:
         live = [(str(name), str(url)) for name, url in json.loads(line)]
         path = workdir / "exporter.yml"
-        with exporter_process(live, workdir, [], ROOT) as (proc, base):  # started small, then the big file
+        # POST /-/reload needs the lifecycle API; started small, then the big file
+        with exporter_process(live, workdir, ["--web.enable-lifecycle"], ROOT) as (proc, base):
             reloads: list[tuple[float, float]] = []
             probes = failed = 0
             stop = asyncio.Event()

@@ -33,9 +33,12 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
         assert (row["naive_wall"] is not None) == (row["route"] == "/metrics"), row
         assert (row["lean_ratio"] is not None) == (row["route"] == "/metrics"), row  # the lean client beside it
         assert row["rss_mib"] > 0 and row["floor_rss_mib"] > 0, row  # each process's RSS
+        if row["route"] == "/metrics":  # what the simulated chargers spent serving the exporter and the lean client
+            assert row["fleet_cpu"] > 0 and row["fleet_cpu_lean"] > 0, row
     table = (tmp_path / "fleet.md").read_text()
     assert "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall |" in table
     assert "| CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS | naive RSS |" in table
+    assert "| fleet CPU (exporter's round) | fleet CPU (lean's round) |" in table
     assert len([line for line in table.splitlines() if line.startswith("| `/")]) == len(rows)
 
 
@@ -68,3 +71,23 @@ def test_client_paths_reports_every_variant_against_the_lean_client(tmp_path: Pa
     assert all(v["cpu"] > 0 and v["cpu_per_get_us"] > 0 for v in variants.values())
     table = (tmp_path / "client_paths.md").read_text()
     assert len([line for line in table.splitlines() if line.startswith("| `")]) == len(variants)
+
+
+def test_the_by_hand_benchmarks_still_run(tmp_path: Path) -> None:
+    """Small versions of bench/reload_load.py and bench/config_load.py, so that a change to the exporter's command
+    line or config cannot break them unnoticed (the lifecycle flag once did): they run and report, never timed."""
+    reload = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "reload_load.py"), "--chargers", "300", "--reloads", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert reload.returncode == 0, reload.stderr[-3000:]
+    result = json.loads(reload.stdout.strip().splitlines()[-1])
+    assert result["chargers"] == 300 and len(result["wall_s"]) == 1
+    assert result["probes"] > 0 and result["failed"] == 0  # probed all along, none dropped by the reload
+    load = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "config_load.py"), "--chargers", "300", "--rounds", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert load.returncode == 0, load.stderr[-3000:]
+    for way in ("load_config ", "--check-config ", "load_config, pure YAML "):
+        assert any(line.strip().startswith(way) and "wall median" in line for line in load.stdout.splitlines()), way
