@@ -10,8 +10,9 @@ The variants separate the costs that the exporter's profile mixes:
 
 * ``aiohttp`` as the floor and the lean client of bench/fleet.py use it (default session), 4·N GETs at once and
   64 chargers at a time;
-* ``tuned``: what exporter/fetch.py sets (no cookie jar, the common headers on the session, URLs parsed once,
-  a body of known length read at once);
+* ``fetch``: exporter/fetch.py's own session and request code (``make_session``, ``ChargerClient._get``: no
+  cookie jar, the common headers on the session, URLs parsed once, a body of known length read at once), without
+  the deadline scopes the poller puts around it;
 * ``gc``: the collector as exporter/app.py sets it once started (``gc.freeze()``, thresholds
   ``GC_THRESHOLDS``); without it the objects of 4,000 requests in flight are scanned again and again;
 * ``raw``: a minimal HTTP/1.1 GET on an ``asyncio.Protocol`` (a request written as prepared bytes, a reply of
@@ -43,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ENDPOINTS, ROOT, machine_info, spawn  # bench/ is not a package: found through the path above
 
 from exporter.app import GC_THRESHOLDS
+from exporter.config import ChargerConfig
+from exporter.fetch import ChargerClient, make_session
 
 HEADERS: Final = {"Accept": "application/json", "User-Agent": "bench/1"}
 DEFAULT_GC: Final = gc.get_threshold()
@@ -91,19 +94,21 @@ class Variant:
 
 async def variants(bases: Sequence[str]) -> tuple[list[Variant], Callable[[], Awaitable[None]]]:
     plain = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    tuned = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), headers=HEADERS, cookie_jar=aiohttp.DummyCookieJar()
-    )
+    # The exporter's own session and request code (exporter/fetch.py), as it polls: no deadline scopes around it.
+    session = make_session(len(bases), None, keepalive_timeout=300.0, max_concurrency=None)
+    clients = [ChargerClient(ChargerConfig(f"c{i}", base), session) for i, base in enumerate(bases)]
     texts = [[f"{base}/api/v1/{ep}" for ep in ENDPOINTS] for base in bases]
     urls = [[URL(text) for text in charger] for charger in texts]
+    fetches = [[(client, ep) for ep in ENDPOINTS] for client in clients]
 
     async def get_plain(url: str) -> Any:
         async with plain.get(url) as response:
             return json.loads(await response.read())
 
-    async def get_tuned(url: URL) -> Any:
-        async with tuned.get(url, allow_redirects=False) as response:
-            return json.loads(await response.read())
+    async def get_exporter(pair: tuple[ChargerClient, str]) -> Any:
+        body = await pair[0]._get(pair[1])
+        assert isinstance(body, bytes), body
+        return json.loads(body)
 
     loop = asyncio.get_running_loop()
     raw: list[list[tuple[RawGet, bytes]]] = []
@@ -159,19 +164,23 @@ async def variants(bases: Sequence[str]) -> tuple[list[Variant], Callable[[], Aw
         Variant("aiohttp-lean", "aiohttp defaults, 64 chargers at a time, a charger's GETs in sequence (the lean "
                 "client)", lean(get_plain, texts)),
         Variant("aiohttp-floor", "aiohttp defaults, all 4·N GETs at once (the floor)", at_once(get_plain, texts)),
-        Variant("tuned", "as exporter/fetch.py sets the session, all at once", at_once(get_tuned, urls)),
-        Variant("tuned+gc", "tuned, and the collector as exporter/app.py sets it, all at once",
-                at_once(get_tuned, urls), tuned_gc=True),
-        Variant("tuned+gc-256", "tuned + gc, 256 chargers at a time (max_concurrency: 256)",
-                bounded(get_tuned, urls, 256), tuned_gc=True),
-        Variant("tuned+gc-lean", "tuned + gc, the lean client's shape", lean(get_tuned, urls), tuned_gc=True),
+        Variant("aiohttp+gc", "aiohttp defaults, the collector as exporter/app.py sets it, all at once",
+                at_once(get_plain, texts), tuned_gc=True),
+        Variant("fetch", "exporter/fetch.py's session and request (ChargerClient._get), all at once",
+                at_once(get_exporter, fetches)),
+        Variant("fetch+gc", "fetch.py, and the collector as exporter/app.py sets it, all at once",
+                at_once(get_exporter, fetches), tuned_gc=True),
+        Variant("fetch+gc-256", "fetch.py + gc, 256 chargers at a time (max_concurrency: 256)",
+                bounded(get_exporter, fetches, 256), tuned_gc=True),
+        Variant("fetch+gc-lean", "fetch.py + gc, the lean client's shape", lean(get_exporter, fetches),
+                tuned_gc=True),
         Variant("raw+gc", "a minimal HTTP/1.1 GET on asyncio.Protocol, gc as the exporter's, all at once",
                 at_once(get_raw, raw), tuned_gc=True),
     ]  # fmt: skip
 
     async def close() -> None:
         await plain.close()
-        await tuned.close()
+        await session.close()
         for row in raw:
             for protocol, _ in row:
                 if protocol.transport is not None:

@@ -397,7 +397,7 @@ def markdown(report: Report) -> str:
             arenas = ", ".join(str(y) for _, y in s.get("pymalloc_arenas", []))
             heap = ", ".join(f"{h.get('in_use', 0):.1f}/{h.get('free', 0):.1f}" for _, h in s.get("c_heap_mib", []))
             out.append(
-                f"\nPython's arenas (256 KiB each) in use: {arenas}. glibc's heap, MiB in use / freed but kept: {heap}."
+                f"\nPython's arenas (1 MiB each) in use: {arenas}. glibc's heap, MiB in use / freed but kept: {heap}."
             )
             for top in s["tracemalloc_top"]:
                 out.append(f"- {top['where']}: {top['size_diff'] / 1024:+.1f} KiB, {top['count_diff']:+d} blocks")

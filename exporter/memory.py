@@ -7,16 +7,15 @@ buffers come from the heap, between small long-lived objects, where the pages th
 In a soak of 200 chargers (bench/fleet.py --soak, bench/memwatch.py) that is how RSS rose by ~23 MiB over 3,500
 scrapes while Python's own memory stayed flat: glibc's heap in use flat at 13.5 MiB, its freed-but-kept part
 growing from 2.7 to 16.8 MiB in 1,500 scrapes. Pinning the threshold at glibc's default of 128 KiB (which also
-stops it from moving) kept that part at 1.5-3.0 MiB over 5,000 scrapes, and RSS at 62-64 MiB.
+stops it from moving) kept that part at 1.5-3.0 MiB over 5,000 scrapes, and RSS at 62-64 MiB from scrape 100 on.
 
 :func:`pin_mmap_threshold` does so once at start. It leaves the allocator alone where the C library is not glibc
-(musl, macOS), and where ``MALLOC_MMAP_THRESHOLD_`` is set: an operator's own setting wins.
+(musl, macOS), and where an operator tuned it (``MALLOC_MMAP_THRESHOLD_``, or a ``glibc.malloc.`` tunable in
+``GLIBC_TUNABLES``): their own setting wins.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 from typing import Final
@@ -29,13 +28,15 @@ MMAP_THRESHOLD: Final = 128 * 1024  # glibc's default, kept fixed
 
 def pin_mmap_threshold() -> bool:
     """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD`; True if it was set. Never fails."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        import ctypes
+
+        libc = ctypes.CDLL(None)  # the process's own symbols: the C library it runs on
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018 - glibc only: musl has a mallopt that does nothing
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError, MemoryError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,8 @@ def test_soak_samples_the_exporters_own_memory(tmp_path: Path) -> None:
     assert [x for x, _ in soak["python_blocks"]] == [0, 100, 200]
     assert all(blocks > 10_000 for _, blocks in soak["python_blocks"])
     assert all(arenas > 0 for _, arenas in soak["pymalloc_arenas"])
-    assert all(heap["in_use"] > 0 for _, heap in soak["c_heap_mib"])  # glibc, as on every machine we run on
+    if platform.libc_ver()[0] == "glibc":  # mallinfo2: glibc's heap beneath Python's allocator
+        assert all(heap["in_use"] > 0 for _, heap in soak["c_heap_mib"])
     assert "allocated blocks:" in (tmp_path / "fleet.md").read_text()
 
 
@@ -65,12 +67,12 @@ def test_client_paths_reports_every_variant_against_the_lean_client(tmp_path: Pa
     run_bench(str(ROOT / "bench" / "client_paths.py"), "--chargers", "4", "--rounds", "1", "--out", str(tmp_path))
     variants = json.loads((tmp_path / "client_paths.json").read_text())["variants"]
     assert set(variants) == {
-        "aiohttp-lean", "aiohttp-floor", "tuned", "tuned+gc", "tuned+gc-256", "tuned+gc-lean", "raw+gc"
+        "aiohttp-lean", "aiohttp-floor", "aiohttp+gc", "fetch", "fetch+gc", "fetch+gc-256", "fetch+gc-lean", "raw+gc"
     }  # fmt: skip
-    assert variants["aiohttp-lean"]["cpu_vs_lean"] == 1.0
-    assert all(v["cpu"] > 0 and v["cpu_per_get_us"] > 0 for v in variants.values())
+    assert all(v["cpu"] > 0 and v["cpu_per_get_us"] > 0 and v["cpu_vs_lean"] > 0 for v in variants.values())
     table = (tmp_path / "client_paths.md").read_text()
-    assert len([line for line in table.splitlines() if line.startswith("| `")]) == len(variants)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(variants)  # one row per variant, in the measured order
 
 
 def test_the_by_hand_benchmarks_still_run(tmp_path: Path) -> None:
