@@ -233,6 +233,36 @@ async def test_auth_headers_are_sent_as_configured(
     assert get(await scrape(client), "pulsatrix_up", charger=base.name) == 1.0
 
 
+async def test_every_request_says_what_it_is_and_carries_no_cookie(
+    aiohttp_server: ServerFactory, exporter_client: MakeClient
+) -> None:
+    """Accept and User-Agent on every request, with or without credentials; Authorization only where configured;
+    a cookie a device sets is never sent back (the exporter keeps no state between polls)."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        seen.append((request.match_info["charger"], dict(request.headers)))
+        response = web.Response(body=(OPENAPI / f"{request.match_info['ep']}.json").read_bytes())
+        response.set_cookie("session", "abc")
+        return response
+
+    device = web.Application()
+    device.router.add_get("/{charger}/api/v1/{ep}", serve)
+    server = await aiohttp_server(device)
+    base = f"http://localhost:{server.port}"  # a host name: a cookie jar would keep its cookies
+    chargers = (ChargerConfig("open", f"{base}/open"), ChargerConfig("locked", f"{base}/locked",
+                auth=BearerAuth(Secret("t0k3n"))))  # fmt: skip
+    client = await exporter_client(Config(chargers=chargers))
+    for _ in range(2):
+        assert get(await scrape(client), "pulsatrix_up", charger="locked") == 1.0
+    assert len(seen) == 2 * 2 * len(ENDPOINTS)
+    for charger, headers in seen:
+        assert headers["Accept"] == "application/json"
+        assert headers["User-Agent"] == f"pulsatrix-exporter/{__version__}"
+        assert headers.get("Authorization") == ("Bearer t0k3n" if charger == "locked" else None)
+        assert "Cookie" not in headers
+
+
 async def test_wrong_or_missing_credentials_are_unauthorized(
     make_fleet: MakeFleet, exporter_client: MakeClient
 ) -> None:
