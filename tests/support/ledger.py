@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LEDGER = ROOT / "deploy" / "prometheus" / "ledger.yml"
 
 
-def fast_ledger_rules(workdir: Path, interval: str = "1s") -> Path:
-    """ledger.yml with its 15 s evaluation (and the offset that is one evaluation) at the test's scrape interval."""
-    text = LEDGER.read_text(encoding="utf-8").replace("15s", interval)
+def fast_ledger_rules(workdir: Path, interval: int = 1) -> Path:
+    """ledger.yml at the test's pace: its 15 s evaluation at ``interval`` seconds, its look back of two
+    evaluations (``offset 30s``) at twice that."""
+    text = LEDGER.read_text(encoding="utf-8")
+    text = text.replace("offset 30s", f"offset {2 * interval}s").replace("15s", f"{interval}s")
     path = workdir / "ledger.yml"
     path.write_text(text, encoding="utf-8")
     return path
