@@ -127,6 +127,7 @@ class Target:
 
     proc: Proc
     base: str
+    memwatch: Path | None = None  # the exporter's memory probe's output (bench/memwatch.py), in a soak
 
 
 async def measure(n: int, latency: float, args: argparse.Namespace, workdir: Path) -> Measured:
@@ -147,9 +148,9 @@ async def measure(n: int, latency: float, args: argparse.Namespace, workdir: Pat
         with exporter_process(
             urls, workdir, args.exporter_arg, args.exporter_src, settings=settings, memwatch=watched
         ) as (proc, base):
-            args.memwatch_file = Path(memwatch[0])
+            exporter = Target(proc, base, Path(memwatch[0]) if args.soak else None)
             names = [str(u[0]) for u in urls]
-            return await _rounds(n, latency, args, Target(proc, base), baselines, names, fleet.pid)
+            return await _rounds(n, latency, args, exporter, baselines, names, fleet.pid)
     finally:
         for proc in reversed(started):
             proc.stop()
@@ -230,7 +231,7 @@ async def _rounds(
             if i >= args.warmup:
                 for kind, sample in got.items():
                     kinds[kind].append(sample)
-        soak_result = await soak(n, args, exporter.proc.pid, scrape) if args.soak else None
+        soak_result = await soak(n, args, exporter, scrape) if args.soak else None
 
     def med(kind: str, attr: str, per: int = 1) -> float:
         return float(statistics.median(getattr(s, attr) for s in kinds[kind])) / per
@@ -275,12 +276,14 @@ async def memory_sample(pid: int, file: Path) -> dict[str, Any]:
     raise RuntimeError("the exporter's memory probe did not answer")
 
 
-async def soak(n: int, args: argparse.Namespace, pid: int, scrape: Any) -> dict[str, Any]:
+async def soak(n: int, args: argparse.Namespace, exporter: Target, scrape: Any) -> dict[str, Any]:
     """``/metrics`` back to back, as Prometheus scrapes a slow target: every SOAK_SAMPLE_EVERY scrapes RSS and
     the exporter's Python memory (bench/memwatch.py), and the least-squares slope of each over the second half
     (per 1,000 scrapes). Stops early at ``--soak-minutes``."""
+    pid, probe = exporter.proc.pid, exporter.memwatch
+    assert probe is not None, "a soak runs the exporter under bench/memwatch.py"
     samples: list[tuple[int, float]] = [(0, rss_bytes(pid) / 2**20)]
-    python = [(0, await memory_sample(pid, args.memwatch_file))]
+    python = [(0, await memory_sample(pid, probe))]
     stop_at = time.monotonic() + args.soak_minutes * 60
     started = time.monotonic()
     done = 0
@@ -293,7 +296,7 @@ async def soak(n: int, args: argparse.Namespace, pid: int, scrape: Any) -> dict[
         done += 1
         if done % SOAK_SAMPLE_EVERY == 0:
             samples.append((done, rss_bytes(pid) / 2**20))
-            python.append((done, await memory_sample(pid, args.memwatch_file)))
+            python.append((done, await memory_sample(pid, probe)))
     half = [(x, y) for x, y in samples if x >= done / 2]
     blocks = [(x, float(p["blocks"])) for x, p in python]
     objects = [(x, float(p["objects"])) for x, p in python]

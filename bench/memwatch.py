@@ -25,12 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+from harness import rss_bytes  # bench/ is not a package: this script's directory is on the path
 
 
 class MallInfo2(ctypes.Structure):
@@ -84,7 +79,7 @@ class Probe:
 
     def sample(self, _signum: int, _frame: FrameType | None) -> None:
         line: dict[str, Any] = {
-            "rss": rss_bytes(),
+            "rss": rss_bytes(os.getpid()),
             "blocks": sys.getallocatedblocks(),
             "objects": len(gc.get_objects()),
             "frozen": gc.get_freeze_count(),
