@@ -10,10 +10,10 @@ The variants separate the costs that the exporter's profile mixes:
 
 * ``aiohttp`` as the floor and the lean client of bench/fleet.py use it (default session), 4·N GETs at once and
   64 chargers at a time;
-* ``fetch``: exporter/fetch.py's own session and request code (``make_session``, ``ChargerClient._get``: no
+* ``fetch``: exporter/scrape/fetch.py's own session and request code (``make_session``, ``ChargerClient._get``: no
   cookie jar, the common headers on the session, URLs parsed once, a body of known length read at once), without
   the deadline scopes the poller puts around it;
-* ``gc``: the collector as exporter/app.py sets it once started (``gc.freeze()``, thresholds
+* ``gc``: the collector as exporter/serve/app.py sets it once started (``gc.freeze()``, thresholds
   ``GC_THRESHOLDS``); without it the objects of 4,000 requests in flight are scanned again and again;
 * ``raw``: a minimal HTTP/1.1 GET on an ``asyncio.Protocol`` (a request written as prepared bytes, a reply of
   known length), the least an asyncio client can do per GET: not a client the exporter could ship as it is (no
@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import ENDPOINTS, ROOT, machine_info, spawn  # bench/ is not a package: found through the path above
 
-from exporter.app import GC_THRESHOLDS
 from exporter.config import ChargerConfig
-from exporter.fetch import ChargerClient, make_session
+from exporter.scrape.fetch import ChargerClient, make_session
+from exporter.serve.app import GC_THRESHOLDS
 
 HEADERS: Final = {"Accept": "application/json", "User-Agent": "bench/1"}
 DEFAULT_GC: Final = gc.get_threshold()
@@ -94,7 +94,7 @@ class Variant:
 
 async def variants(bases: Sequence[str]) -> tuple[list[Variant], Callable[[], Awaitable[None]]]:
     plain = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    # The exporter's own session and request code (exporter/fetch.py), as it polls: no deadline scopes around it.
+    # The exporter's own session and request code (exporter/scrape/fetch.py), as it polls: no deadline scopes around it.
     session = make_session(len(bases), None, keepalive_timeout=300.0, max_concurrency=None)
     clients = [ChargerClient(ChargerConfig(f"c{i}", base), session) for i, base in enumerate(bases)]
     texts = [[f"{base}/api/v1/{ep}" for ep in ENDPOINTS] for base in bases]
@@ -164,11 +164,11 @@ async def variants(bases: Sequence[str]) -> tuple[list[Variant], Callable[[], Aw
         Variant("aiohttp-lean", "aiohttp defaults, 64 chargers at a time, a charger's GETs in sequence (the lean "
                 "client)", lean(get_plain, texts)),
         Variant("aiohttp-floor", "aiohttp defaults, all 4·N GETs at once (the floor)", at_once(get_plain, texts)),
-        Variant("aiohttp+gc", "aiohttp defaults, the collector as exporter/app.py sets it, all at once",
+        Variant("aiohttp+gc", "aiohttp defaults, the collector as exporter/serve/app.py sets it, all at once",
                 at_once(get_plain, texts), tuned_gc=True),
-        Variant("fetch", "exporter/fetch.py's session and request (ChargerClient._get), all at once",
+        Variant("fetch", "exporter/scrape/fetch.py's session and request (ChargerClient._get), all at once",
                 at_once(get_exporter, fetches)),
-        Variant("fetch+gc", "fetch.py, and the collector as exporter/app.py sets it, all at once",
+        Variant("fetch+gc", "fetch.py, and the collector as exporter/serve/app.py sets it, all at once",
                 at_once(get_exporter, fetches), tuned_gc=True),
         Variant("fetch+gc-256", "fetch.py + gc, 256 chargers at a time (max_concurrency: 256)",
                 bounded(get_exporter, fetches, 256), tuned_gc=True),

@@ -31,8 +31,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter import yamlfile  # noqa: E402 - after the path set-up, so it runs from a checkout
-from exporter.config import load_config  # noqa: E402
+from exporter.config import load_config, yamlfile  # noqa: E402 - after the path set-up, so it runs from a checkout
 
 
 def write_config(path: Path, chargers: int) -> None:

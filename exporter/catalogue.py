@@ -1,7 +1,7 @@
 """The metric catalogue: the one place where every exported metric name is defined.
 
-Metric names are a contract (dashboards, alerts and users depend on them). :mod:`exporter.metrics` builds families
-only from names in this table, the README's metric reference is generated from it
+Metric names are a contract (dashboards, alerts and users depend on them). :mod:`exporter.scrape.families` builds
+families only from names in this table, the README's metric reference is generated from it
 (``python -m exporter.catalogue``), and the tests check the README, the dashboards and the alert rules against it.
 """
 
@@ -75,6 +75,16 @@ def _m(
         labels = ("phase",) if source.kind == "phases" else labels
         return MetricSpec(name, type_, help_, unit, labels, source.describe(), per_charger, source)
     return MetricSpec(name, type_, help_, unit, labels, source, per_charger)
+
+
+# Names that code outside this table builds on (the session series, the meter): each is written here once.
+SESSION_ACTIVE: Final = "pulsatrix_session_active"
+SESSION_START: Final = "pulsatrix_session_start_timestamp_seconds"
+SESSION_END: Final = "pulsatrix_session_end_timestamp_seconds"
+SESSION_ENERGY: Final = "pulsatrix_session_energy_joules"
+SESSION_METER_START: Final = "pulsatrix_session_meter_start_joules"
+SESSION_INFO: Final = "pulsatrix_session_info"
+ENERGY_IMPORTED: Final = "pulsatrix_energy_imported_joules_total"
 
 
 CATALOGUE: Final[tuple[MetricSpec, ...]] = (
@@ -172,35 +182,35 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("status",),
     ),
     _m(
-        "pulsatrix_session_active",
+        SESSION_ACTIVE,
         "gauge",
         "1/0",
         "transaction: startedTime, endedTime",
         "1 while a charging session is running (started and not ended), 0 otherwise.",
     ),
     _m(
-        "pulsatrix_session_start_timestamp_seconds",
+        SESSION_START,
         "gauge",
         "seconds (Unix time)",
         "transaction: startedTime",
         "Start of the current or last session. Absent while the device reports 0.",
     ),
     _m(
-        "pulsatrix_session_end_timestamp_seconds",
+        SESSION_END,
         "gauge",
         "seconds (Unix time)",
         "transaction: endedTime",
         "End of the last session. Absent while the device reports 0 (session still running).",
     ),
     _m(
-        "pulsatrix_session_energy_joules",
+        SESSION_ENERGY,
         "gauge",
         "joules",
         "transaction: meterStart, meterStop; charging: energyImported (kWh × 3.6e6)",
         "Energy of the current session (meter now − meter at start) or of the last one (meterStop − meterStart).",
     ),
     _m(
-        "pulsatrix_session_meter_start_joules",
+        SESSION_METER_START,
         "gauge",
         "joules",
         read("transaction", "meterStart", kind="meter", scale=3_600_000.0, conversion="kWh × 3.6e6"),
@@ -208,7 +218,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "pulsatrix_session_energy_joules the session's meterStart and meterStop, as `report sessions` lists them.",
     ),
     _m(
-        "pulsatrix_session_info",
+        SESSION_INFO,
         "info",
         "1",
         "transaction: startReason, stopReason, allocationSourceName, usedPhasesSession",
@@ -241,7 +251,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     ),
     _m("pulsatrix_grid_frequency_hertz", "gauge", "hertz", read("charging", "frequency"), "Grid frequency."),
     _m(
-        "pulsatrix_energy_imported_joules_total",
+        ENERGY_IMPORTED,
         "counter",
         "joules",
         read("charging", "energyImported", kind="meter", scale=3_600_000.0, conversion="kWh × 3.6e6"),

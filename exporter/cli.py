@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
-from exporter.listen import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, BindError, bind, url
-from exporter.webconfig import LiveWebConfig, WebConfig, WebConfigError, load_web_config
+from exporter.config.web import WebConfig, WebConfigError, load_web_config
+from exporter.serve.bind import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, BindError, bind, url
+from exporter.serve.tls import LiveWebConfig
 
 if TYPE_CHECKING:  # aiohttp is imported where the exporter serves: --check-config runs ~0.2 s faster without it
     from aiohttp import web
@@ -246,7 +247,7 @@ def hide_malformed_requests() -> None:
 
 
 async def _demo_app(n: int, speed: float, *, enable_lifecycle: bool = False) -> web.Application:
-    from exporter.app import create_app
+    from exporter.serve.app import create_app
     from exporter.simulator import SITES, start_simulator
 
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=n, speed=speed)
@@ -390,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(web_config.summary())
         return 0
 
-    from exporter.fetch import connection_limit
+    from exporter.scrape.fetch import connection_limit
 
     if config is None:
         if os.environ.get(CONFIG_ENV):
@@ -402,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         charger_sockets = 2 * connection_limit(chargers, None)  # the in-process simulator's end of them too
     else:
-        from exporter.app import create_app
+        from exporter.serve.app import create_app
 
         made = create_app(config, tune_gc=True, enable_lifecycle=args.web_enable_lifecycle)
         app = lambda: _ready(made)  # noqa: E731
@@ -420,8 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def protect(app: web.Application, live: LiveWebConfig) -> None:
     """Put the web config's basic auth in front of ``app`` and re-read the web config on each reload. The gate is
     there even without users: a reload may add them (until then it lets every request pass)."""
-    from exporter.app import RELOADER
-    from exporter.webauth import BasicAuthGate
+    from exporter.serve.app import RELOADER
+    from exporter.serve.auth import BasicAuthGate
 
     auth = BasicAuthGate(live.config.users)
     live.set_users = auth.set_users
@@ -446,7 +447,7 @@ def _serve(
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
     from exporter.memory import pin_mmap_threshold
-    from exporter.serve import default_max_connections, raise_fd_limit, run
+    from exporter.serve.server import default_max_connections, raise_fd_limit, run
 
     pin_mmap_threshold()
     fd_limit = raise_fd_limit()

@@ -23,7 +23,8 @@ PROBE_JOB: Final = "pulsatrix"
 
 # --- states ------------------------------------------------------------------------------------------------------
 
-# Both firmware vocabularies of `state` (see exporter.metrics.STATE_SETS), grouped the way the fleet view counts them.
+# Both firmware vocabularies of `state` (see exporter.scrape.families.STATE_SETS), grouped the way the fleet view counts
+# them.
 CHARGING_STATES: Final = "Charging|CHARGING"
 SUSPENDED_STATES: Final = "SuspendedEV|SuspendedEVSE|SUSPENDED_EV|SUSPENDED_EVSE"
 IDLE_STATES: Final = "Idle|IDLE"
@@ -36,10 +37,10 @@ RED_STATES: Final = f"{FAULT_STATES}|Unavailable"
 
 # --- reasons -----------------------------------------------------------------------------------------------------
 
-# The `reason`s of pulsatrix_scrape_errors_total that are the exporter's problem, not the charger's (exporter.model
-# Reason): no max_concurrency slot before the deadline, a bug, no file descriptor left. The charger was not even
-# asked (or its answer was lost in the exporter): dashboards show them apart from the device's reasons, the
-# charger alerts do not count them against the charger, and PulsatrixExporterSideErrors reports them.
+# The `reason`s of pulsatrix_scrape_errors_total that are the exporter's problem, not the charger's
+# (exporter.scrape.results Reason): no max_concurrency slot before the deadline, a bug, no file descriptor left. The
+# charger was not even asked (or its answer was lost in the exporter): dashboards show them apart from the device's
+# reasons, the charger alerts do not count them against the charger, and PulsatrixExporterSideErrors reports them.
 EXPORTER_REASONS: Final = ("throttled", "exporter_error", "exporter_fds")
 EXPORTER_REASONS_RE: Final = "|".join(EXPORTER_REASONS)
 

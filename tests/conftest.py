@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from exporter.app import create_app
 from exporter.config import Config
+from exporter.serve.app import create_app
 from exporter.simulator import SimAuth, create_simulator_app
 from tests.support.fleet import ClientFactory, ServerFactory, SimulatedFleet
 from tests.support.tls import make_pki

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from exporter.catalogue import BY_NAME
-from exporter.model import REASONS
+from exporter.scrape.results import REASONS
 from grafana.vocabulary import EXPORTER_REASONS, EXPORTER_REASONS_RE
 from tests.support.servers import promtool
 

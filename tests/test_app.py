@@ -19,9 +19,9 @@ from aiohttp.resolver import ThreadedResolver
 from aiohttp.test_utils import TestServer
 
 from exporter import __version__
-from exporter.app import FLEET, RUNTIME, create_app
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig, Config, Secret
-from exporter.model import ENDPOINTS
+from exporter.scrape.results import ENDPOINTS
+from exporter.serve.app import FLEET, RUNTIME, create_app
 from exporter.simulator import SimAuth
 from tests.support.fleet import ClientFactory, MakeClient, MakeFleet, ServerFactory, SimulatedFleet
 from tests.support.samples import chargers_in, get, parse, scrape

@@ -11,7 +11,7 @@ import bcrypt
 import pytest
 
 from exporter.config import Secret
-from exporter.webauth import BasicAuthGate, TooManyChecks
+from exporter.serve.auth import BasicAuthGate, TooManyChecks
 from tests.support.auth import serve_protected
 from tests.support.fleet import ServerFactory
 

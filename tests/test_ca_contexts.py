@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from exporter.app import FLEET
 from exporter.config import ChargerConfig, Config, TLSConfig
-from exporter.fetch import ChargerClient
+from exporter.scrape.fetch import ChargerClient
+from exporter.serve.app import FLEET
 from tests.support.fleet import MakeClient, ServerFactory
 from tests.support.samples import get, scrape
 from tests.support.tls import serve_https_charger

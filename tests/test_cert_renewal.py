@@ -17,11 +17,12 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter import webconfig
-from exporter.app import create_app
 from exporter.cli import protect
 from exporter.config import load_config
-from exporter.webconfig import LiveWebConfig, load_web_config
+from exporter.config.web import load_web_config
+from exporter.serve import tls
+from exporter.serve.app import create_app
+from exporter.serve.tls import LiveWebConfig
 from tests.support.fleet import SimulatedFleet, write_config
 from tests.support.tls import make_pki
 
@@ -120,7 +121,7 @@ async def test_a_renewed_certificate_is_served_to_new_connections_and_open_ones_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(webconfig, "CERT_CHECK_INTERVAL", 0.0)  # look at the files on every handshake
+    monkeypatch.setattr(tls, "CERT_CHECK_INTERVAL", 0.0)  # look at the files on every handshake
     _, live, app = served
     old, new = two_pkis
     async for port in serve(live, app):
@@ -142,7 +143,7 @@ async def test_a_broken_new_pair_keeps_the_old_one_and_is_logged_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(webconfig, "CERT_CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(tls, "CERT_CHECK_INTERVAL", 0.0)
     _, live, app = served
     old, new = two_pkis
     async for port in serve(live, app):

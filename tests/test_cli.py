@@ -23,7 +23,7 @@ import pytest
 from exporter import __version__
 from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_parser, parse_listen
 from exporter.config import BasicAuth, ConfigError, parse_config
-from exporter.listen import BindError, bind
+from exporter.serve.bind import BindError, bind
 from tests.support.cli import run
 from tests.support.servers import free_port
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from exporter.app import FLEET, HEALTH
 from exporter.config import Config
-from exporter.model import ENDPOINTS
+from exporter.scrape.results import ENDPOINTS
+from exporter.serve.app import FLEET, HEALTH
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, SimulatedFleet
 from tests.support.samples import get, parse, scrape

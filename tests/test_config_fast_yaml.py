@@ -15,8 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import yamlfile
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError, parse_config, yamlfile
 from tests.support.yaml_tokens import TOKENS
 
 CONF = Path(__file__).parent / "fixtures" / "config"

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, parse_config
-from exporter.problems import CONTROL_RE
+from exporter.config.errors import CONTROL_RE
 from tests.support.yaml_tokens import TOKENS
 
 CONF = Path(__file__).parent / "fixtures" / "config"

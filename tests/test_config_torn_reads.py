@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import yamlfile
-from exporter.config import ConfigError, load_config
+from exporter.config import ConfigError, load_config, yamlfile
 
 
 def config_text(n: int) -> str:

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exporter.app import create_app
 from exporter.cli import DEFAULT_PORT, build_parser
 from exporter.config import parse_config
+from exporter.serve.app import create_app
 from tests.support.deploy import (
     DEPLOY,
     K8S,

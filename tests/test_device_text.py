@@ -1,5 +1,5 @@
 """What a charger sends is data, not log text: its bytes reach a log line, an error detail or the landing page only
-cleaned (control characters escaped) and cut to 200 characters (exporter/devicetext.py)."""
+cleaned (control characters escaped) and cut to 200 characters (exporter/scrape/devicetext.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from exporter.app import HEALTH
 from exporter.config import ChargerConfig, Config
-from exporter.devicetext import MAX_DEVICE_TEXT, device_text
+from exporter.scrape.devicetext import MAX_DEVICE_TEXT, device_text
+from exporter.serve.app import HEALTH
 from tests.support.fleet import MakeClient, SimulatedFleet
 from tests.support.samples import get, scrape
 

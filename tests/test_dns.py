@@ -1,4 +1,4 @@
-"""Hanging or failing DNS costs only the chargers whose names do not resolve (exporter/dns.py, PoolResolver)."""
+"""Hanging or failing DNS costs only the chargers whose names do not resolve (exporter/scrape/dns.py, PoolResolver)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from exporter.app import FLEET
 from exporter.config import ChargerConfig, Config
-from exporter.dns import FAILED_TTL, PoolResolver
+from exporter.scrape.dns import FAILED_TTL, PoolResolver
+from exporter.serve.app import FLEET
 from tests.support.fleet import MakeClient, MakeFleet
 from tests.support.samples import get, scrape
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.app import FLEET, HEALTH, RELOADER, RUNTIME, create_app
 from exporter.config import load_config
-from exporter.model import ENDPOINTS
+from exporter.scrape.results import ENDPOINTS
+from exporter.serve.app import FLEET, HEALTH, RELOADER, RUNTIME, create_app
 from exporter.simulator import SimAuth, create_simulator_app, set_fault
 from tests.support.fleet import ClientFactory, ExporterClient, MakeFleet, ServerFactory, SimulatedFleet
 from tests.support.samples import Samples, get, scrape

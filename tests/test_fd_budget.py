@@ -1,5 +1,5 @@
 """The scrape always gets through: idle connections to the exporter's port cannot use up its file descriptors
-(exporter/serve.py). Real processes on loopback, the exporter under a 1,024-fd limit as in many containers."""
+(exporter/serve/server.py). Real processes on loopback, the exporter under a 1,024-fd limit as in many containers."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_the_soft_fd_limit_is_raised_to_the_hard_limit_at_start() -> None:
     def soft_512() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, FD_LIMIT))
 
-    code = "from exporter.serve import raise_fd_limit; import resource; raise_fd_limit(); "
+    code = "from exporter.serve.server import raise_fd_limit; import resource; raise_fd_limit(); "
     code += "print(*resource.getrlimit(resource.RLIMIT_NOFILE))"
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -115,7 +115,7 @@ def test_a_refused_setrlimit_is_fine_and_no_error(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """As under the shipped systemd unit (SystemCallFilter=~@resources, SystemCallErrorNumber=EPERM)."""
-    from exporter.serve import raise_fd_limit
+    from exporter.serve.server import raise_fd_limit
 
     def refused(*_: object) -> None:
         raise PermissionError(1, "Operation not permitted")
@@ -130,7 +130,7 @@ def test_a_refused_setrlimit_is_fine_and_no_error(
 async def test_at_the_cap_idle_connections_make_room_and_busy_ones_never_do(aiohttp_server: ServerFactory) -> None:
     from aiohttp import web
 
-    from exporter.serve import ConnectionCap
+    from exporter.serve.server import ConnectionCap
 
     release = asyncio.Event()
 
@@ -162,7 +162,7 @@ async def test_at_the_cap_idle_connections_make_room_and_busy_ones_never_do(aioh
 def test_idle_and_slow_clients_are_closed_after_30_seconds(tmp_path: Path) -> None:
     """Before its first request, or sending its headers a byte at a time: closed after 30 s (aiohttp's 75 s before).
     Waits those 30 s, in one test for both kinds."""
-    from exporter.serve import KEEPALIVE_TIMEOUT
+    from exporter.serve.server import KEEPALIVE_TIMEOUT
 
     with run_simulator(tmp_path / "sim", chargers=1) as simulator:
         config = write_config_for(simulator, tmp_path / "pulsatrix.yml")

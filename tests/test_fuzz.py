@@ -34,13 +34,13 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.app import create_app
 from exporter.catalogue import BY_NAME, CATALOGUE
 from exporter.config import ChargerConfig, Config
-from exporter.metrics import device_families
-from exporter.model import ENDPOINTS
-from exporter.parse import INPUTS, MAX_LABEL_LEN, PayloadError, parse_endpoint
-from exporter.render import StaticCollector, render_families
+from exporter.scrape.exposition import StaticCollector, render_families
+from exporter.scrape.families import device_families
+from exporter.scrape.parse import INPUTS, MAX_LABEL_LEN, PayloadError, parse_endpoint
+from exporter.scrape.results import ENDPOINTS
+from exporter.serve.app import create_app
 from exporter.simulator import make_chargers
 from tests.support.readings import result_from_bodies
 

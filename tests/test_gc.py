@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.app import FLEET, GC_THRESHOLDS, create_app
 from exporter.config import ChargerConfig, Config
+from exporter.serve.app import FLEET, GC_THRESHOLDS, create_app
 from tests.support.fleet import ClientFactory
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from exporter.app import create_app
-from exporter.model import ENDPOINTS
+from exporter.scrape.results import ENDPOINTS
+from exporter.serve.app import create_app
 from tests.support.browser import open_page
 from tests.support.fleet import ClientFactory, MakeFleet
 from tests.support.samples import scrape

@@ -15,8 +15,8 @@ import resource
 import sys
 import time
 
-from exporter.app import create_app
 from exporter.config import Config, demo_config
+from exporter.serve.app import create_app
 from exporter.simulator import STATS, start_simulator
 from tests.support.fleet import ClientFactory
 from tests.support.samples import get, parse

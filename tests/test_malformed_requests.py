@@ -12,7 +12,7 @@ import pytest
 
 from exporter.cli import _MalformedRequestFilter, setup_logging
 from exporter.config import Secret
-from exporter.webauth import BasicAuthGate
+from exporter.serve.auth import BasicAuthGate
 from tests.support.auth import serve_protected
 from tests.support.fleet import ServerFactory
 

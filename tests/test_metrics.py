@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.catalogue import BY_NAME, CATALOGUE
 from exporter.config import ChargerConfig
-from exporter.health import ExporterHealth
-from exporter.metrics import device_families, health_families
-from exporter.model import ENDPOINTS, ChargerResult, EndpointResult, Reason
-from exporter.render import StaticCollector
+from exporter.scrape.exposition import StaticCollector
+from exporter.scrape.families import device_families, health_families
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.results import ENDPOINTS, ChargerResult, EndpointResult, Reason
 from tests.support.readings import result_from_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -274,7 +274,7 @@ def test_readme_metric_table_is_generated_from_the_catalogue() -> None:
 def test_label_values_the_device_chooses_are_not_kept_between_scrapes() -> None:
     # Stable label texts (phases, endpoints, known states) are kept per charger; values a device chooses are not,
     # so a device sending a new state or session text every scrape cannot grow the exporter's memory.
-    from exporter.labels import charger_labels
+    from exporter.scrape.labels import charger_labels
 
     charger = ChargerConfig(name="chatty", url="http://192.0.2.3")
     for i in range(300):

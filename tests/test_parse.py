@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import parse
-from exporter.model import EndpointFetch, Parsed, Problem, Reason
-from exporter.parse import PayloadError, Values, decode_body, parse_endpoint, parse_fetched, parse_values
+from exporter.scrape import parse
+from exporter.scrape.parse import PayloadError, Values, decode_body, parse_endpoint, parse_fetched, parse_values
+from exporter.scrape.results import EndpointFetch, Parsed, Problem, Reason
 
 OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import FLEET, RELOADER, create_app
 from exporter.config import load_config
-from exporter.reload import Reloader
+from exporter.serve.app import FLEET, RELOADER, create_app
+from exporter.serve.reload import Reloader
 from exporter.simulator import SimAuth, set_fault
 from tests.support.fleet import (
     ClientFactory,
@@ -257,7 +257,7 @@ async def test_concurrent_reload_requests_coalesce_into_at_most_two_reloads(
         release.wait(timeout=30)  # the first reload has read the file and is busy until the flood is in
         return config
 
-    monkeypatch.setattr("exporter.reload.load_config", slow_load)
+    monkeypatch.setattr("exporter.serve.reload.load_config", slow_load)
     first = asyncio.ensure_future(client.post("/-/reload"))
     assert await asyncio.to_thread(reading.wait, 30)
     write_config(path, fleet, ["garage", "carport"])  # changed after the first reload started reading

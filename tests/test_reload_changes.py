@@ -1,4 +1,5 @@
-"""What a reload says it changed: exporter.reload.describe_changes over two configs, and its HTTP answer and log."""
+"""What a reload says it changed: exporter.serve.reload.describe_changes over two configs, and its HTTP answer and
+log."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import BasicAuth, ChargerConfig, Config, TLSConfig
-from exporter.reload import describe_changes
-from exporter.schema import Secret
+from exporter.config.reader import Secret
+from exporter.serve.reload import describe_changes
 from tests.support.fleet import ClientFactory, SimulatedFleet, start, write_config
 
 GARAGE = ChargerConfig("garage", "http://192.0.2.1", labels=(("site", "home"),))

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.app import FLEET, RELOADER, create_app
 from exporter.config import load_config
+from exporter.serve.app import FLEET, RELOADER, create_app
 from exporter.simulator import SimAuth, set_fault
 from tests.support.fleet import ClientFactory, MakeFleet, SimulatedFleet, start, write_config
 from tests.support.samples import chargers_in, get, parse, scrape

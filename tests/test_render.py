@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics import exposition as om_exposition
 
-from exporter.app import own_registry
 from exporter.config import ChargerConfig
-from exporter.health import ExporterHealth
-from exporter.metrics import Family, build_info_families, device_families, health_families, reload_families
-from exporter.model import ENDPOINTS
-from exporter.render import OPENMETRICS, TEXT, StaticCollector, exposition, gzip_accepted
+from exporter.scrape.exposition import OPENMETRICS, TEXT, StaticCollector, exposition, gzip_accepted
+from exporter.scrape.families import Family, build_info_families, device_families, health_families, reload_families
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.results import ENDPOINTS
+from exporter.serve.app import own_registry
 from tests.support.readings import result_from_bodies
 
 generate_openmetrics = cast(Callable[[CollectorRegistry], bytes], om_exposition.generate_latest)

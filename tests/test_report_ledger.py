@@ -44,7 +44,7 @@ def scrape(charges: Sequence[Charge], t: float) -> Obs | None:
         return Obs(t, c.start, None, c.meter_kwh * J_PER_KWH, energy, "Authorized", "")
     stop = c.stop_kwh
     energy_j = (stop - c.meter_kwh) * J_PER_KWH
-    # the exporter drops a negative meterStop - meterStart (exporter.metrics.add_derived)
+    # the exporter drops a negative meterStop - meterStart (exporter.scrape.families.add_derived)
     return Obs(t, c.start, c.end, c.meter_kwh * J_PER_KWH, energy_j if energy_j >= 0 else None, "Authorized", "Local")
 
 

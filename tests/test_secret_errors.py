@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import create_app
 from exporter.config import ConfigError, load_config, parse_config
+from exporter.serve.app import create_app
 from tests.support.fleet import ClientFactory, SimulatedFleet
 
 CHARGER = "chargers:\n  - name: garage\n    url: {url}\n    auth:\n      basic:\n        username: exporter\n"

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from exporter.app import FLEET, HEALTH
 from exporter.config import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONCURRENCY, Config, ConfigError, parse_config
-from exporter.model import ENDPOINTS, Reason
+from exporter.scrape.results import ENDPOINTS, Reason
+from exporter.serve.app import FLEET, HEALTH
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
 from tests.support.samples import get, parse, scrape
@@ -265,7 +265,7 @@ async def test_an_exporter_bug_is_reported_as_exporter_error(
     def broken(_: object) -> object:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("exporter.poll.parse_charger", broken)
+    monkeypatch.setattr("exporter.scrape.poll.parse_charger", broken)
     client = await exporter_client(fleet.config())
     samples = await scrape(client)
     assert get(samples, "pulsatrix_up", charger="garage") == 0.0
@@ -289,7 +289,7 @@ async def test_a_bug_building_metrics_is_counted_as_exporter_error_and_logged_on
     def broken(*_: object) -> None:
         raise KeyError("a bug")
 
-    monkeypatch.setattr("exporter.metrics.add_direct", broken)
+    monkeypatch.setattr("exporter.scrape.families.add_direct", broken)
     client = await exporter_client(fleet.config())
     for _ in range(2):
         samples = await scrape(client, "/probe?target=garage")
@@ -306,8 +306,8 @@ async def test_a_bug_building_metrics_is_counted_as_exporter_error_and_logged_on
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("exporter.poll.parse_charger", "charger garage: unexpected error while polling"),
-        ("exporter.fetch.ChargerClient._get", "charger garage: configuration: unexpected error"),
+        ("exporter.scrape.poll.parse_charger", "charger garage: unexpected error while polling"),
+        ("exporter.scrape.fetch.ChargerClient._get", "charger garage: configuration: unexpected error"),
     ],
 )
 async def test_a_bug_while_polling_or_fetching_is_logged_once_per_kind(

@@ -6,7 +6,7 @@ import itertools
 import json
 import math
 
-from exporter.parse import decode_body, parse_values
+from exporter.scrape.parse import decode_body, parse_values
 from exporter.simulator import (
     CHARGING,
     CONNECTED,

@@ -24,9 +24,9 @@ import bcrypt
 import pytest
 from aiohttp.test_utils import TestServer
 
-from exporter.app import create_app
-from exporter.webauth import BasicAuthGate
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.config.web import WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.serve.app import create_app
+from exporter.serve.auth import BasicAuthGate
 from tests.support.fleet import ServerFactory, SimulatedFleet
 from tests.support.servers import free_port
 

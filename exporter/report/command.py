@@ -21,7 +21,8 @@ from exporter.report import ledger
 from exporter.report.client import Auth, PromClient, QueryError
 from exporter.report.output import Row, render
 from exporter.report.periods import Period, UsageError, period_from_args, rfc3339
-from exporter.report.queries import History, Key, fetch_history, output_labels
+from exporter.report.queries import History, fetch_history
+from exporter.report.series import Key, output_labels
 
 PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
 TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105

@@ -32,28 +32,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.report import recorded
 from exporter.report.client import PromClient
 from exporter.report.ledger import Obs, Session, reconstruct
 from exporter.report.periods import Period
+from exporter.report.series import END, ENERGY, INFO, METER, METER_START, PARALLEL, SESSION_SERIES, START, Key, key_of
 
-START = "pulsatrix_session_start_timestamp_seconds"
-END = "pulsatrix_session_end_timestamp_seconds"
-METER_START = "pulsatrix_session_meter_start_joules"
-ENERGY = "pulsatrix_session_energy_joules"
-INFO = "pulsatrix_session_info"
-METER = "pulsatrix_energy_imported_joules_total"
-SESSION_SERIES = (START, END, METER_START, ENERGY, INFO)
-INFO_LABELS = ("start_reason", "stop_reason", "allocation_source", "used_phases")
-# Labels a Prometheus server adds to every target: they identify a charger's series but are not the charger's own
-# labels, so they are not report columns.
-TARGET_LABELS = ("job", "instance")
 STEP = 300.0  # one step per 5 min: 105,120 steps a year, ~2 returned per session
 OVERLAP = 60.0
 MAX_POINTS = 11_000  # Prometheus' limit per series and query_range
 FOLLOW = 86_400.0  # how far past the period a session started in it is followed to its end
-PARALLEL = 2  # queries in flight: the 2-core machine the numbers in the README were measured on
-
-Key = tuple[tuple[str, str], ...]
 
 
 @dataclass(slots=True)
@@ -63,14 +51,6 @@ class History:
     meter_end: dict[Key, float | None] = field(default_factory=dict)
     refined: int = 0  # steps asked again as raw samples
     source: str = "raw"  # "rules" when read from the ledger's recording rules
-
-
-def output_labels(key: Key) -> dict[str, str]:
-    return {k: v for k, v in key if k not in TARGET_LABELS}
-
-
-def _key(metric: dict[str, str]) -> Key:
-    return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__" and k not in INFO_LABELS))
 
 
 def _selector(name: str, matchers: Sequence[str]) -> str:
@@ -114,7 +94,7 @@ def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[st
     for series in result:
         metric = series.get("metric", {})
         name = metric.get("__name__", "")
-        key = _key(metric)
+        key = key_of(metric)
         points = series.get("values") or ([series["value"]] if "value" in series else [])
         per = out.setdefault(key, {})
         for t, v in points:
@@ -175,7 +155,6 @@ def fetch_history(
     on = identity_labels(client, matchers, period.start - lookback, horizon)
     if not on:
         return history
-    from exporter.report import recorded  # the rules' reader builds on this module's names
 
     with ThreadPoolExecutor(PARALLEL) as pool:
         latest_part = pool.submit(client.query, _name_selector(matchers), horizon)
@@ -230,7 +209,7 @@ def _raw_observations(
     }
     for part in crowds:
         for series in part:
-            key = _key(series.get("metric", {}))
+            key = key_of(series.get("metric", {}))
             for t, _ in series.get("values", []):
                 out.setdefault(key, []).extend(_raw_window(client, key, float(t)))
     return out
@@ -242,7 +221,7 @@ def meters(client: PromClient, matchers: Sequence[str], at: float, lookback: flo
     out: dict[Key, float | None] = {}
     for window in (lookback, 31 * 86_400.0):
         for series in client.query(f"last_over_time({_selector(METER, matchers)}[{int(window)}s])", at):
-            out.setdefault(_key(series.get("metric", {})), float(series["value"][1]))
+            out.setdefault(key_of(series.get("metric", {})), float(series["value"][1]))
         if out:
             break
     return out

@@ -16,7 +16,7 @@ from typing import Any
 
 from exporter.report.client import PromClient
 from exporter.report.ledger import Obs
-from exporter.report.queries import END, ENERGY, INFO, METER_START, PARALLEL, START, Key, _key
+from exporter.report.series import END, ENERGY, INFO, METER_START, PARALLEL, START, Key, key_of
 
 HEARTBEAT = "pulsatrix:ledger_recording"
 RECORDED = {
@@ -99,7 +99,7 @@ def _add(events: dict[Key, list[tuple[float, str, Any]]], series: dict[str, Any]
     name = RECORDED.get(metric.get("__name__", ""))
     if name is None:
         return
-    key = _key(metric)
+    key = key_of(metric)
     reasons = (metric.get("start_reason", ""), metric.get("stop_reason", ""))
     target = events.setdefault(key, [])
     for t, v in points:

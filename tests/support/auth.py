@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.webauth import BasicAuthGate
+from exporter.serve.auth import BasicAuthGate
 from tests.support.fleet import ServerFactory
 
 

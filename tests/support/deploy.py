@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exporter.app import create_app
 from exporter.config import parse_config
+from exporter.serve.app import create_app
 from tests.support.servers import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.app import create_app
 from exporter.config import Config, demo_config, load_config
+from exporter.serve.app import create_app
 from exporter.simulator import SIMULATOR, STATS, SimStats, Simulator
 
 ServerFactory = Callable[..., Awaitable[TestServer]]

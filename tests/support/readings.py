@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from exporter.config import ChargerConfig
-from exporter.model import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, Reason
-from exporter.parse import parse_charger
+from exporter.scrape.parse import parse_charger
+from exporter.scrape.results import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, Reason
 
 
 def result_from_bodies(

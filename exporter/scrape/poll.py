@@ -1,6 +1,6 @@
 """Poll each charger at most once at a time and no more often than it allows; swap chargers on a config reload.
 
-Between the HTTP handlers and :mod:`exporter.fetch`. Every scrape asks the :class:`Poller` of each charger it
+Between the HTTP handlers and :mod:`exporter.scrape.fetch`. Every scrape asks the :class:`Poller` of each charger it
 needs for a :class:`Reading`:
 
 * **Coalescing.** While a poll of a charger is in flight, further scrapes of it (a second Prometheus, a Grafana
@@ -12,7 +12,7 @@ needs for a :class:`Reading`:
   of polling; except one that timed out under a deadline shorter than the charger's timeout (a scrape's short
   budget): another scrape may have more time, so the next one polls again.
 * **Deadlines.** The poller makes each poll's :class:`Deadline` (the charger's timeout, capped by the scrape's
-  budget: :func:`deadline_after`) and extends it; :mod:`exporter.fetch` only runs its requests under it.
+  budget: :func:`deadline_after`) and extends it; :mod:`exporter.scrape.fetch` only runs its requests under it.
 * **max_concurrency.** One semaphore bounds how many chargers are polled at once; waiting for a slot counts
   against the charger's deadline. A charger that gets no slot before it is ``throttled`` (the exporter's
   limit, not the device's fault), and that result is never served again for ``min_interval``.
@@ -34,12 +34,12 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from exporter.config import ChargerConfig, Config
-from exporter.dns import PoolResolver
-from exporter.fetch import ChargerClient, connection_limit, make_session
-from exporter.health import ExporterHealth
-from exporter.logonce import OncePerKind
-from exporter.model import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, EndpointResult, Reason
-from exporter.parse import parse_charger
+from exporter.scrape.dns import PoolResolver
+from exporter.scrape.fetch import ChargerClient, connection_limit, make_session
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.logonce import OncePerKind
+from exporter.scrape.parse import parse_charger
+from exporter.scrape.results import ENDPOINTS, ChargerFetch, ChargerResult, EndpointFetch, EndpointResult, Reason
 
 log = logging.getLogger("exporter.poll")
 

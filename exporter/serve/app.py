@@ -1,9 +1,9 @@
 """The aiohttp application: routes, shared state and the per-scrape pipeline.
 
-``/metrics`` and ``/probe`` read the chargers first (all concurrently, through :mod:`exporter.poll`, which
+``/metrics`` and ``/probe`` read the chargers first (all concurrently, through :mod:`exporter.scrape.poll`, which
 coalesces concurrent polls, serves readings younger than ``min_interval`` again and updates the long-lived health
 state once per poll), then render a registry built for this one request. Nothing is fetched inside ``collect()``.
-``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.reload`).
+``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.serve.reload`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.health import ExporterHealth
-from exporter.landing import render_index
-from exporter.metrics import Family, build_info_families, device_families, health_families, reading_age_families
-from exporter.poll import Fleet, Poller, Reading
-from exporter.reload import Reloader
-from exporter.render import exposition, gzip_accepted
+from exporter.scrape.exposition import exposition, gzip_accepted
+from exporter.scrape.families import Family, build_info_families, device_families, health_families, reading_age_families
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.poll import Fleet, Poller, Reading
+from exporter.serve.landing import render_index
+from exporter.serve.reload import Reloader
 
 log = logging.getLogger("exporter.app")
 
@@ -256,7 +256,8 @@ async def handle_ready(request: web.Request) -> web.Response:
 
 
 async def handle_index(request: web.Request) -> web.Response:
-    """The status page (:mod:`exporter.landing`): each charger Up / Partial / Down / Unmonitored, with its errors."""
+    """The status page (:mod:`exporter.serve.landing`): each charger Up / Partial / Down / Unmonitored, with its
+    errors."""
     app = request.app
     config = app[FLEET].config
     page = render_index(config.chargers, app[HEALTH].status, version=__version__, source=config.source, now=time.time())

@@ -1,10 +1,11 @@
 """The exporter's long-lived state about its chargers: error counters, last status, and log de-duplication.
 
-Updated once per poll of a charger, when the poll completes (:mod:`exporter.poll` calls :meth:`ExporterHealth.record`
-exactly once per poll: a reading served again from the cache or shared by concurrent scrapes is never counted or
-logged twice); :mod:`exporter.metrics` builds families from it. A failing charger is logged in one line when it
-starts failing (or fails differently) and once when it recovers, not on every scrape; a skipped value is logged once
-per charger, endpoint and field; an exporter bug once per charger and kind (:mod:`exporter.logonce`).
+Updated once per poll of a charger, when the poll completes (:mod:`exporter.scrape.poll` calls
+:meth:`ExporterHealth.record` exactly once per poll: a reading served again from the cache or shared by concurrent
+scrapes is never counted or logged twice); :mod:`exporter.scrape.families` builds families from it. A failing charger is
+logged in one line when it starts failing (or fails differently) and once when it recovers, not on every scrape; a
+skipped value is logged once per charger, endpoint and field; an exporter bug once per charger and kind
+(:mod:`exporter.scrape.logonce`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import ChargerConfig
-from exporter.logonce import OncePerKind
-from exporter.model import ChargerResult, Reason
+from exporter.scrape.logonce import OncePerKind
+from exporter.scrape.results import ChargerResult, Reason
 
 log = logging.getLogger("exporter.health")
 

@@ -1,8 +1,9 @@
 """Log an unexpected error (an exporter bug) with its traceback once per charger and kind of error, not on every
 poll or scrape: a bug that hits every scrape of 1,000 chargers would otherwise write 1,000 tracebacks each time.
 
-Used by :mod:`exporter.fetch` (one endpoint's request), :mod:`exporter.poll` (a whole poll) and
-:mod:`exporter.health` (building a charger's metrics); the error is still counted, as ``exporter_error``, every time.
+Used by :mod:`exporter.scrape.fetch` (one endpoint's request), :mod:`exporter.scrape.poll` (a whole poll) and
+:mod:`exporter.scrape.health` (building a charger's metrics); the error is still counted, as ``exporter_error``, every
+time.
 """
 
 from __future__ import annotations

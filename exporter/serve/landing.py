@@ -20,7 +20,7 @@ from typing import Final
 from urllib.parse import quote
 
 from exporter.config import ChargerConfig
-from exporter.health import ChargerStatus
+from exporter.scrape.health import ChargerStatus
 
 UP: Final = "Up"
 PARTIAL: Final = "Partial"

@@ -1,5 +1,5 @@
 """Basic auth on the exporter's own port: the users and bcrypt hashes of ``--web.config.file``
-(:mod:`exporter.webconfig` reads them) checked as an aiohttp middleware, :class:`BasicAuthGate`.
+(:mod:`exporter.config.web` reads them) checked as an aiohttp middleware, :class:`BasicAuthGate`.
 
 Not to be confused with :class:`exporter.config.BasicAuth`, the credentials the exporter sends *to* a charger.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import bcrypt
 from aiohttp import hdrs, web
 
-from exporter.schema import Secret
+from exporter.config.reader import Secret
 
 # Paths a load balancer, kubelet or container runtime must reach without credentials.
 OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})

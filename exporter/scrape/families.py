@@ -6,9 +6,10 @@ state, so a charger that disappears leaves no stale series behind. Every name co
 derived metrics (state sets, info metrics, session metrics) by the functions below.
 
 One :class:`Family` per metric name per scrape, for the devices and for the exporter's own metrics (build info,
-reload status) alike. A sample is two plain values, its label text (rendered by :mod:`exporter.labels`) and its
+reload status) alike. A sample is two plain values, its label text (rendered by :mod:`exporter.scrape.labels`) and its
 value (no dict, no object per sample), so that a scrape of thousands of chargers leaves the garbage collector
-almost nothing to track. :mod:`exporter.render` writes the families out; nothing here knows an exposition format.
+almost nothing to track. :mod:`exporter.scrape.exposition` writes the families out; nothing here knows an exposition
+format.
 """
 
 from __future__ import annotations
@@ -21,12 +22,23 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
 
 from exporter import __version__
-from exporter.catalogue import BY_NAME, CATALOGUE, MetricSpec
+from exporter.catalogue import (
+    BY_NAME,
+    CATALOGUE,
+    ENERGY_IMPORTED,
+    SESSION_ACTIVE,
+    SESSION_END,
+    SESSION_ENERGY,
+    SESSION_INFO,
+    SESSION_METER_START,
+    SESSION_START,
+    MetricSpec,
+)
 from exporter.config import ChargerConfig
-from exporter.health import ExporterHealth
-from exporter.labels import NO_LABELS, Labels, charger_labels
-from exporter.model import ENDPOINTS, ChargerResult
-from exporter.parse import Value, Values
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.labels import NO_LABELS, Labels, charger_labels
+from exporter.scrape.parse import Value, Values
+from exporter.scrape.results import ENDPOINTS, ChargerResult
 
 log = logging.getLogger("exporter.metrics")
 
@@ -205,20 +217,20 @@ def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Va
     started = started_time is not None and started_time > 0
     running = started and not ended_time
     if started_time is not None:
-        fam.add("pulsatrix_session_active", labels, 1.0 if running else 0.0)
+        fam.add(SESSION_ACTIVE, labels, 1.0 if running else 0.0)
     if started and started_time is not None:
-        fam.add("pulsatrix_session_start_timestamp_seconds", labels, started_time)
+        fam.add(SESSION_START, labels, started_time)
     if ended_time:
-        fam.add("pulsatrix_session_end_timestamp_seconds", labels, ended_time)
-    meter_start = _number(values, "pulsatrix_session_meter_start_joules")
+        fam.add(SESSION_END, labels, ended_time)
+    meter_start = _number(values, SESSION_METER_START)
     if started and meter_start is not None:
-        end = _number(values, "pulsatrix_energy_imported_joules_total" if running else "meter_stop")
+        end = _number(values, ENERGY_IMPORTED if running else "meter_stop")
         if end is not None and end >= meter_start:
-            fam.add("pulsatrix_session_energy_joules", labels, round(end - meter_start, 3))
+            fam.add(SESSION_ENERGY, labels, round(end - meter_start, 3))
     session = tuple(_text(values, key) for key in ("start_reason", "stop_reason", "allocation_source", "used_phases"))
     if any(v is not None for v in session):
         fam.add_labelled(
-            "pulsatrix_session_info",
+            SESSION_INFO,
             labels,
             ("start_reason", "stop_reason", "allocation_source", "used_phases"),
             tuple(v or "" for v in session),

@@ -35,7 +35,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from exporter.listen import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS
+from exporter.serve.bind import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS
 
 log = logging.getLogger("exporter.serve")
 

@@ -1,11 +1,11 @@
 """The exporter's config: frozen, typed objects, and loading them from the YAML config file.
 
-Loading is in layers: :mod:`exporter.yamlfile` reads the file and its YAML (hardened), :mod:`exporter.schema`'s
-readers convert values and collect problems, and this module holds the schema of the file (which keys, which
-values), the cross-checks between values (unique charger names, TLS only with https) and the entry points. Every
-problem in a file is collected and reported at once, each one naming the file, the key path (``chargers[1].url``)
-and what is wrong. Secrets are wrapped in :class:`Secret` so that they never show up in a ``repr``, a log line or
-an error message.
+Loading is in layers: :mod:`exporter.config.yamlfile` reads the file and its YAML (hardened),
+:mod:`exporter.config.reader`'s readers convert values and collect problems, and this module holds the schema of the
+file (which keys, which values), the cross-checks between values (unique charger names, TLS only with https) and the
+entry points. Every problem in a file is collected and reported at once, each one naming the file, the key path
+(``chargers[1].url``) and what is wrong. Secrets are wrapped in :class:`Secret` so that they never show up in a
+``repr``, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporter.problems import ConfigError, describe, join, show
-from exporter.schema import Reader, Secret
-from exporter.yamlfile import load_yaml, read_text_file
+from exporter.config.errors import ConfigError, describe, join, show
+from exporter.config.reader import Reader, Secret
+from exporter.config.yamlfile import load_yaml, read_text_file
 
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 300.0
@@ -40,7 +40,7 @@ MAX_KEEPALIVE = 3600.0
 
 # A wrong file (a log, /dev/zero, generated garbage) is one clear error instead of an exhausted memory; a real
 # config is far inside it: 10,000 chargers with auth and labels take about 2 MiB. (Depth and node limits:
-# exporter.yamlfile.)
+# exporter.config.yamlfile.)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 # Used with fullmatch: "$" would also accept a trailing line break.

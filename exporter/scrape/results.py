@@ -1,9 +1,10 @@
 """The records that pass between the pipeline's stages, and the vocabulary they share.
 
-config → :mod:`exporter.poll` (coalescing, min_interval, deadlines) → :mod:`exporter.fetch` (:class:`ChargerFetch`:
-raw bodies or transport errors) → :mod:`exporter.parse` (:class:`ChargerResult`: values in the metrics' units, or
-payload errors) → :mod:`exporter.metrics` (one family per metric name) → :mod:`exporter.render` (the exposition).
-Nothing here does work; it only names things, so that every stage can import it without importing another stage.
+config → :mod:`exporter.scrape.poll` (coalescing, min_interval, deadlines) → :mod:`exporter.scrape.fetch`
+(:class:`ChargerFetch`: raw bodies or transport errors) → :mod:`exporter.scrape.parse` (:class:`ChargerResult`: values
+in the metrics' units, or payload errors) → :mod:`exporter.scrape.families` (one family per metric name) →
+:mod:`exporter.scrape.exposition` (the exposition). Nothing here does work; it only names things, so that every stage
+can import it without importing another stage.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Re-read the config file (and the secret files it names) while the exporter runs: ``SIGHUP`` and ``POST /-/reload``.
 
-A valid file takes effect from the next scrape on (:meth:`exporter.poll.Fleet.apply`; scrapes in flight finish
+A valid file takes effect from the next scrape on (:meth:`exporter.scrape.poll.Fleet.apply`; scrapes in flight finish
 with the chargers they started with). An invalid one is rejected with its problems logged, and the running config
 stays. A reload that applies logs and answers what it changed (:func:`describe_changes`: chargers added, removed
 and changed by name and key, settings old -> new; never a value of a charger's settings).
@@ -25,8 +25,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from exporter.config import Config, ConfigError, load_config
-from exporter.metrics import Family, reload_families
-from exporter.poll import Fleet
+from exporter.scrape.families import Family, reload_families
+from exporter.scrape.poll import Fleet
 
 log = logging.getLogger("exporter.reload")
 

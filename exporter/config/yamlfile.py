@@ -3,7 +3,7 @@ generated garbage, a duplicated key) does is one clear, one-line error, never a 
 memory or a silently kept last value. A YAML error never quotes a line that holds a credential.
 
 Used for the config file (:mod:`exporter.config`), the secret files it names and ``--web.config.file``
-(:mod:`exporter.webconfig`); ``error`` picks the :class:`~exporter.problems.ConfigError` subclass to raise.
+(:mod:`exporter.config.web`); ``error`` picks the :class:`~exporter.config.errors.ConfigError` subclass to raise.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from exporter.problems import ConfigError, describe, show
+from exporter.config.errors import ConfigError, describe, show
 
 # A real config is far inside these: 10,000 chargers with auth and labels take 5 levels of nesting and 150,000 YAML
 # nodes.

@@ -1,10 +1,10 @@
 """Label text: the ``name="value",...`` between a sample's braces, written once per charger and label set.
 
-:mod:`exporter.metrics` stores each sample's label text already rendered (a string, not a dict), so that a scrape
-of thousands of chargers allocates little and :mod:`exporter.render` writes a sample line with one join. The text
-is written here, in the sorted order and with the escaping prometheus_client uses, and read back here
+:mod:`exporter.scrape.families` stores each sample's label text already rendered (a string, not a dict), so that a
+scrape of thousands of chargers allocates little and :mod:`exporter.scrape.exposition` writes a sample line with one
+join. The text is written here, in the sorted order and with the escaping prometheus_client uses, and read back here
 (:func:`parse_text`) for the one consumer that needs the pairs again: prometheus_client's own writer, which
-renders the escapings and versions :mod:`exporter.render` does not write itself.
+renders the escapings and versions :mod:`exporter.scrape.exposition` does not write itself.
 """
 
 from __future__ import annotations

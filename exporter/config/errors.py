@@ -1,7 +1,7 @@
 """How a config problem is reported: :class:`ConfigError` and the helpers that keep every problem one line.
 
-The bottom layer of config loading: :mod:`exporter.yamlfile` (reading and YAML), :mod:`exporter.schema` (the
-readers) and :mod:`exporter.config` / :mod:`exporter.webconfig` (the two files' schemas) all report through it.
+The bottom layer of config loading: :mod:`exporter.config.yamlfile` (reading and YAML), :mod:`exporter.config.reader`
+(the readers) and :mod:`exporter.config` / :mod:`exporter.config.web` (the two files' schemas) all report through it.
 A value from the file is only ever shown through :func:`show` or :func:`describe` (escaped, cut), a credential
 only through :func:`kind` (what it is, never what it says).
 """

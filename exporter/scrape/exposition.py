@@ -1,8 +1,8 @@
 """Write the exposition of one scrape: Prometheus text 0.0.4 or OpenMetrics 1.0.0, byte for byte what
 prometheus_client writes for the same families (``tests/test_render.py`` proves it), several times faster.
 
-The speed comes from the families' shape (:mod:`exporter.metrics`): each sample's label text is already rendered
-and sorted (:mod:`exporter.labels`), so a sample line is one string join. Any other format or escaping a client
+The speed comes from the families' shape (:mod:`exporter.scrape.families`): each sample's label text is already rendered
+and sorted (:mod:`exporter.scrape.labels`), so a sample line is one string join. Any other format or escaping a client
 asks for is rendered by prometheus_client itself, from the same families (:func:`to_metric`); so are the process
 and platform metrics, which prometheus_client collects.
 """
@@ -18,8 +18,8 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from exporter.labels import parse_text
-from exporter.metrics import Family
+from exporter.scrape.families import Family
+from exporter.scrape.labels import parse_text
 
 TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 from typing import Final
 
-# The exporter's own port: connections at once by default (exporter.serve caps them), and the descriptors kept
+# The exporter's own port: connections at once by default (exporter.serve.server caps them), and the descriptors kept
 # free for everything else: the listening socket, epoll, the log, config and secret files, the threads' DNS
 # sockets, TLS files, /proc reads of the process collector (~20 at rest, 64 with room).
 DEFAULT_MAX_CONNECTIONS: Final = 256

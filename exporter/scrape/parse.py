@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from exporter.catalogue import CATALOGUE, Source, read
-from exporter.devicetext import device_text
-from exporter.model import (
+from exporter.scrape.devicetext import device_text
+from exporter.scrape.results import (
     ENDPOINTS,
     ChargerFetch,
     ChargerResult,

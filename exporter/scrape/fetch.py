@@ -1,10 +1,11 @@
-"""Fetch the data endpoints of one charger concurrently, under the deadline its poller (:mod:`exporter.poll`) gives.
+"""Fetch the data endpoints of one charger concurrently, under the deadline its poller (:mod:`exporter.scrape.poll`)
+gives.
 
 Nothing here raises and nothing here parses: every endpoint ends as an :class:`EndpointFetch` holding either the
 body of a 200 reply or an error reason (:class:`Reason`) with a message that is safe to show (it never contains a
 credential, and the device's own text in it, such as a reason phrase, is cleaned and cut by
-:func:`exporter.devicetext.device_text`). :mod:`exporter.parse` turns the bodies into readings. The only hosts
-ever contacted are the configured chargers' URLs; redirects are not followed.
+:func:`exporter.scrape.devicetext.device_text`). :mod:`exporter.scrape.parse` turns the bodies into readings. The only
+hosts ever contacted are the configured chargers' URLs; redirects are not followed.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig
-from exporter.devicetext import device_text
-from exporter.logonce import OncePerKind
-from exporter.model import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
+from exporter.scrape.devicetext import device_text
+from exporter.scrape.logonce import OncePerKind
+from exporter.scrape.results import ENDPOINTS, ChargerFetch, EndpointFetch, Reason
 
 log = logging.getLogger("exporter.fetch")
 
@@ -59,7 +60,7 @@ def _ca_context(ca_file: str, mtime_ns: int, size: int) -> ssl.SSLContext:
 
 
 class DeadlineScope(Protocol):
-    """What a fetch needs of its deadline (:class:`exporter.poll.Deadline`, which the poller makes and extends):
+    """What a fetch needs of its deadline (:class:`exporter.scrape.poll.Deadline`, which the poller makes and extends):
     a scope that times out at it."""
 
     def scope(self) -> AbstractAsyncContextManager[None]: ...
@@ -213,7 +214,7 @@ def make_session(
 
     The pool has room for every endpoint of every charger polled at once, so that chargers that hang (and hold
     their connections until their deadline) can never make a healthy charger wait for a free connection. Polls are
-    coalesced (:mod:`exporter.poll`), so a charger never has more than one connection per endpoint in use; idle
+    coalesced (:mod:`exporter.scrape.poll`), so a charger never has more than one connection per endpoint in use; idle
     ones are kept for ``keepalive_timeout`` seconds, longer than a scrape interval, so that each scrape reuses them
     instead of connecting (and shaking hands over TLS) again.
     """
