@@ -1,0 +1,138 @@
+"""What pricing asks the server: the price series (``--price-series EXPR``) and the meter at each price change.
+
+The price at a moment is the price series' last sample at or before it. For an expression that is a plain series
+selector (what a price exporter's gauge is) the raw samples are read, a week at a time (``EXPR[7d]`` at each week's
+end), so a change is placed at the very scrape that first showed it; any other expression (arithmetic, a unit
+conversion) cannot be asked for raw samples, so it is evaluated once a minute (``query_range``, step 60 s).
+
+The meter at a change is read as at a period's bound: ``last_over_time(meter[lookback])`` at that moment, one
+instant query per change time for all chargers at once; when the change times lie on a grid of whole minutes (a
+tariff's windows) they are asked as one ``query_range`` on that grid instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import reduce
+
+from exporter.report.client import PromClient, QueryError
+from exporter.report.series import METER, PARALLEL, Key, key_of
+
+CHUNK = 7 * 86_400.0
+BEFORE = 7 * 86_400.0  # how far before the period the price in force at its start is looked for
+EVAL_STEP = 60.0  # an expression that is not a selector: evaluated once a minute
+MAX_POINTS = 11_000
+
+
+class PriceSeriesError(ValueError):
+    """The expression does not give one price series: one line, exit 2, nothing written."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSeries:
+    """The price per kWh over time: (t, price) samples in time order."""
+
+    expr: str
+    samples: tuple[tuple[float, float], ...]
+    labels: str = ""
+
+    def price_at(self, t: float) -> float | None:
+        found = None
+        for at, price in self.samples:
+            if at > t:
+                break
+            found = price
+        return found
+
+    def changes(self, start: float, end: float) -> list[tuple[float, float | None]]:
+        out: list[tuple[float, float | None]] = [(start, self.price_at(start))]
+        for at, price in self.samples:
+            if start < at < end and price != out[-1][1]:
+                out.append((at, price))
+        return out
+
+
+def fetch_price_series(client: PromClient, expr: str, start: float, end: float) -> PriceSeries:
+    """The series' samples from a week before ``start`` to ``end``; :class:`PriceSeriesError` unless exactly one
+    series comes back."""
+    first = start - BEFORE
+    bounds = []
+    t = first
+    while t < end:
+        bounds.append((t, min(end, t + CHUNK)))
+        t += CHUNK
+    try:
+        parts = [client.query(f"({expr})[{int(b - a)}s]", b) for a, b in bounds]
+    except QueryError as exc:
+        if "bad_data" not in str(exc) and "parse error" not in str(exc) and "400" not in str(exc):
+            raise
+        parts = [
+            client.query_range(expr, a, b, EVAL_STEP)
+            for a, b in _range_chunks(first - first % EVAL_STEP, end, EVAL_STEP)
+        ]
+    names: set[Key] = set()
+    samples: dict[float, float] = {}
+    for part in parts:
+        for series in part:
+            names.add((*key_of(series.get("metric", {})), ("__name__", series.get("metric", {}).get("__name__", ""))))
+            for at, value in series.get("values", []):
+                v = float(value)
+                if math.isfinite(v):
+                    samples[float(at)] = v
+    if len(names) != 1:
+        found = "no series" if not names else f"{len(names)} series"
+        raise PriceSeriesError(
+            f"--price-series: {expr!r} returned {found} from {client.shown} between a week before the period and its "
+            "end; it must return exactly one (the price per kWh)"
+        )
+    (key,) = names
+    shown = ",".join(f'{k}="{v}"' for k, v in key if v)
+    return PriceSeries(expr, tuple(sorted(samples.items())), shown)
+
+
+def _range_chunks(start: float, end: float, step: float) -> list[tuple[float, float]]:
+    span = step * (MAX_POINTS - 1)
+    out = []
+    t = start
+    while t <= end:
+        out.append((t, min(end, t + span)))
+        t += span + step
+    return out
+
+
+def meters_at(
+    client: PromClient, matchers: Sequence[str], times: Sequence[float], lookback: float
+) -> dict[Key, dict[float, float]]:
+    """Each charger's meter (kWh) at each of ``times``: its last scrape at or before it, within ``lookback``."""
+    wanted = sorted({round(t, 3) for t in times})
+    out: dict[Key, dict[float, float]] = {}
+    if not wanted:
+        return out
+    selector = METER + ("{" + ",".join(matchers) + "}" if matchers else "")
+    expr = f"last_over_time({selector}[{int(lookback)}s])"
+    step = _grid(wanted)
+    if step is not None and (wanted[-1] - wanted[0]) / step <= 20 * len(wanted):
+        for a, b in _range_chunks(wanted[0], wanted[-1], step):
+            for series in client.query_range(expr, a, b, step):
+                per = out.setdefault(key_of(series.get("metric", {})), {})
+                for at, value in series.get("values", []):
+                    per[round(float(at), 3)] = float(value) / 3_600_000.0
+        keep = set(wanted)
+        return {key: {t: v for t, v in per.items() if t in keep} for key, per in out.items()}
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        answers = list(pool.map(lambda t: (t, client.query(expr, t)), wanted))
+    for t, result in answers:
+        for series in result:
+            out.setdefault(key_of(series.get("metric", {})), {})[t] = float(series["value"][1]) / 3_600_000.0
+    return out
+
+
+def _grid(times: Sequence[float]) -> float | None:
+    """The largest step of whole minutes on which every time lies, counted from the first; None if there is none."""
+    if len(times) < 2 or any(t != int(t) for t in times):
+        return None
+    step = reduce(math.gcd, (int(t - times[0]) for t in times[1:]))
+    return float(step) if step >= 60 and step % 60 == 0 else None
