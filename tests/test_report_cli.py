@@ -110,9 +110,9 @@ def test_sessions_csv_has_the_issue_columns_and_the_device_values(
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "charger,site,start,end,duration_s,energy_kwh,meter_start_kwh,meter_stop_kwh,start_reason,stop_reason,"
-        "status,flags,cost,currency",
+        "status,flags,cost,currency,avg_price",
         "garage,home,2026-03-01T12:00:00+01:00,2026-03-01T13:55:00+01:00,6900,7.500,1200.000,1207.500,Authorized,"
-        "EVDisconnected,ended,,2.250,EUR",
+        "EVDisconnected,ended,,2.25,EUR,0.3000",
     ]
 
 
@@ -140,9 +140,9 @@ def test_table_is_aligned_for_a_terminal(api: tuple[str, type[FakeAPI]], capsys:
     )
     assert code == 0
     assert out.splitlines() == [
-        "site  energy_kwh  sessions  chargers  flags   cost  currency",
-        "----  ----------  --------  --------  -----  -----  --------",
-        "home       7.500         1         1         2.250  EUR",
+        "site  energy_kwh  sessions  chargers  flags  cost  currency  avg_price",
+        "----  ----------  --------  --------  -----  ----  --------  ---------",
+        "home       7.500         1         1         2.25  EUR          0.3000",
     ]
 
 
@@ -198,7 +198,10 @@ def test_refused_credentials_are_one_line_and_never_printed(
         (("--month", "2026-03", "--tz", "Europe/Berlln"), "--tz: unknown time zone 'Europe/Berlln'"),
         (("--month", "2026-03", "--match", "site=depot-3"), "--match: 'site=depot-3' is not a label matcher"),
         (("--month", "2026-03", "--match", '__name__="x"'), "--match: the metric name is chosen by the report"),
-        (("--year", "26"), "--year: expected YYYY, got '26'"),
+        (("--year", "26"), "--year: expected YYYY, last or this, got '26'"),
+        (("--month", "previous"), "--month: expected YYYY-MM, last or this, got 'previous'"),
+        (("--month", "last", "--format", "xlsx"), "--format xlsx needs --output FILE"),
+        (("--month", "last", "--tariff", "/none.yml"), "--tariff: /none.yml: cannot read the tariff file"),
     ],
 )
 def test_usage_errors_exit_2_with_the_reason(

@@ -17,17 +17,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from exporter.report import ledger
+from exporter.report import deliver, ledger
 from exporter.report.client import Auth, PromClient, QueryError
-from exporter.report.output import Row, render
+from exporter.report.costs import Costs, price_history
+from exporter.report.outfile import OutputError, ReportInfo
+from exporter.report.output import Row
 from exporter.report.periods import Period, UsageError, period_from_args, rfc3339
-from exporter.report.queries import History, fetch_history
+from exporter.report.pricing import Cost, total
+from exporter.report.queries import FOLLOW, History, fetch_history
 from exporter.report.series import Key, output_labels
 
 PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
 TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105
 MATCHER = re.compile(r"""^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*$""")
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+COST_COLUMNS = ["cost", "currency", "avg_price"]
 SESSION_COLUMNS = (
     "start",
     "end",
@@ -81,8 +85,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--start", metavar="T", help="RFC 3339 time or date (local midnight in --tz)")
     p.add_argument("--end", metavar="T", help="RFC 3339 time or date, exclusive")
-    p.add_argument("--month", metavar="YYYY-MM", help="that calendar month in --tz")
-    p.add_argument("--year", metavar="YYYY", help="that calendar year in --tz")
+    p.add_argument("--month", metavar="YYYY-MM|last|this", help="that calendar month in --tz")
+    p.add_argument("--year", metavar="YYYY|last|this", help="that calendar year in --tz")
     p.add_argument("--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's)")
     p.add_argument(
         "--match",
@@ -91,9 +95,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="MATCHER",
         help="label matcher such as 'site=\"depot-3\"' (repeatable; all must hold)",
     )
-    p.add_argument("--format", choices=("csv", "json", "table"), default="csv", help="output format (csv)")
-    p.add_argument("--price", type=_price, metavar="PER_KWH", help="price per kWh: adds a cost column")
-    p.add_argument("--currency", default="EUR", help="currency named beside the cost (EUR)")
+    deliver.add_arguments(p, _price)
     p.add_argument("--basic-user", metavar="USER", help="HTTP basic auth user")
     p.add_argument(
         "--basic-password-file", metavar="FILE", help=f"file holding the basic auth password (or set ${PASSWORD_ENV})"
@@ -180,30 +182,47 @@ def auth_from_args(args: argparse.Namespace) -> Auth:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    now = time.time()
     try:
-        period = period_from_args(args.start, args.end, args.month, args.year, args.tz)
+        period = period_from_args(args.start, args.end, args.month, args.year, args.tz, now=now)
         selectors = matchers(args.match)
         if args.view == "summary" and not LABEL.match(args.by):
             raise UsageError(f"--by: {args.by!r} is not a label name")
+        tariff = deliver.check_args(args)
         auth = auth_from_args(args)
         try:
             client = PromClient(args.prometheus, auth, timeout=args.timeout)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"pulsatrix-exporter report: error: {exc}", file=sys.stderr)
-        return 2
+        return _usage(parser, str(exc))
     try:
-        history = fetch_history(client, period, selectors, lookback=args.lookback, now=time.time(), source=args.source)
+        pricing = deliver.pricing_from_args(args, tariff, client, period, min(now, period.end + FOLLOW))
+        history = fetch_history(client, period, selectors, lookback=args.lookback, now=now, source=args.source)
+        costs = None
+        if pricing.prices is not None:
+            costs = price_history(client, history, period, pricing.prices, selectors, args.lookback)
+    except deliver.PriceSeriesError as exc:
+        return _usage(parser, str(exc))
     except QueryError as exc:
         print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
         return 1
     if args.view == "sessions":
-        columns, rows = session_rows(history, period, args.price, args.currency)
+        columns, rows = session_rows(history, period, costs, pricing.currency)
     else:
-        columns, rows = summary_rows(history, period, args.by, args.price, args.currency)
-    sys.stdout.write(render(rows, columns, args.format))
+        columns, rows = summary_rows(history, period, args.by, costs, pricing.currency)
+    info = report_info(args, period, client, history, pricing, rows, now)
+
+    def statement() -> tuple[list[Row], list[Row], list[str]]:
+        _, sessions = session_rows(history, period, costs, pricing.currency)
+        _, chargers = summary_rows(history, period, "charger", costs, pricing.currency)
+        return sessions, chargers, _extra_columns(list(history.sessions))
+
+    try:
+        deliver.emit(args, deliver.render_file(args, info, columns, rows, statement))
+    except OutputError as exc:
+        print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
+        return 1
     if not rows:
         print(
             f"pulsatrix-exporter report: no {args.view} in {period.label} at {client.shown} for the given "
@@ -211,6 +230,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _usage(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"pulsatrix-exporter report: error: {message}", file=sys.stderr)
+    return 2
+
+
+def report_info(
+    args: argparse.Namespace,
+    period: Period,
+    client: PromClient,
+    history: History,
+    pricing: deliver.Pricing,
+    rows: Sequence[Row],
+    now: float,
+) -> ReportInfo:
+    flags = dict.fromkeys(f for row in rows for f in str(row.get("flags") or "").split())
+    return ReportInfo(
+        view=args.view,
+        period=period.label,
+        start=period.start,
+        end=period.end,
+        zone=period.zone,
+        zone_name=getattr(period.zone, "key", None) or str(period.zone),
+        server=client.shown,
+        source=history.source,
+        pricing=pricing.text,
+        currency=pricing.currency,
+        generated=now,
+        matchers=tuple(args.match),
+        flags=tuple(flags),
+    )
 
 
 def _extra_columns(keys: Sequence[Key]) -> list[str]:
@@ -221,19 +273,21 @@ def _extra_columns(keys: Sequence[Key]) -> list[str]:
     return sorted(names)
 
 
-def session_rows(history: History, period: Period, price: float | None, currency: str) -> tuple[list[str], list[Row]]:
+def session_rows(
+    history: History, period: Period, costs: Costs | None, currency: str | None
+) -> tuple[list[str], list[Row]]:
     extra = _extra_columns(list(history.sessions))
     columns = ["charger", *extra, *SESSION_COLUMNS]
-    if price is not None:
-        columns += ["cost", "currency"]
+    if costs is not None:
+        columns += COST_COLUMNS
     rows: list[Row] = []
     for key, sessions in history.sessions.items():
         labels = output_labels(key)
         for s in ledger.in_period(sessions, period.start, period.end):
             row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
             row.update(_session_fields(s, period))
-            if price is not None:
-                row["cost"], row["currency"] = ledger.cost(s.energy_kwh, price), currency
+            if costs is not None:
+                _cost_fields(row, costs.session(key, s.start), currency)
             rows.append(row)
     rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra), r["_start"]))
     for row in rows:
@@ -262,14 +316,14 @@ def _kwh(value: float | None) -> float | None:
 
 
 def summary_rows(
-    history: History, period: Period, by: str, price: float | None, currency: str
+    history: History, period: Period, by: str, costs: Costs | None, currency: str | None
 ) -> tuple[list[str], list[Row]]:
     per: dict[Key, ledger.Summary] = {}
     for key, sessions in history.sessions.items():
         per[key] = ledger.summarize(
             sessions, period.start, period.end, history.meter_start.get(key), history.meter_end.get(key)
         )
-    tail = ["cost", "currency"] if price is not None else []
+    tail = COST_COLUMNS if costs is not None else []
     if by == "charger":
         extra = _extra_columns(list(per))
         columns = ["charger", *extra, "energy_kwh", "sessions", "meter_start_kwh", "meter_end_kwh", "flags", *tail]
@@ -277,33 +331,43 @@ def summary_rows(
         for key, summary in per.items():
             labels = output_labels(key)
             row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
-            row.update(_summary_fields(summary, price, currency))
+            row.update(_summary_fields(summary))
+            if costs is not None:
+                _cost_fields(row, costs.of(key), currency)
             row["meter_start_kwh"], row["meter_end_kwh"] = _kwh(summary.meter_start_kwh), _kwh(summary.meter_end_kwh)
             rows.append(row)
         rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra)))
         return columns, rows
     groups: dict[str, tuple[ledger.Summary, int]] = {}
+    members: dict[str, list[Cost]] = {}
     for key, summary in per.items():
         value = output_labels(key).get(by, "")
+        members.setdefault(value, []).append(costs.of(key) if costs is not None else Cost(None, None))
         if value in groups:
-            total, n = groups[value]
-            groups[value] = (ledger.add(total, summary), n + 1)
+            group, n = groups[value]
+            groups[value] = (ledger.add(group, summary), n + 1)
         else:
             groups[value] = (ledger.add(ledger.Summary(0.0, 0, None, None), summary), 1)
     columns = [by, "energy_kwh", "sessions", "chargers", "flags", *tail]
     rows = []
     for value, (summary, n) in sorted(groups.items()):
-        row = {by: value, "chargers": n, **_summary_fields(summary, price, currency)}
+        row = {by: value, "chargers": n, **_summary_fields(summary)}
+        if costs is not None:
+            _cost_fields(row, total(members[value], summary.energy_kwh), currency)
         rows.append(row)
     return columns, rows
 
 
-def _summary_fields(summary: ledger.Summary, price: float | None, currency: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def _summary_fields(summary: ledger.Summary) -> dict[str, Any]:
+    return {
         "energy_kwh": round(summary.energy_kwh, 3),
         "sessions": summary.sessions,
         "flags": " ".join(summary.flags),
     }
-    if price is not None:
-        out["cost"], out["currency"] = ledger.cost(summary.energy_kwh, price), currency
-    return out
+
+
+def _cost_fields(row: Row, cost: Cost, currency: str | None) -> None:
+    """cost (to the cent), currency, avg_price (cost ÷ kWh); a cost that cannot be told adds its flag."""
+    row["cost"], row["currency"], row["avg_price"] = cost.cost, currency, cost.avg_price
+    if cost.flags:
+        row["flags"] = " ".join(dict.fromkeys([*str(row.get("flags") or "").split(), *cost.flags]))

@@ -166,17 +166,7 @@ def summarize(
     faster than 44 kW (a meter replaced or reset) is not, and flags the row: what ran between the last reading on
     the old meter and the first on the new one is unknown, so it is left out rather than guessed.
     """
-    readings: list[tuple[float, float]] = []
-    if meter_at_start_j is not None:
-        readings.append((start, meter_at_start_j / J_PER_KWH))
-    for s in sessions:
-        if start <= s.start < end and s.meter_start_kwh is not None:
-            readings.append((s.start, s.meter_start_kwh))
-        if s.end is not None and start <= s.end < end and s.meter_stop_kwh is not None:
-            readings.append((s.end, s.meter_stop_kwh))
-    if meter_at_end_j is not None:
-        readings.append((end, meter_at_end_j / J_PER_KWH))
-    readings.sort(key=lambda r: r[0])
+    readings = summary_readings(sessions, start, end, meter_at_start_j, meter_at_end_j)
     energy = 0.0
     flags: list[str] = []
     for (ta, a), (tb, b) in itertools.pairwise(readings):
@@ -198,6 +188,25 @@ def summarize(
         meter_end_kwh=last,
         flags=tuple(dict.fromkeys(flags)),
     )
+
+
+def summary_readings(
+    sessions: Sequence[Session], start: float, end: float, meter_at_start_j: float | None, meter_at_end_j: float | None
+) -> list[tuple[float, float]]:
+    """The meter readings a summary is made of, in time order (kWh): the meter at the start bound, each session's
+    meter start and stop inside the period, the meter at the end bound (also what pricing splits at price changes)."""
+    readings: list[tuple[float, float]] = []
+    if meter_at_start_j is not None:
+        readings.append((start, meter_at_start_j / J_PER_KWH))
+    for s in sessions:
+        if start <= s.start < end and s.meter_start_kwh is not None:
+            readings.append((s.start, s.meter_start_kwh))
+        if s.end is not None and start <= s.end < end and s.meter_stop_kwh is not None:
+            readings.append((s.end, s.meter_stop_kwh))
+    if meter_at_end_j is not None:
+        readings.append((end, meter_at_end_j / J_PER_KWH))
+    readings.sort(key=lambda r: r[0])
+    return readings
 
 
 def add(a: Summary, b: Summary) -> Summary:

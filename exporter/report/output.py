@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 Row = dict[str, Any]
@@ -44,6 +45,8 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
 def _json(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, Decimal):  # money to the cent: 2.25, never 2.2499999
+        return float(value)
     return value
 
 
@@ -63,4 +66,4 @@ def table(rows: Sequence[Row], columns: Sequence[str]) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    return value is None or (isinstance(value, int | float | Decimal) and not isinstance(value, bool))
