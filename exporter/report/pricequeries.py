@@ -65,7 +65,8 @@ def fetch_price_series(client: PromClient, expr: str, start: float, end: float) 
         bounds.append((t, min(end, t + CHUNK)))
         t += CHUNK
     try:
-        parts = [client.query(f"({expr})[{int(b - a)}s]", b) for a, b in bounds]
+        # no parentheses: Prometheus takes a range only on a plain selector, so "(x)[7d]" would always be refused
+        parts = [client.query(f"{expr.strip()}[{int(b - a)}s]", b) for a, b in bounds]
     except QueryError as exc:
         if "bad_data" not in str(exc) and "parse error" not in str(exc) and "400" not in str(exc):
             raise

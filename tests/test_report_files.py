@@ -1,0 +1,211 @@
+"""The files people hand on: the spreadsheet read back cell by cell, the statement's content, ``--output`` atomic and
+never overwriting without ``--force``, a price series that is not one series, relative periods."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+
+from exporter.cli import main
+from exporter.report.outfile import OutputError, write_atomic
+from exporter.report.periods import period_from_args
+from tests.support.promfake import FakeState, fake_prometheus
+
+MARCH = ("--month", "2026-03", "--tz", "Europe/Berlin")
+# 13:00-14:00 costs 0.10, the rest 0.30: the session (12:00-13:55, 7.5 kWh at an even pace) has 3.913043 kWh
+# before 13:00 (the meter's reading then) and 3.586957 after: 1.1739129 + 0.3586957 = 1.5326086 → 1.53
+TARIFF = """\
+currency: EUR
+tariffs:
+  - from: "2026-01-01"
+    price: 0.30
+    windows: [{name: lunch, start: "13:00", end: "14:00", price: 0.10}]
+"""
+
+
+def report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["report", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tariff(tmp_path: Path) -> str:
+    path = tmp_path / "tariff.yml"
+    path.write_text(TARIFF, encoding="utf-8")
+    return str(path)
+
+
+def test_sessions_and_summary_cost_at_the_tariffs_price_of_each_hour(
+    capsys: pytest.CaptureFixture[str], tariff: str
+) -> None:
+    with fake_prometheus() as (url, _):
+        code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--tariff", tariff)
+        assert (code, err) == (0, "")
+        assert out.splitlines()[1].endswith(",ended,,1.53,EUR,0.2043")
+        code, out, err = report(capsys, "summary", "--prometheus", url, *MARCH, "--tariff", tariff, "--by", "site")
+        assert (code, err) == (0, "")
+        assert out.splitlines() == [
+            "site,energy_kwh,sessions,chargers,flags,cost,currency,avg_price",
+            "home,7.500,1,1,,1.53,EUR,0.2040",
+        ]
+
+
+def test_the_spreadsheet_has_numbers_date_times_a_frozen_bold_header_totals_and_its_parameters(
+    capsys: pytest.CaptureFixture[str], tariff: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "garage-2026-03.xlsx"
+    with fake_prometheus() as (url, _):
+        args = ("sessions", "--prometheus", url, *MARCH, "--tariff", tariff, "--format", "xlsx")
+        code, out, err = report(capsys, *args, "--output", str(target))
+    assert (code, out, err) == (0, "", "")
+    book = openpyxl.load_workbook(target, data_only=True)
+    assert book.sheetnames == ["sessions", "report"]
+    sheet = book["sessions"]
+    assert sheet.freeze_panes == "A2"
+    header = [c.value for c in sheet[1]]
+    assert header == [
+        "charger", "site", "start (Europe/Berlin)", "end (Europe/Berlin)", "duration_s", "energy_kwh",
+        "meter_start_kwh", "meter_stop_kwh", "start_reason", "stop_reason", "status", "flags", "cost (EUR)",
+        "currency", "avg_price (EUR/kWh)",
+    ]  # fmt: skip
+    assert all(c.font.b for c in sheet[1])
+    row = {h: c for h, c in zip(header, sheet[2], strict=True)}
+    assert row["start (Europe/Berlin)"].value == datetime(2026, 3, 1, 12, 0)
+    assert row["start (Europe/Berlin)"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert (row["energy_kwh"].value, row["energy_kwh"].number_format) == (7.5, "0.000")
+    assert (row["meter_start_kwh"].value, row["meter_start_kwh"].number_format) == (1200, "0.000")
+    assert (row["duration_s"].value, row["duration_s"].number_format) == (6900, "0")
+    assert (row["cost (EUR)"].value, row["cost (EUR)"].number_format) == (1.53, '#,##0.00 "EUR"')
+    assert row["avg_price (EUR/kWh)"].number_format == '0.0000 "EUR/kWh"'
+    assert row["flags"].value is None
+    totals = {h: c for h, c in zip(header, sheet[3], strict=True)}
+    assert totals["charger"].value == "Total" and totals["charger"].font.b
+    assert (totals["energy_kwh"].value, totals["cost (EUR)"].value, totals["start (Europe/Berlin)"].value) == (
+        7.5, 1.53, 1,
+    )  # fmt: skip
+    assert totals["start (Europe/Berlin)"].number_format == '0 "sessions"'
+    formulas = openpyxl.load_workbook(target)["sessions"]
+    assert (formulas["F3"].value, formulas["M3"].value, formulas["C3"].value) == (
+        "=SUM(F2:F2)", "=SUM(M2:M2)", "=COUNTA(C2:C2)",
+    )  # fmt: skip
+    params = {r[0].value: r[1].value for r in book["report"].iter_rows(min_row=2) if r[0].value}
+    assert params["period"] == "2026-03"
+    assert params["from (Europe/Berlin)"] == datetime(2026, 3, 1)
+    assert params["to, exclusive (Europe/Berlin)"] == datetime(2026, 4, 1)
+    assert params["time zone"] == "Europe/Berlin: every date-time in this file is local time there"
+    assert params["server"] == url
+    assert params["pricing"] == f"tariff {tariff}: from 2026-01-01: 0.3; lunch 13:00-14:00: 0.1"
+    assert params["flag"] == "meaning" and params["(none)"] == "no row carries a flag"
+
+
+def test_the_statement_is_self_contained_and_says_what_a_reader_needs(
+    capsys: pytest.CaptureFixture[str], tariff: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "statement.html"
+    with fake_prometheus() as (url, _):
+        args = ("sessions", "--prometheus", url, *MARCH, "--tariff", tariff, "--format", "html")
+        assert report(capsys, *args, "--output", str(target))[0] == 0
+    page = target.read_text(encoding="utf-8")
+    for absent in ("<script", "src=", "href=", "url(", "@import"):
+        assert absent not in page.lower(), absent
+    for present in (
+        "<h1>Charging statement 2026-03</h1>",
+        "<dt>Period</dt><dd>2026-03-01 00:00 to 2026-04-01 00:00 (end exclusive)</dd>",
+        "<dt>Time zone</dt><dd>Europe/Berlin: every time in this statement is local time there</dd>",
+        f"<dt>Read from</dt><dd>{url} (raw)</dd>",
+        "<td>garage</td><td>home</td>",  # the charger and its label
+        '<td class="n">1,200.000<br><span class="note">2026-03-01 00:00</span></td>',  # meter at the start bound
+        '<td class="n">1,207.500<br><span class="note">2026-04-01 00:00</span></td>',
+        '<td class="t">2026-03-01 12:00</td><td class="t">2026-03-01 13:55</td><td class="n">7.500</td>',
+        '<td class="n">1.53 EUR</td>',
+        "<title>2026-03-01: 7.500 kWh</title>",  # the day's bar in the chart
+        "@page { size: A4;",
+        "tr { break-inside: avoid; }",
+        "No row carries a flag",
+    ):
+        assert present in page, present
+    assert page.count("<rect ") == 31  # a bar per day of March
+
+
+def test_output_is_refused_when_the_file_exists_unless_forced(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "march.csv"
+    target.write_text("keep me\n", encoding="utf-8")
+    with fake_prometheus() as (url, state):
+        code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--output", str(target))
+        assert (code, out) == (2, "")
+        refused = f"--output: '{target}' exists; pass --force to replace it"
+        assert err.endswith(f"pulsatrix-exporter report: error: {refused}\n")
+        assert state.queries == []  # refused before anything was asked
+        assert target.read_text(encoding="utf-8") == "keep me\n"
+        code, _, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--output", str(target), "--force")
+    assert (code, err) == (0, "")
+    assert target.read_text(encoding="utf-8").startswith("charger,site,start,end,")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["march.csv"]  # no temporary file left behind
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "march.csv"
+    target.write_text("old\n", encoding="utf-8")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OutputError, match=r"cannot write '.*march.csv' \(No space left on device\)"):
+        write_atomic(str(target), b"new\n", force=True)
+    assert target.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["march.csv"]
+
+
+def test_a_price_series_must_be_one_series_and_nothing_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "out.csv"
+    base = ("sessions", "--month", "2026-03", "--tz", "Europe/Berlin", "--output", str(target))
+    for series, found in (([], "no series"), ([[(1_772_300_000.0, 0.3)], [(1_772_300_000.0, 0.2)]], "2 series")):
+        with fake_prometheus(FakeState(price_series=series)) as (url, _):
+            code, out, err = report(capsys, *base, "--prometheus", url, "--price-series", "price")
+        assert (code, out) == (2, "")
+        assert err.splitlines()[-1] == (
+            f"pulsatrix-exporter report: error: --price-series: 'price' returned {found} from {url} between a week "
+            "before the period and its end; it must return exactly one (the price per kWh)"
+        )
+        assert not target.exists()
+
+
+def test_a_price_series_prices_each_part_of_a_session_at_its_last_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    # 0.40 from before the month, 0.20 from 13:00:07 (the scrape that first showed it): the meter then read
+    # 1200 + 7.5 × 3607/6900 = 1203.920652; 3.920652 × 0.40 + 3.579348 × 0.20 = 1.5682608 + 0.7158696 = 2.2841304
+    state = FakeState(price_series=[[(1_772_300_000.0, 0.40), (START_1300 + 7, 0.20)]])
+    with fake_prometheus(state) as (url, _):
+        code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--price-series", "price")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1].endswith(",ended,,2.28,EUR,0.3046")
+
+
+START_1300 = 1_772_366_400.0  # 2026-03-01T13:00:00+01:00
+
+
+@pytest.mark.parametrize(
+    ("now", "month", "year", "label"),
+    [
+        ("2026-04-01T00:30:00+02:00", "last", None, "2026-03"),  # the job just after midnight in Berlin (22:30 UTC)
+        ("2026-03-31T23:30:00+00:00", "last", None, "2026-03"),  # 01:30 on April 1st in Berlin
+        ("2026-04-15T12:00:00+02:00", "this", None, "2026-04"),
+        ("2026-01-01T00:10:00+01:00", "last", None, "2025-12"),
+        ("2026-01-01T00:10:00+01:00", None, "last", "2025"),
+        ("2025-12-31T23:10:00+00:00", None, "this", "2026"),
+    ],
+)
+def test_relative_periods_are_in_the_zone(now: str, month: str | None, year: str | None, label: str) -> None:
+    period = period_from_args(None, None, month, year, "Europe/Berlin", now=datetime.fromisoformat(now).timestamp())
+    assert period.label == label
+    assert datetime.fromtimestamp(period.start, tz=ZoneInfo("Europe/Berlin")).hour == 0
