@@ -211,11 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         columns, rows = session_rows(history, period, costs, pricing.currency)
     else:
         columns, rows = summary_rows(history, period, args.by, costs, pricing.currency)
-    info = report_info(args, period, client, history, pricing, rows, now)
+    chargers: list[Row] = []
+    sessions: list[Row] = []
+    if args.format == "html":  # the statement shows the sessions and each charger's summary, whichever the view
+        _, chargers = summary_rows(history, period, "charger", costs, pricing.currency)
+        _, sessions = session_rows(history, period, costs, pricing.currency)
+    info = report_info(args, period, client, history, pricing, [*rows, *chargers, *sessions], now)
 
     def statement() -> tuple[list[Row], list[Row], list[str]]:
-        _, sessions = session_rows(history, period, costs, pricing.currency)
-        _, chargers = summary_rows(history, period, "charger", costs, pricing.currency)
         return sessions, chargers, _extra_columns(list(history.sessions))
 
     try:

@@ -24,8 +24,8 @@ STYLE = """
 body { font: 10pt/1.35 "DejaVu Sans", "Liberation Sans", Arial, sans-serif; color: #111; margin: 0 auto;
        max-width: 190mm; }
 h1 { font-size: 16pt; margin: 0 0 2mm; } h2 { font-size: 12pt; margin: 6mm 0 2mm; break-after: avoid; }
-table { border-collapse: collapse; width: 100%; margin-bottom: 3mm; }
-th, td { padding: 1mm 1.5mm; border-bottom: 0.2mm solid #bbb; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 3mm; font-size: 8.5pt; }
+th, td { padding: 0.8mm 1.2mm; border-bottom: 0.2mm solid #bbb; text-align: left; vertical-align: top; }
 th { border-bottom: 0.4mm solid #111; font-weight: bold; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.t { white-space: nowrap; }
@@ -117,7 +117,9 @@ def _chargers(info: ReportInfo, summary: Sequence[Row], labels: Sequence[str]) -
         ]
         if priced:
             cells.append(f'<td class="n">{money(row.get("cost"), info.currency)}</td>')
-            cells.append(f'<td class="n">{_e(row.get("avg_price") or "")}</td>')
+            avg = row.get("avg_price")
+            per = f"{avg} {info.currency or ''}/kWh" if avg is not None else ""
+            cells.append(f'<td class="n">{_e(per)}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
     energy = sum(float(r["energy_kwh"]) for r in summary if r.get("energy_kwh") is not None)
     n = sum(int(r.get("sessions") or 0) for r in summary)
@@ -127,7 +129,8 @@ def _chargers(info: ReportInfo, summary: Sequence[Row], labels: Sequence[str]) -
         costs = [r.get("cost") for r in summary]
         total = sum((Decimal(str(c)) for c in costs if c is not None), Decimal("0.00"))
         partial = " *" if any(c is None for c in costs) else ""
-        foot += [f'<td class="n">{money(total, info.currency)}{partial}</td>', "<td></td>"]
+        shown = money(total, info.currency) + partial if any(c is not None for c in costs) else ""
+        foot += [f'<td class="n">{shown}</td>', "<td></td>"]
     out += ["</tbody><tfoot><tr>", *foot, "</tr></tfoot></table>"]
     out.append(
         '<p class="note">The meter at a bound is its last scrape at or before it (the time under each reading). '
@@ -152,7 +155,7 @@ def _chart(info: ReportInfo, sessions: Sequence[Row]) -> list[str]:
         if isinstance(start, str) and row.get("energy_kwh") is not None:
             day = datetime.fromisoformat(start).date()
             energy[day.replace(day=1) if monthly else day] += float(row["energy_kwh"])
-    width, height, left, bottom, top = 680.0, 190.0, 44.0, 22.0, 10.0
+    width, height, left, bottom, top = 680.0, 196.0, 44.0, 22.0, 16.0
     peak = max([energy[b] for b in buckets] + [1.0])
     scale = _nice(peak)
     slot = (width - left - 4) / max(len(buckets), 1)
@@ -178,7 +181,7 @@ def _chart(info: ReportInfo, sessions: Sequence[Row]) -> list[str]:
         if i % every == 0:
             label = b.strftime("%Y-%m") if monthly else b.strftime("%d.%m.")
             svg.append(f'<text x="{x + slot / 2:.1f}" y="{height - 8}" text-anchor="middle">{label}</text>')
-    svg.append(f'<text x="4" y="{top + 2}" text-anchor="start">kWh</text></svg>')
+    svg.append(f'<text x="{left - 4}" y="{top - 8}" text-anchor="end">kWh</text></svg>')
     return [f"<h2>Energy per {unit}</h2>", "<figure>", *svg, "</figure>"]
 
 

@@ -9,6 +9,7 @@ the generator's numbers, independently of exporter.report.pricing) and checked a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.support.browser import open_page
 from tests.support.servers import Prometheus, find_binary, promtool, run_prometheus
 
 pytestmark = pytest.mark.e2e
@@ -169,7 +171,10 @@ def report(url: str, *args: str) -> list[dict[str, Any]]:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Any:
     find_binary("promtool")
     work = tmp_path_factory.mktemp("prices")
-    windows = {"garage": [(r.start - 1_800, r.end + 1_800) for r in GARAGE], "bay-1": [DAY], "bay-2": [DAY]}
+    # March continuous for the garage (its statement reads the meter at every tariff change of the month), then
+    # the hours around its session in June; the depot for one day
+    march = (at("2026-02-28T23:00:00"), at("2026-04-01T01:00:00"))
+    windows = {"garage": [march, (GARAGE[3].start - 1_800, GARAGE[3].end + 1_800)], "bay-1": [DAY], "bay-2": [DAY]}
     data = work / "history.om"
     data.write_text(openmetrics(GARAGE + DEPOT, windows), encoding="utf-8")
     tsdb = work / "data"
@@ -226,3 +231,37 @@ def test_a_day_ahead_price_series_costs_sessions_and_bills_the_site(prometheus: 
         "site": "depot", "energy_kwh": 27.637, "sessions": 2, "chargers": 2, "flags": "", "cost": 6.33,
         "currency": "EUR",
     }  # fmt: skip
+
+
+async def test_the_statement_prints_from_chromium_as_a_clean_pdf(prometheus: Prometheus, tmp_path: Path) -> None:
+    """The company-car driver's March statement from the real Prometheus, opened and printed by headless Chromium
+    (docs/report-statement.png is this screenshot)."""
+    tariff = tmp_path / "tariff.yml"
+    tariff.write_text(TARIFF, encoding="utf-8")
+    statement = tmp_path / "garage-2026-03.html"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable, "-m", "exporter", "report", "sessions", "--prometheus", prometheus.url, "--month", "2026-03",
+        "--tz", "Europe/Berlin", "--match", 'charger="garage"', "--tariff", "tariff.yml", "--format", "html",
+        "--output", statement.name,
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *cmd, env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert (process.returncode, out, err) == (0, b"", b"")
+    page = statement.read_text(encoding="utf-8")
+    assert '<td class="n">3.84 EUR</td>' in page and "EUR *" not in page
+    # the month's meter rise priced at every tariff change (the charger's row and its total) and the sessions'
+    # total agree: 3.84 + 7.40 + 9.18
+    assert page.count('<td class="n">20.42 EUR</td>') == 3
+    assert "No row carries a flag" in page
+    shot, pdf = tmp_path / "statement.png", tmp_path / "statement.pdf"
+    await open_page(statement.as_uri(), 900, f"--screenshot={shot}", height=1300)
+    await open_page(statement.as_uri(), 900, f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert data.count(b"/Type /Page\n") + data.count(b"/Type /Page>") + data.count(b"/Type /Page/") >= 1
+    if os.environ.get("PULSATRIX_UPDATE_DOCS") == "1":
+        (ROOT / "docs" / "report-statement.png").write_bytes(shot.read_bytes())
