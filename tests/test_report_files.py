@@ -209,3 +209,22 @@ def test_relative_periods_are_in_the_zone(now: str, month: str | None, year: str
     period = period_from_args(None, None, month, year, "Europe/Berlin", now=datetime.fromisoformat(now).timestamp())
     assert period.label == label
     assert datetime.fromtimestamp(period.start, tz=ZoneInfo("Europe/Berlin")).hour == 0
+
+
+def test_one_run_writes_several_files_named_by_the_period(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    names = [str(tmp_path / f"{{period}}-sessions.{ext}") for ext in ("csv", "xlsx", "html")]
+    with fake_prometheus() as (url, state):
+        code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, *(f"--output={n}" for n in names))
+        asked = len(state.queries)
+        assert (code, out, err) == (0, "", "")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "2026-03-sessions.csv", "2026-03-sessions.html", "2026-03-sessions.xlsx",
+        ]  # fmt: skip
+        assert (tmp_path / "2026-03-sessions.csv").read_text(encoding="utf-8").startswith("charger,site,start,")
+        assert (tmp_path / "2026-03-sessions.xlsx").read_bytes()[:2] == b"PK"
+        assert "<h1>Charging statement 2026-03</h1>" in (tmp_path / "2026-03-sessions.html").read_text("utf-8")
+        code, _, _ = report(capsys, "sessions", "--prometheus", url, *MARCH, f"--output={names[0]}")
+        assert code == 2 and len(state.queries) == asked  # the existing file is refused before any query
+    code, _, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--output", str(tmp_path / "x.txt"))
+    assert code == 2
+    assert err.endswith(f"--output {tmp_path / 'x.txt'}: give --format, or a name ending .csv, .json, .xlsx or .html\n")

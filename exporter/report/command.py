@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         selectors = matchers(args.match)
         if args.view == "summary" and not LABEL.match(args.by):
             raise UsageError(f"--by: {args.by!r} is not a label name")
-        tariff = deliver.check_args(args)
+        tariff = deliver.check_args(args, period)
         auth = auth_from_args(args)
         try:
             client = PromClient(args.prometheus, auth, timeout=args.timeout)
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         columns, rows = summary_rows(history, period, args.by, costs, pricing.currency)
     chargers: list[Row] = []
     sessions: list[Row] = []
-    if args.format == "html":  # the statement shows the sessions and each charger's summary, whichever the view
+    if deliver.wants_statement(args, period):  # the statement shows the sessions and each charger's summary
         _, chargers = summary_rows(history, period, "charger", costs, pricing.currency)
         _, sessions = session_rows(history, period, costs, pricing.currency)
     info = report_info(args, period, client, history, pricing, [*rows, *chargers, *sessions], now)
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sessions, chargers, _extra_columns(list(history.sessions))
 
     try:
-        deliver.emit(args, deliver.render_file(args, info, columns, rows, statement))
+        deliver.emit(args, period, info, columns, rows, statement)
     except OutputError as exc:
         print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from exporter.report.client import PromClient
@@ -26,10 +27,17 @@ def add_arguments(p: argparse.ArgumentParser, price_type: Callable[[str], float]
     p.add_argument(
         "--format",
         choices=FORMATS,
-        default="csv",
-        help="csv (default), json, table; xlsx (a spreadsheet) and html (a printable statement) need --output",
+        help="csv (default), json, table; xlsx (a spreadsheet) and html (a printable statement) need --output; "
+        "with --output the file's extension (.csv, .json, .xlsx, .html) chooses when --format is not given",
     )
-    p.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of standard output")
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="write to FILE (atomically) instead of standard output; repeatable (one query, several files); "
+        "{period} in the name is the period (2026-03)",
+    )
     p.add_argument("--force", action="store_true", help="with --output: replace FILE if it exists")
     prices = p.add_mutually_exclusive_group()
     prices.add_argument("--price", type=price_type, metavar="PER_KWH", help="one price per kWh: adds cost columns")
@@ -51,15 +59,35 @@ class Pricing:
     text: str  # what the files say about it
 
 
-def check_args(args: argparse.Namespace) -> TariffFile | None:
+def outputs(args: argparse.Namespace, period: Period) -> list[tuple[str, str]]:
+    """(file, format) for every ``--output``: ``{period}`` filled in; the format is ``--format``'s or, without it,
+    the extension's."""
+    name = period.label.replace(" .. ", "--").replace("/", "-").replace(" ", "")
+    out = []
+    for raw in args.output:
+        path = raw.replace("{period}", name)
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = args.format or (suffix if suffix in FORMATS and suffix != "table" else None)
+        if fmt is None:
+            raise UsageError(f"--output {raw}: give --format, or a name ending .csv, .json, .xlsx or .html")
+        out.append((path, fmt))
+    if args.format and len(out) > 1:
+        raise UsageError("with several --output files each one's format is its extension's: leave out --format")
+    return out
+
+
+def check_args(args: argparse.Namespace, period: Period) -> TariffFile | None:
     """Usage errors found without the server; the tariff file read (its problems are usage errors)."""
     if args.format == "xlsx" and not args.output:
         raise UsageError("--format xlsx needs --output FILE (a spreadsheet is not written to a terminal)")
     if args.force and not args.output:
         raise UsageError("--force needs --output FILE")
-    if args.output:
+    files = outputs(args, period)
+    if len({path for path, _ in files}) < len(files):
+        raise UsageError("--output: the same file is named twice")
+    for path, _ in files:
         try:
-            check_target(args.output, args.force)
+            check_target(path, args.force)
         except OutputError as exc:
             raise UsageError(str(exc)) from None
     if args.currency is not None and not (len(args.currency) == 3 and args.currency.isalpha()):
@@ -94,34 +122,49 @@ def pricing_from_args(
     return Pricing(None, None, "none (no cost)")
 
 
-def emit(args: argparse.Namespace, data: str | bytes) -> None:
-    """To ``--output`` (atomically) or standard output."""
-    if args.output:
-        write_atomic(args.output, data.encode() if isinstance(data, str) else data, force=args.force)
-    elif isinstance(data, bytes):
-        sys.stdout.buffer.write(data)
-    else:
-        sys.stdout.write(data)
+Statement = tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], Sequence[str]]
 
 
-def render_file(
+def emit(
     args: argparse.Namespace,
+    period: Period,
     info: ReportInfo,
     columns: Sequence[str],
     rows: Sequence[dict[str, Any]],
-    statement: Callable[[], tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], Sequence[str]]],
+    statement: Callable[[], Statement],
+) -> None:
+    """Every ``--output`` file (each atomically), or standard output in ``--format`` (csv)."""
+    files = outputs(args, period)
+    if not files:
+        sys.stdout.write(str(render(rows, columns, args.format or "csv")))
+        return
+    for path, fmt in files:
+        data = render_file(fmt, info, columns, rows, statement)
+        write_atomic(path, data.encode() if isinstance(data, str) else data, force=args.force)
+
+
+def wants_statement(args: argparse.Namespace, period: Period) -> bool:
+    return any(fmt == "html" for _, fmt in outputs(args, period)) or args.format == "html"
+
+
+def render_file(
+    fmt: str,
+    info: ReportInfo,
+    columns: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    statement: Callable[[], Statement],
 ) -> str | bytes:
-    """The rows in ``--format``; ``statement`` gives the HTML statement's sessions, per-charger rows and labels."""
-    if args.format == "xlsx":
+    """The rows in ``fmt``; ``statement`` gives the HTML statement's sessions, per-charger rows and labels."""
+    if fmt == "xlsx":
         from exporter.report.xlsx import render_xlsx
 
         return render_xlsx(info, columns, rows)
-    if args.format == "html":
+    if fmt == "html":
         from exporter.report.statement import render_statement
 
         sessions, chargers, labels = statement()
         return render_statement(info, sessions, chargers, labels)
-    return render(rows, columns, args.format)
+    return render(rows, columns, fmt)
 
 
 __all__ = ["OutputError", "PriceSeriesError", "Pricing", "add_arguments", "check_args", "emit", "pricing_from_args"]
