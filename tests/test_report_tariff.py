@@ -3,6 +3,7 @@ at every moment: windows across midnight, "24:00", days, ``from`` dates, Berlin'
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exporter.report.tariff import TariffError, TariffSchedule, load_tariff, parse_tariff
+from tests.support.deploy import readme_section
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -171,3 +173,11 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
 
 def test_describe_names_every_price() -> None:
     assert schedule().tariff.describe() == "from 2026-01-01: 0.32; night 22:00-06:00: 0.24 | from 2026-07-01: 0.34"
+
+
+def test_the_readmes_tariff_is_the_issues_example_and_loads() -> None:
+    section = readme_section("Energy reports")
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL) if "tariffs:" in b]
+    days = "# optional: every day"
+    assert block == ISSUE_EXAMPLE.replace(days, f"{days} (the days a window starts on)")
+    assert parse_tariff(block, "README").describe() == schedule().tariff.describe()
