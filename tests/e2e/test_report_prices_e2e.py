@@ -265,3 +265,17 @@ async def test_the_statement_prints_from_chromium_as_a_clean_pdf(prometheus: Pro
     assert data.count(b"/Type /Page\n") + data.count(b"/Type /Page>") + data.count(b"/Type /Page/") >= 1
     if os.environ.get("PULSATRIX_UPDATE_DOCS") == "1":
         (ROOT / "docs" / "report-statement.png").write_bytes(shot.read_bytes())
+
+
+def test_a_price_expression_is_evaluated_once_a_minute(prometheus: Prometheus) -> None:
+    """Not a plain selector (a unit conversion): Prometheus takes no range on it, so the report evaluates it each
+    minute; a price scraped at 23 s past a minute is in force from the next whole minute."""
+    expr = f'{PRICE}{{zone="DE-LU"}} * 1000 / 1000'
+    rows = report(prometheus.url, "sessions", "--start", "2026-03-10", "--end", "2026-03-11", "--price-series", expr)
+    truth = []
+    for run in DEPOT:
+        quarters = [q + SCRAPE for q in range(int(run.start) - int(run.start) % 900 + 900, int(run.end), 900)]
+        changes = [(run.start, quarter_price(run.start)), *((q, quarter_price(q)) for q in quarters)]
+        truth.append(expected_cost(run, changes))
+    assert [str(c) for c in truth] == ["4.44", "1.89"]  # 37 s later per change than the raw samples: < 1 cent
+    assert [r["cost"] for r in rows if r["charger"] != "garage"] == [float(c) for c in truth]
