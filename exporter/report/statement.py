@@ -28,7 +28,8 @@ table { border-collapse: collapse; width: 100%; margin-bottom: 3mm; font-size: 8
 th, td { padding: 0.8mm 1.2mm; border-bottom: 0.2mm solid #bbb; text-align: left; vertical-align: top; }
 th { border-bottom: 0.4mm solid #111; font-weight: bold; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.t { white-space: nowrap; }
+td.t { white-space: nowrap; } td.f { overflow-wrap: break-word; font-size: 7.5pt; }
+@media print { body { max-width: none; } }
 tr { break-inside: avoid; } thead { display: table-header-group; } tfoot { display: table-row-group; }
 tfoot td { font-weight: bold; border-top: 0.4mm solid #111; border-bottom: none; }
 dl.meta { display: grid; grid-template-columns: 32mm 1fr; gap: 0.5mm 3mm; margin: 0 0 3mm; }
@@ -214,7 +215,7 @@ def _sessions(info: ReportInfo, sessions: Sequence[Row]) -> list[str]:
         ]
         if priced:
             cells.append(f'<td class="n">{money(row.get("cost"), info.currency)}</td>')
-        cells.append(f"<td>{_e(row.get('flags'))}</td>")
+        cells.append(f'<td class="f">{_e(row.get("flags"))}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
     energy = sum(float(r["energy_kwh"]) for r in sessions if r.get("energy_kwh") is not None)
     foot = [f'<td colspan="3">Total: {len(sessions)} sessions</td>', f'<td class="n">{kwh(energy)}</td>']
