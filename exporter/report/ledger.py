@@ -119,10 +119,14 @@ def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> li
     groups: dict[tuple[float, float | None], _Group] = {}
     previous: float | None = None
     current: tuple[float, float | None] | None = None
+    owner: dict[float, tuple[float, float | None]] = {}  # an end value belongs to the session it was first seen with
     for ob in sorted(observations, key=lambda o: o.t):
         sid = session_id(ob)
         if sid is None:
             continue
+        if ob.end is not None and owner.setdefault(ob.end, sid) != sid:
+            # a look back that still holds the previous session's end: this session is running
+            ob = replace(ob, end=None, stop_reason="")  # noqa: PLW2901
         group = groups.get(sid)
         if group is None:
             group = groups[sid] = _Group(sid[0], ob, ob, previous if current != sid else None, device_start=sid[0])

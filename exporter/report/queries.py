@@ -118,9 +118,11 @@ def fetch_history(
     return history
 
 
-def _observe(run: _Run, matchers: Sequence[str], start: float, end: float) -> dict[Key, list[Obs]]:
+def _observe(
+    run: _Run, matchers: Sequence[str], start: float, end: float, *, initial: bool = True
+) -> dict[Key, list[Obs]]:
     if run.rules:
-        return recorded.recorded_observations(run.client, matchers, start, end, run.labels)
+        return recorded.recorded_observations(run.client, matchers, start, end, run.labels, initial=initial)
     with ThreadPoolExecutor(PARALLEL) as pool:
         return raw.raw_observations(run.client, pool, matchers, run.on, start, end, run.labels)
 
@@ -131,17 +133,23 @@ def _follow(run: _Run, per_series: dict[Key, list[Obs]], looked: float) -> None:
     width = FOLLOW
     while looked < run.now:
         open_names = set()
+        per_labels: dict[Key, list[Obs]] = {}
         for key, obs in per_series.items():
-            within = [o for o in obs if o.t <= looked and not o.live]
-            if within:
-                last = max(within, key=lambda o: o.t)
+            per_labels.setdefault(run.labels(key), []).extend(o for o in obs if o.t <= looked and not o.live)
+        for labels, obs in per_labels.items():
+            # the last look of every copy and label set of a charger: a label set that stopped being scraped
+            # while its session ran is not open when another shows the session's end
+            if obs:
+                last = max(obs, key=lambda o: (o.t, o.end is not None))
                 if last.end is None and last.start is not None and run.period.start <= last.start < run.period.end:
-                    open_names.add(identity.name_of(run.labels(key)))
+                    open_names.add(identity.name_of(labels))
         if not open_names:
             return
         names = "|".join(sorted(_regex(n) for n in open_names))
         until = min(run.now, looked + 2 * width)
-        more = _observe(run, [*run.matchers, f'{identity.NAME}=~"{promql.escape(names)}"'], looked, until)
+        more = _observe(
+            run, [*run.matchers, f'{identity.NAME}=~"{promql.escape(names)}"'], looked, until, initial=False
+        )
         for key, obs in more.items():
             per_series.setdefault(key, []).extend(obs)
         looked, width = until, 2 * width

@@ -32,33 +32,44 @@ def coverage(client: PromClient, start: float, end: float) -> str:
 
 
 def recorded_observations(
-    client: PromClient, matchers: Sequence[str], start: float, end: float, labels: Callable[[Key], Key]
+    client: PromClient,
+    matchers: Sequence[str],
+    start: float,
+    end: float,
+    labels: Callable[[Key], Key],
+    *,
+    initial: bool = True,
 ) -> dict[Key, list[Obs]]:
     """Snapshots at every recorded change in (start, end] per series (each replica's copy of each label set),
-    every series at its value carried forward; ``labels`` gives the charger's labels of a series' key."""
+    every series at its value carried forward; ``labels`` gives the charger's labels of a series' key. The state
+    at ``start`` is a snapshot too where ``initial``; where not (a window that follows sessions past a period),
+    it only seeds the values carried forward, so that a label set last recorded long ago does not look current."""
     bounds = []
     t = start
     while t < end:
         bounds.append((t, min(end, t + CHUNK)))
         t += CHUNK
     with ThreadPoolExecutor(PARALLEL) as pool:
-        initial = pool.submit(client.query, promql.recorded_before(matchers, BEFORE), start)
+        before = pool.submit(client.query, promql.recorded_before(matchers, BEFORE), start)
         parts = list(pool.map(lambda b: client.query(promql.recorded_range(matchers, b[1] - b[0]), b[1]), bounds))
     # per series: (t, series, value or info reasons), in time order
     events: dict[Key, list[tuple[float, str, Any]]] = {}
-    for series in initial.result():
+    for series in before.result():
         _add(events, series, [(start, series["value"][1])])
     for part in parts:
         for series in part:
             _add(events, series, series.get("values", []))
-    return {key: _carry_forward(changes, labels(key)) for key, changes in events.items()}
+    out = {key: _carry_forward(changes, labels(key)) for key, changes in events.items()}
+    if not initial:
+        out = {key: [ob for ob in obs if ob.t > start] for key, obs in out.items()}
+    return out
 
 
 def _carry_forward(changes: list[tuple[float, str, Any]], labels: Key) -> list[Obs]:
     """One snapshot per change time, every series at its last recorded value (the hot loop of a year's report:
     700,000 snapshots for 200 chargers, so it builds them directly). A new session starts without energy: the
     rules record an ended session's energy only when the exporter has one (not across a meter swap), so the
-    previous session's must not be carried into it."""
+    previous session's must not be carried into it; nor its end."""
     changes.sort(key=lambda c: c[0])
     start = end = meter = energy = None
     start_reason = stop_reason = ""
@@ -67,14 +78,14 @@ def _carry_forward(changes: list[tuple[float, str, Any]], labels: Key) -> list[O
     i = 0
     while i < n:
         t = changes[i][0]
-        new_energy = None
+        new_energy = new_end = None
         began = False
         while i < n and changes[i][0] == t:
             _, name, value = changes[i]
             if name == START:
                 began, start = began or value != start, value
             elif name == END:
-                end = value
+                new_end = value
             elif name == METER_START:
                 began, meter = began or value != meter, value
             elif name == ENERGY:
@@ -86,6 +97,10 @@ def _carry_forward(changes: list[tuple[float, str, Any]], labels: Key) -> list[O
             energy = new_energy
         elif began:
             energy = None
+        if new_end is not None:
+            end = new_end
+        elif began:
+            end = None  # the end series is absent while a session runs (firmware with startedTime 0 needs this)
         ended = end is not None and start is not None and end >= start
         out.append(
             Obs(

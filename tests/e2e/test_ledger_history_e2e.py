@@ -1,0 +1,174 @@
+"""The bill against ground truth on a history written with past timestamps (issue 25): an HA pair's two copies of
+every series (prometheus-operator's external labels, each replica missing scrapes the other has) and the ledger
+rules' change series as each replica recorded them, imported into one VictoriaMetrics. Every scenario of the
+issue is one charger: a Berlin summer month without --tz, a 37-hour session across the month's end, a device
+clock an hour ahead across it, startedTime 0, a meter swap, a site changed mid-session, a move from /metrics to
+/probe mid-session, two depots' `garage`, a gap in the rules, a period before the data, one not yet over. The
+rules path and the raw path give the same rows on the same data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.ledger import Box, Plug, Replica, history, import_history, report_here, run_victoriametrics
+from tests.support.servers import Server
+
+pytestmark = pytest.mark.e2e
+
+H = 3_600.0
+EVERY = 300.0  # scrape interval of the written history
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+T0, T1 = utc("2025-07-20T00:00"), utc("2025-08-03T00:00")
+GAP = (utc("2025-07-21T02:00"), utc("2025-07-21T06:00"))  # the rules were not running
+LONG = Plug(utc("2025-07-31T18:00"), utc("2025-07-31T18:00") + 37 * H, 3_700.0)  # 136.9 kWh, to 2 August
+CLOCK = Plug(utc("2025-07-31T21:31:40"), utc("2025-07-31T22:31:40"))  # 23:31 to 00:31 in Berlin, device +1 h
+HOME = [
+    Plug(utc("2025-07-25T17:00"), utc("2025-07-25T18:00")),
+    Plug(utc("2025-07-31T18:00"), utc("2025-07-31T20:00")),  # 20:00 to 22:00 CEST: July
+    Plug(utc("2025-07-31T22:30"), utc("2025-07-31T23:30"), 3_700.0),  # 00:30 CEST on 1 August: August
+]
+SWAP = [
+    Plug(utc("2025-07-24T08:00"), utc("2025-07-24T09:00")),
+    Plug(utc("2025-07-25T08:00"), utc("2025-07-25T09:00"), swap_to_kwh=2.0),  # meterStop from the new meter
+    Plug(utc("2025-07-26T08:00"), utc("2025-07-26T09:00")),
+]
+SITE_CHANGE = utc("2025-07-28T12:02:30")
+MOVE = utc("2025-07-29T12:02:30")
+
+
+def boxes(now: float) -> list[Box]:
+    span = (T0, T1)
+    recent = (now - now % EVERY - 6 * H, now - now % EVERY)
+    depot = {"site": "depot"}
+    return [
+        Box("home", {"site": "home"}, 1_200.0, HOME, span),
+        Box("long", depot, 50.0, [LONG], span),
+        Box("clock", depot, 80.0, [CLOCK], span, clock=H),
+        Box(
+            "zero",
+            depot,
+            10.0,
+            [
+                Plug(utc("2025-07-26T10:00"), utc("2025-07-26T11:00")),
+                Plug(utc("2025-07-27T10:00"), utc("2025-07-27T12:00")),
+            ],
+            span,
+            zero_start=True,
+        ),
+        Box("swap", depot, 500.0, SWAP, span),
+        Box(
+            "relabel",
+            {"site": "north"},
+            300.0,
+            [
+                Plug(utc("2025-07-27T11:00"), utc("2025-07-27T12:00")),
+                Plug(utc("2025-07-28T11:00"), utc("2025-07-28T13:00")),
+                Plug(utc("2025-07-29T11:00"), utc("2025-07-29T12:00")),
+            ],
+            span,
+            relabel=[(SITE_CHANGE, {"site": "south"})],
+        ),
+        Box(
+            "moved",
+            depot,
+            700.0,
+            [Plug(utc("2025-07-29T11:00"), utc("2025-07-29T13:00"))],
+            span,
+            relabel=[(MOVE, {"job": "pulsatrix-probe", "instance": "http://10.0.0.7/"})],
+        ),
+        Box("garage", {"depot": "north"}, 1_000.0, [Plug(utc("2025-07-27T18:00"), utc("2025-07-27T19:00"))], span),
+        Box("garage", {"depot": "south"}, 2_000.0, [Plug(utc("2025-07-27T20:00"), utc("2025-07-27T22:00"))], span),
+        Box("gap", depot, 5.0, [Plug(utc("2025-07-21T03:00"), utc("2025-07-21T04:00"))], span),
+        Box(
+            "now",
+            depot,
+            40.0,
+            [Plug(recent[1] - 4 * H, recent[1] - 3 * H), Plug(recent[1] - H, recent[1] + 9 * H)],
+            recent,
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, float]]:
+    now = time.time()
+    pair = [
+        Replica({"prometheus": "monitoring/k8s", "prometheus_replica": "prometheus-k8s-0"}, lambda k: k % 7 == 3),
+        Replica(
+            {"prometheus": "monitoring/k8s", "prometheus_replica": "prometheus-k8s-1"},
+            lambda k: k % 11 == 5 and k % 7 != 3,
+        ),
+    ]
+    with run_victoriametrics(Path(tmp_path_factory.mktemp("vm"))) as vm:
+        import_history(vm, history(boxes(now), pair, EVERY, rule_gaps=[GAP]))
+        yield vm, now
+
+
+def rows(store: tuple[Server, float], view: str, *args: str) -> tuple[list[dict[str, Any]], str]:
+    vm, _ = store
+    code, out, err = report_here(view, "--prometheus", vm.url, *args)
+    assert code == 0, err
+    return out, err
+
+
+def test_sessions_are_listed_once_against_the_generators_truth(store: tuple[Server, float]) -> None:
+    period = ("--start", "2025-07-23T00:00:00Z", "--end", "2025-08-01T12:00:00Z", "--tz", "Europe/Berlin")
+    by_source = {s: rows(store, "sessions", *period, "--source", s) for s in ("raw", "rules", "auto")}
+    for source, (_, err) in by_source.items():
+        assert f"source: {'raw' if source == 'raw' else 'rules'}" in err, (source, err)
+    raw, _ = by_source["raw"]
+    for source in ("rules", "auto"):
+        assert [_same(r) for r in by_source[source][0]] == [_same(r) for r in raw], source
+    listed = {(r["charger"], r["depot"], r["start"]): r for r in raw}
+    # one row per session: the HA pair's copies, the site change and the /probe move each listed once
+    assert sorted(c for c, _, _ in listed) == sorted(
+        [
+            "clock",
+            "garage",
+            "garage",
+            "home",
+            "home",
+            "home",
+            "long",
+            "moved",
+            "relabel",
+            "relabel",
+            "relabel",
+            "swap",
+            "swap",
+            "swap",
+            "zero",
+            "zero",
+        ]
+    )
+    long = listed[("long", "", "2025-07-31T20:00:00+02:00")]
+    assert (long["status"], long["end"], long["energy_kwh"]) == ("ended", "2025-08-02T09:00:00+02:00", 136.9)
+    clock = listed[("clock", "", "2025-07-31T23:35:00+02:00")]  # the first scrape that showed it, not 00:31
+    assert (clock["end"], clock["energy_kwh"], clock["flags"]) == ("2025-08-01T00:35:00+02:00", 11.0, "device_clock")
+    zero = sorted((r for r in raw if r["charger"] == "zero"), key=lambda r: r["start"])
+    assert [(r["start"], r["energy_kwh"], r["flags"]) for r in zero] == [
+        ("2025-07-26T12:00:00+02:00", 11.0, "device_clock"),
+        ("2025-07-27T12:00:00+02:00", 22.0, "device_clock"),
+    ]
+    swap = sorted((r for r in raw if r["charger"] == "swap"), key=lambda r: r["start"])
+    assert [(r["energy_kwh"], r["flags"]) for r in swap] == [(11.0, ""), (None, "meter_reset"), (11.0, "meter_reset")]
+    relabel = sorted((r for r in raw if r["charger"] == "relabel"), key=lambda r: r["start"])
+    assert [r["site"] for r in relabel] == ["north", "north", "south"]  # the labels it carried when it began
+    assert [r["energy_kwh"] for r in relabel] == [11.0, 22.0, 11.0]
+    garages = sorted((r["depot"], r["energy_kwh"]) for r in raw if r["charger"] == "garage")
+    assert garages == [("north", 11.0), ("south", 22.0)]
+
+
+def _same(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "source"}
