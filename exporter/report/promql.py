@@ -102,12 +102,10 @@ def meter_count(matchers: Sequence[str], seconds: float) -> str:
     return f"count_over_time({selector(METER, matchers)}[{max(1, int(seconds))}s])"
 
 
-def heartbeat_covered(span: float) -> str:
-    """1 at the evaluation time if the ledger rules' heartbeat covered every minute of the ``span`` before it,
-    0 if it missed one (an HA pair's replicas count together: one of them recording is enough)."""
-    steps = max(COVER_STEP, int(span) // COVER_STEP * COVER_STEP)
-    covered = f"(sum(count_over_time({HEARTBEAT}[{COVER_WINDOW}s])) or vector(0))"
-    return f"min_over_time(({covered} > bool 0)[{steps}s:{COVER_STEP}s])"
+def heartbeat_covered() -> str:
+    """Per minute (a range query at a 60 s step), whether the ledger rules' heartbeat has a sample in the 150 s
+    before it: 1 covered, 0 a gap (an HA pair's replicas count together: one of them recording is enough)."""
+    return f"(sum(count_over_time({HEARTBEAT}[{COVER_WINDOW}s])) or vector(0)) > bool 0"
 
 
 def heartbeat_count(span: float) -> str:

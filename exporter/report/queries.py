@@ -15,13 +15,14 @@ from exporter.report import bounds, identity, promql, raw, recorded
 from exporter.report.bounds import Reading
 from exporter.report.client import PromClient
 from exporter.report.identity import Charger
-from exporter.report.ledger import Obs, Session, reconstruct
+from exporter.report.ledger import Obs, Session, reconstruct, session_id
 from exporter.report.periods import Period, rfc3339
 from exporter.report.series import INFO_LABELS, METER, PARALLEL, START, Key
 
 DAY = 86_400.0
 FOLLOW = DAY  # the first look past the period's end; doubled until every session started in it has ended
 HISTORY = 3_650 * DAY  # how far back the label names of the chargers are looked for
+BEFORE = 31 * DAY  # how far before a period the oldest-data check looks
 LOOK_WINDOW = 2 * promql.STEP + promql.OVERLAP  # a look is at most this long after the scrape it shows
 
 
@@ -124,7 +125,7 @@ def _observe(
     if run.rules:
         return recorded.recorded_observations(run.client, matchers, start, end, run.labels, initial=initial)
     with ThreadPoolExecutor(PARALLEL) as pool:
-        return raw.raw_observations(run.client, pool, matchers, run.on, start, end, run.labels)
+        return raw.raw_observations(run.client, pool, matchers, run.on, start, end, run.labels, run.now)
 
 
 def _follow(run: _Run, per_series: dict[Key, list[Obs]], looked: float) -> None:
@@ -176,10 +177,13 @@ def _build(run: _Run, history: History, per_series: dict[Key, list[Obs]]) -> Non
         if not has_reading and not any(period.start < ob.t <= end_at for ob in obs):
             continue  # a label set the rules last recorded long ago: nothing of it in this period
         sessions = reconstruct(obs, horizon=run.now, fresh=run.lookback)
-        looks = [t for s in sessions if "device_clock" in s.flags for t in (s.start, s.end) if t is not None]
-        if looks:
+        clocked = [s for s in sessions if "device_clock" in s.flags]
+        if clocked:
             keys = [k for labels in charger.label_sets for k in series_of.get(labels, [])]
-            obs += [ob for k in keys for t in looks for ob in raw.raw_window(run.client, k, t, run.labels(k))]
+            for s in clocked:
+                obs += _scrapes_from_start(run, keys, s.start)
+                if s.end is not None:
+                    obs += [ob for k in keys for ob in raw.raw_window(run.client, k, s.end, run.labels(k))]
             history.refined += 1
             sessions = reconstruct(obs, horizon=run.now, fresh=run.lookback)
         entry = ChargerHistory(charger, sessions)
@@ -187,6 +191,20 @@ def _build(run: _Run, history: History, per_series: dict[Key, list[Obs]]) -> Non
         history.chargers.append(entry)
     if history.chargers:
         _oldest(run, history)
+
+
+def _scrapes_from_start(run: _Run, keys: Sequence[Key], look: float) -> list[Obs]:
+    """The raw scrapes back from a session's first look to the one before it began (windows doubling back, up to
+    a week): a session with implausible device times is placed at the first scrape that showed it, which a
+    period beginning in the middle of the session has not looked at."""
+    seconds = LOOK_WINDOW
+    while True:
+        found = [ob for k in keys for ob in raw.raw_window(run.client, k, look, run.labels(k), seconds)]
+        found.sort(key=lambda o: o.t)
+        sid = next((session_id(o) for o in reversed(found) if o.t <= look and session_id(o) is not None), None)
+        if not found or session_id(found[0]) != sid or seconds >= 7 * DAY:
+            return found
+        seconds *= 2
 
 
 def _pick(readings: dict[Key, Reading], charger: Charger) -> Reading | None:
@@ -236,7 +254,10 @@ def _parts(
 def _oldest(run: _Run, history: History) -> None:
     """Say so when the period begins before the oldest data the server holds for the selected chargers."""
     period = run.period
-    if run.client.series(promql.selector(METER, run.matchers), period.start - HISTORY, period.start):
+    if not any("no_data_at_start" in c.parts[0].flags for c in history.chargers):
+        return
+    # A month back, not years: VictoriaMetrics answers a longer range from its global index, whatever the times.
+    if run.client.series(promql.selector(METER, run.matchers), period.start - BEFORE, period.start - 1):
         return
     firsts = [p.meter_start.t for c in history.chargers for p in c.parts[:1] if p.meter_start is not None]
     since = f" (the oldest is from {rfc3339(min(firsts), period.zone)})" if firsts else ""

@@ -90,11 +90,13 @@ def raw_observations(
     start: float,
     end: float,
     labels: Labels,
+    now: float,
 ) -> dict[Key, list[Obs]]:
     """The snapshots of every step in [start, end] where a session began or ended, per series key, with the
-    crowded steps and the steps that may hide an end asked again as raw scrapes."""
+    crowded steps and the steps that may hide an end asked again as raw scrapes. No step after ``now``: its look
+    back would show the current scrapes as if they were older than the live look."""
     first = start - (start % STEP)  # step-aligned: the same steps whichever period asks
-    last = end - (end % STEP) + STEP  # one step past the end, so that the last scrapes are in a step
+    last = min(now, end - (end % STEP) + STEP)  # one step past the end, so that the last scrapes are in a step
     parts_of = chunks(first, last)
     jobs = [(name, c) for name in SESSION_SERIES for c in parts_of]
 
@@ -143,8 +145,8 @@ def hidden_ends(client: PromClient, key: Key, observations: Sequence[Obs], label
     return [ob for t in suspects for ob in raw_window(client, key, t, labels)]
 
 
-def raw_window(client: PromClient, key: Key, t: float, labels: Key) -> list[Obs]:
-    """Every scrape of one series in the two steps (and a minute) before ``t``, as snapshots."""
-    raw = client.query(promql.raw_window(promql.key_matchers(key), 2 * STEP + OVERLAP), t)
+def raw_window(client: PromClient, key: Key, t: float, labels: Key, seconds: float = 2 * STEP + OVERLAP) -> list[Obs]:
+    """Every scrape of one series in the ``seconds`` (two steps and a minute) before ``t``, as snapshots."""
+    raw = client.query(promql.raw_window(promql.key_matchers(key), seconds), t)
     slots = next(iter(snapshots(raw).values()), {})
     return [obs_from(slot_t, slot, labels) for slot_t, slot in sorted(slots.items())]

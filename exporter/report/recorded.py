@@ -27,8 +27,15 @@ def coverage(client: PromClient, start: float, end: float) -> str:
     """How the rules' heartbeat covered [start, end]: "all" (every minute), "gaps" or "none" (no rules)."""
     if not client.query(promql.heartbeat_count(end - start), end):
         return "none"
-    result = client.query(promql.heartbeat_covered(end - start), end)
-    return "all" if result and float(result[0]["value"][1]) >= 1 else "gaps"
+    step = promql.COVER_STEP
+    t = start
+    while t < end:  # pieces of 11,000 steps (Prometheus' limit per query_range)
+        b = min(end, t + 10_999 * step)
+        for series in client.query_range(promql.heartbeat_covered(), t, b, step):
+            if any(float(v) < 1 for _, v in series.get("values", [])):
+                return "gaps"
+        t = b + step
+    return "all"
 
 
 def recorded_observations(

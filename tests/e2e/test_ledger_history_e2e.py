@@ -49,7 +49,7 @@ MOVE = utc("2025-07-29T12:02:30")
 
 def boxes(now: float) -> list[Box]:
     span = (T0, T1)
-    recent = (now - now % EVERY - 6 * H, now - now % EVERY)
+    recent = (now - 6 * H, now)  # its last scrape is the fixture's now
     depot = {"site": "depot"}
     return [
         Box("home", {"site": "home"}, 1_200.0, HOME, span),
@@ -172,3 +172,91 @@ def test_sessions_are_listed_once_against_the_generators_truth(store: tuple[Serv
 
 def _same(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "source"}
+
+
+def summary(store: tuple[Server, float], *args: str) -> tuple[dict[tuple[str, ...], dict[str, Any]], str]:
+    out, err = rows(store, "summary", *args)
+    return {(r["charger"], r["depot"], r["site"]): r for r in out}, err
+
+
+def test_summaries_split_each_kwh_once_and_the_rules_agree_with_the_raw_series(store: tuple[Server, float]) -> None:
+    period = ("--start", "2025-07-23T00:00:00Z", "--end", "2025-08-01T12:00:00Z", "--tz", "Europe/Berlin")
+    raw, _ = summary(store, *period, "--source", "raw")
+    rules, _ = summary(store, *period, "--source", "rules")
+    assert {k: _same(v) for k, v in rules.items()} == {k: _same(v) for k, v in raw.items()}
+    energy = {k: (r["energy_kwh"], r["sessions"], r["flags"]) for k, r in raw.items()}
+    assert energy == {
+        ("home", "", "home"): (36.7, 3, ""),  # the HA pair's two copies counted once
+        ("long", "", "depot"): (66.6, 1, ""),  # 18 h of its 37 at 3.7 kW
+        ("clock", "", "depot"): (11.0, 1, ""),
+        ("zero", "", "depot"): (33.0, 2, ""),
+        ("swap", "", "depot"): (22.0, 3, "meter_reset"),  # what ran on the old meter after its last reading: left out
+        ("relabel", "", "north"): (22.0, 2, ""),  # to the first scrape that carried site=south (12:05)
+        ("relabel", "", "south"): (22.0, 1, ""),
+        ("moved", "", "depot"): (22.0, 1, ""),  # /metrics then /probe: one charger
+        ("garage", "north", ""): (11.0, 1, ""),  # same name, another depot: two chargers
+        ("garage", "south", ""): (22.0, 1, ""),
+        ("gap", "", "depot"): (0.0, 0, ""),
+    }
+    home = raw[("home", "", "home")]
+    assert (home["meter_start_kwh"], home["meter_start_time"]) == (1_200.0, "2025-07-23T02:00:00+02:00")
+    assert (home["meter_end_kwh"], home["meter_end_time"]) == (1_236.7, "2025-08-01T14:00:00+02:00")
+    assert (home["period_start"], home["period_end"]) == ("2025-07-23T02:00:00+02:00", "2025-08-01T14:00:00+02:00")
+    north, south = raw[("relabel", "", "north")], raw[("relabel", "", "south")]
+    assert north["meter_end_kwh"] == south["meter_start_kwh"] == 322.0
+    by_site, _ = rows(store, "summary", *period, "--by", "site", "--source", "rules", "--price", "0.3")
+    sites = {r["site"]: (r["energy_kwh"], r["sessions"], r["chargers"], r["cost"]) for r in by_site}
+    assert sites["north"] == (22.0, 2, 1, 6.6) and sites["south"] == (22.0, 1, 1, 6.6)
+    assert sites["depot"] == (66.6 + 11 + 33 + 22 + 22, 1 + 1 + 2 + 3 + 1, 6, 46.38)
+
+
+def test_a_berlin_month_without_tz_and_a_session_across_its_end(
+    store: tuple[Server, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    july, err = summary(store, "--month", "2025-07")
+    assert "the period begins before the oldest data the server holds" in err
+    assert "reading the raw series" in err  # the rules' heartbeat does not cover July: auto takes the raw series
+    home = july[("home", "", "home")]
+    assert (home["period_start"], home["period_end"]) == ("2025-07-01T00:00:00+02:00", "2025-08-01T00:00:00+02:00")
+    assert (home["energy_kwh"], home["sessions"], home["flags"]) == (33.0, 2, "no_data_at_start")
+    assert home["meter_start_time"] == "2025-07-20T02:00:00+02:00"  # the first reading after the start
+    august, _ = summary(store, "--month", "2025-08")
+    assert (august[("home", "", "home")]["energy_kwh"], august[("home", "", "home")]["sessions"]) == (3.7, 1)
+    assert august[("home", "", "home")]["flags"] == "no_data_at_end"  # the history ends on 3 August
+    long_jul, long_aug = july[("long", "", "depot")], august[("long", "", "depot")]
+    assert (long_jul["energy_kwh"], long_aug["energy_kwh"]) == (14.8, 122.1)  # 136.9 split at midnight
+    clock_jul, clock_aug = july[("clock", "", "depot")], august[("clock", "", "depot")]
+    assert clock_jul["energy_kwh"] + clock_aug["energy_kwh"] == pytest.approx(11.0, abs=0.001)
+    assert "meter_reset" not in clock_jul["flags"] + clock_aug["flags"]
+    listed, _ = rows(store, "sessions", "--month", "2025-07", "--match", 'charger=~"home|long"')
+    assert [(r["charger"], r["start"], r["status"], r["energy_kwh"]) for r in listed] == [
+        ("home", "2025-07-25T19:00:00+02:00", "ended", 11.0),
+        ("home", "2025-07-31T20:00:00+02:00", "ended", 22.0),
+        ("long", "2025-07-31T20:00:00+02:00", "ended", 136.9),  # followed to its end on 2 August
+    ]
+
+
+def test_a_gap_in_the_rules_is_read_from_the_raw_series(store: tuple[Server, float]) -> None:
+    period = ("--start", "2025-07-20T12:00:00Z", "--end", "2025-07-22T00:00:00Z", "--match", 'charger="gap"')
+    auto, err = rows(store, "sessions", *period, "--tz", "UTC")
+    assert "has gaps" in err and "source: raw" in err
+    assert [(r["start"], r["energy_kwh"]) for r in auto] == [("2025-07-21T03:00:00+00:00", 11.0)]
+    _, err = rows(store, "sessions", *period, "--tz", "UTC", "--source", "rules")
+    assert "has gaps" in err and "may miss sessions" in err
+
+
+def test_a_period_not_yet_over(store: tuple[Server, float]) -> None:
+    _, now = store
+    day = 86_400
+    period = ("--start", _iso(now - day), "--end", _iso(now + day), "--tz", "UTC", "--match", 'charger="now"')
+    for source in ("raw", "rules"):
+        listed, _ = rows(store, "sessions", *period, "--source", source)
+        assert [(r["status"], r["energy_kwh"]) for r in listed] == [("ended", 11.0), ("running", 11.0)], source
+        [row], _ = rows(store, "summary", *period, "--source", source)
+        assert (row["energy_kwh"], row["flags"]) == (22.0, "no_data_at_start period_open"), source
+        assert row["meter_end_time"] == _iso(round(now)).replace("Z", "+00:00")
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
