@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.support.ledger import Box, Plug, Replica, history, import_history, report_here, run_victoriametrics
+from tests.support.ledger import ROOT, Box, Plug, Replica, history, import_history, report_here, run_victoriametrics
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.e2e
@@ -260,3 +261,27 @@ def test_a_period_not_yet_over(store: tuple[Server, float]) -> None:
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_the_shipped_longterm_store_keeps_one_copy_of_an_ha_pair(tmp_path: Path, store: tuple[Server, float]) -> None:
+    """VictoriaMetrics as the compose `longterm` profile runs it (the replica label dropped on the way in, one
+    sample per scrape interval): one series per charger, and the same bill as the report's own merging gives."""
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text(encoding="utf-8"))
+    flags = [f for f in compose["services"]["victoriametrics"]["command"] if f.startswith(("-relabel", "-dedup"))]
+    flags = [f.replace("/etc/victoriametrics/", f"{ROOT}/deploy/victoriametrics/") for f in flags]
+    assert len(flags) == 2
+    _, now = store
+    pair = [Replica({"prometheus": "monitoring/k8s", "prometheus_replica": f"prometheus-k8s-{i}"}) for i in (0, 1)]
+    with run_victoriametrics(tmp_path / "vm", flags) as vm:
+        import_history(vm, history([b for b in boxes(now) if b.name in ("home", "relabel")], pair, EVERY))
+        expr = "count by (charger, site) (last_over_time(pulsatrix_energy_imported_joules_total[10d]))"
+        answer = vm.get("/api/v1/query", query=expr, time=f"{T1 - 1:.0f}")
+        counts = {(r["metric"]["charger"], r["metric"]["site"]): r["value"][1] for r in answer["data"]["result"]}
+        assert counts == {("home", "home"): "1", ("relabel", "north"): "1", ("relabel", "south"): "1"}
+        period = ("--start", "2025-07-23T00:00:00Z", "--end", "2025-08-01T12:00:00Z", "--tz", "Europe/Berlin")
+        code, ours, err = report_here("summary", "--prometheus", vm.url, *period, "--by", "site", "--source", "rules")
+        assert code == 0, err
+    theirs, _ = rows(
+        store, "summary", *period, "--by", "site", "--source", "rules", "--match", 'charger=~"home|relabel"'
+    )
+    assert [_same(r) for r in ours] == [_same(r) for r in theirs]

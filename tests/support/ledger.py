@@ -32,7 +32,7 @@ def fast_ledger_rules(workdir: Path, interval: int = 1) -> Path:
 
 
 @contextlib.contextmanager
-def run_victoriametrics(workdir: Path) -> Iterator[Server]:
+def run_victoriametrics(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[Server]:
     binary = find_binary("victoria-metrics")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -45,6 +45,7 @@ def run_victoriametrics(workdir: Path) -> Iterator[Server]:
         "-search.latencyOffset=0s",  # answer with the newest samples (default: hide the last 30 s)
         "-search.disableCache",
         "-loggerLevel=WARN",
+        *extra_args,
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
