@@ -17,6 +17,7 @@ from exporter.report.periods import period_from_args
 from tests.support.promfake import FakeState, fake_prometheus
 
 MARCH = ("--month", "2026-03", "--tz", "Europe/Berlin")
+SOURCE = "pulsatrix-exporter report: source: raw\n"  # which series the figures came from
 # 13:00-14:00 costs 0.10, the rest 0.30: the session (12:00-13:55, 7.5 kWh at an even pace) has 3.913043 kWh
 # before 13:00 (the meter's reading then) and 3.586957 after: 1.1739129 + 0.3586957 = 1.5326086 → 1.53
 TARIFF = """\
@@ -46,13 +47,13 @@ def test_sessions_and_summary_cost_at_the_tariffs_price_of_each_hour(
 ) -> None:
     with fake_prometheus() as (url, _):
         code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--tariff", tariff)
-        assert (code, err) == (0, "")
+        assert (code, err) == (0, SOURCE)
         assert out.splitlines()[1].endswith(",ended,,1.53,EUR,0.2043")
         code, out, err = report(capsys, "summary", "--prometheus", url, *MARCH, "--tariff", tariff, "--by", "site")
-        assert (code, err) == (0, "")
+        assert (code, err) == (0, SOURCE)
         assert out.splitlines() == [
-            "site,energy_kwh,sessions,chargers,flags,cost,currency,avg_price",
-            "home,7.500,1,1,,1.53,EUR,0.2040",
+            "site,period_start,period_end,energy_kwh,sessions,chargers,flags,cost,currency,avg_price",
+            "home,2026-03-01T00:00:00+01:00,2026-04-01T00:00:00+02:00,7.500,1,1,,1.53,EUR,0.2040",
         ]
 
 
@@ -63,20 +64,22 @@ def test_the_spreadsheet_has_numbers_date_times_a_frozen_bold_header_totals_and_
     with fake_prometheus() as (url, _):
         args = ("sessions", "--prometheus", url, *MARCH, "--tariff", tariff, "--format", "xlsx")
         code, out, err = report(capsys, *args, "--output", str(target))
-    assert (code, out, err) == (0, "", "")
+    assert (code, out, err) == (0, "", SOURCE)
     book = openpyxl.load_workbook(target, data_only=True)
     assert book.sheetnames == ["sessions", "report"]
     sheet = book["sessions"]
     assert sheet.freeze_panes == "A2"
     header = [c.value for c in sheet[1]]
     assert header == [
-        "charger", "site", "start (Europe/Berlin)", "end (Europe/Berlin)", "duration_s", "energy_kwh",
+        "charger", "site", "period_start (Europe/Berlin)", "period_end (Europe/Berlin)", "start (Europe/Berlin)",
+        "end (Europe/Berlin)", "duration_s", "energy_kwh",
         "meter_start_kwh", "meter_stop_kwh", "start_reason", "stop_reason", "status", "flags", "cost (EUR)",
         "currency", "avg_price (EUR/kWh)",
     ]  # fmt: skip
     assert all(c.font.b for c in sheet[1])
     row = {h: c for h, c in zip(header, sheet[2], strict=True)}
     assert row["start (Europe/Berlin)"].value == datetime(2026, 3, 1, 12, 0)
+    assert row["period_end (Europe/Berlin)"].value == datetime(2026, 4, 1)  # local midnight, +02:00 by then
     assert row["start (Europe/Berlin)"].number_format == "yyyy-mm-dd hh:mm:ss"
     assert (row["energy_kwh"].value, row["energy_kwh"].number_format) == (7.5, "0.000")
     assert (row["meter_start_kwh"].value, row["meter_start_kwh"].number_format) == (1200, "0.000")
@@ -91,8 +94,8 @@ def test_the_spreadsheet_has_numbers_date_times_a_frozen_bold_header_totals_and_
     )  # fmt: skip
     assert totals["start (Europe/Berlin)"].number_format == '0 "sessions"'
     formulas = openpyxl.load_workbook(target)["sessions"]
-    assert (formulas["F3"].value, formulas["M3"].value, formulas["C3"].value) == (
-        "=SUM(F2:F2)", "=SUM(M2:M2)", "=COUNTA(C2:C2)",
+    assert (formulas["H3"].value, formulas["O3"].value, formulas["E3"].value) == (
+        "=SUM(H2:H2)", "=SUM(O2:O2)", "=COUNTA(E2:E2)",
     )  # fmt: skip
     params = {r[0].value: r[1].value for r in book["report"].iter_rows(min_row=2) if r[0].value}
     assert params["period"] == "2026-03"
@@ -120,8 +123,9 @@ def test_the_statement_is_self_contained_and_says_what_a_reader_needs(
         "<dt>Time zone</dt><dd>Europe/Berlin: every time in this statement is local time there</dd>",
         f"<dt>Read from</dt><dd>{url} (raw)</dd>",
         "<td>garage</td><td>home</td>",  # the charger and its label
-        '<td class="n">1,200.000<br><span class="note">2026-03-01 00:00</span></td>',  # meter at the start bound
-        '<td class="n">1,207.500<br><span class="note">2026-04-01 00:00</span></td>',
+        # the meter at the bounds: the last scrape before each, with its time
+        '<td class="n">1,200.000<br><span class="note">2026-02-28 23:59:50</span></td>',
+        '<td class="n">1,207.500<br><span class="note">2026-03-31 23:59:50</span></td>',
         '<td class="t">2026-03-01 12:00</td><td class="t">2026-03-01 13:55</td><td class="n">7.500</td>',
         '<td class="n">1.53 EUR</td>',
         "<title>2026-03-01: 7.500 kWh</title>",  # the day's bar in the chart
@@ -146,8 +150,8 @@ def test_output_is_refused_when_the_file_exists_unless_forced(
         assert state.queries == []  # refused before anything was asked
         assert target.read_text(encoding="utf-8") == "keep me\n"
         code, _, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--output", str(target), "--force")
-    assert (code, err) == (0, "")
-    assert target.read_text(encoding="utf-8").startswith("charger,site,start,end,")
+    assert (code, err) == (0, SOURCE)
+    assert target.read_text(encoding="utf-8").startswith("charger,site,period_start,period_end,start,end,")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["march.csv"]  # no temporary file left behind
 
 
@@ -187,7 +191,7 @@ def test_a_price_series_prices_each_part_of_a_session_at_its_last_sample(capsys:
     state = FakeState(price_series=[[(1_772_300_000.0, 0.40), (START_1300 + 7, 0.20)]])
     with fake_prometheus(state) as (url, _):
         code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--price-series", "price")
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, SOURCE)
     assert out.splitlines()[1].endswith(",ended,,2.28,EUR,0.3046")
 
 
@@ -216,11 +220,11 @@ def test_one_run_writes_several_files_named_by_the_period(capsys: pytest.Capture
     with fake_prometheus() as (url, state):
         code, out, err = report(capsys, "sessions", "--prometheus", url, *MARCH, *(f"--output={n}" for n in names))
         asked = len(state.queries)
-        assert (code, out, err) == (0, "", "")
+        assert (code, out, err) == (0, "", SOURCE)
         assert sorted(p.name for p in tmp_path.iterdir()) == [
             "2026-03-sessions.csv", "2026-03-sessions.html", "2026-03-sessions.xlsx",
         ]  # fmt: skip
-        assert (tmp_path / "2026-03-sessions.csv").read_text(encoding="utf-8").startswith("charger,site,start,")
+        assert (tmp_path / "2026-03-sessions.csv").read_text(encoding="utf-8").startswith("charger,site,period_start,")
         assert (tmp_path / "2026-03-sessions.xlsx").read_bytes()[:2] == b"PK"
         assert "<h1>Charging statement 2026-03</h1>" in (tmp_path / "2026-03-sessions.html").read_text("utf-8")
         code, _, _ = report(capsys, "sessions", "--prometheus", url, *MARCH, f"--output={names[0]}")

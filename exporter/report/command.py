@@ -15,35 +15,21 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from exporter.report import deliver, ledger
+from exporter.report import deliver, identity
 from exporter.report.client import Auth, PromClient, QueryError
-from exporter.report.costs import Costs, price_history
+from exporter.report.costs import price_history
 from exporter.report.outfile import OutputError, ReportInfo
 from exporter.report.output import Row
-from exporter.report.periods import Period, UsageError, period_from_args, rfc3339
-from exporter.report.pricing import Cost, total
+from exporter.report.periods import Period, UsageError, period_from_args
 from exporter.report.queries import FOLLOW, History, fetch_history
-from exporter.report.series import Key, output_labels
+from exporter.report.rows import label_columns, session_rows, summary_rows
 
 PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
 TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105
 MATCHER = re.compile(r"""^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*$""")
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-COST_COLUMNS = ["cost", "currency", "avg_price"]
-SESSION_COLUMNS = (
-    "start",
-    "end",
-    "duration_s",
-    "energy_kwh",
-    "meter_start_kwh",
-    "meter_stop_kwh",
-    "start_reason",
-    "stop_reason",
-    "status",
-    "flags",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +73,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end", metavar="T", help="RFC 3339 time or date, exclusive")
     p.add_argument("--month", metavar="YYYY-MM|last|this", help="that calendar month in --tz")
     p.add_argument("--year", metavar="YYYY|last|this", help="that calendar year in --tz")
-    p.add_argument("--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's)")
+    p.add_argument(
+        "--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's, from TZ or /etc)"
+    )
     p.add_argument(
         "--match",
         action="append",
@@ -115,7 +103,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         choices=("auto", "rules", "raw"),
         default="auto",
         help="rules: the ledger recording rules' change series (fast); raw: the exporter's series; auto (default): "
-        "rules if they were recording at the period's start",
+        "rules where their heartbeat covers the whole span, raw otherwise",
+    )
+    p.add_argument(
+        "--replica-label",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a label that tells an HA pair's copies apart (repeatable; prometheus_replica and replica always are)",
     )
 
 
@@ -188,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         selectors = matchers(args.match)
         if args.view == "summary" and not LABEL.match(args.by):
             raise UsageError(f"--by: {args.by!r} is not a label name")
+        for name in args.replica_label:
+            if not LABEL.match(name):
+                raise UsageError(f"--replica-label: {name!r} is not a label name")
         tariff = deliver.check_args(args, period)
         auth = auth_from_args(args)
         try:
@@ -198,10 +196,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage(parser, str(exc))
     try:
         pricing = deliver.pricing_from_args(args, tariff, client, period, min(now, period.end + FOLLOW))
-        history = fetch_history(client, period, selectors, lookback=args.lookback, now=now, source=args.source)
+        history = fetch_history(
+            client,
+            period,
+            selectors,
+            lookback=args.lookback,
+            now=now,
+            source=args.source,
+            replica_labels=args.replica_label,
+        )
         costs = None
         if pricing.prices is not None:
-            costs = price_history(client, history, period, pricing.prices, selectors, args.lookback)
+            drop = identity.dropped(args.replica_label)
+            costs = price_history(client, history, period, pricing.prices, selectors, args.lookback, drop)
     except deliver.PriceSeriesError as exc:
         return _usage(parser, str(exc))
     except QueryError as exc:
@@ -211,15 +218,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         columns, rows = session_rows(history, period, costs, pricing.currency)
     else:
         columns, rows = summary_rows(history, period, args.by, costs, pricing.currency)
+    for note in history.notes:
+        print(f"pulsatrix-exporter report: {note}", file=sys.stderr)
+    if history.chargers:
+        print(f"pulsatrix-exporter report: source: {history.source}", file=sys.stderr)
+    if (args.format or "csv") == "json" and not args.output:  # a json reader sees which series the figures came from
+        columns = [*columns, "source"]
+        rows = [{**row, "source": history.source} for row in rows]
     chargers: list[Row] = []
     sessions: list[Row] = []
     if deliver.wants_statement(args, period):  # the statement shows the sessions and each charger's summary
-        _, chargers = summary_rows(history, period, "charger", costs, pricing.currency)
+        _, chargers = summary_rows(history, period, identity.NAME, costs, pricing.currency)
         _, sessions = session_rows(history, period, costs, pricing.currency)
     info = report_info(args, period, client, history, pricing, [*rows, *chargers, *sessions], now)
 
     def statement() -> tuple[list[Row], list[Row], list[str]]:
-        return sessions, chargers, _extra_columns(list(history.sessions))
+        return sessions, chargers, label_columns(history)
 
     try:
         deliver.emit(args, period, info, columns, rows, statement)
@@ -266,111 +280,3 @@ def report_info(
         matchers=tuple(args.match),
         flags=tuple(flags),
     )
-
-
-def _extra_columns(keys: Sequence[Key]) -> list[str]:
-    names: set[str] = set()
-    for key in keys:
-        names.update(output_labels(key))
-    names.discard("charger")
-    return sorted(names)
-
-
-def session_rows(
-    history: History, period: Period, costs: Costs | None, currency: str | None
-) -> tuple[list[str], list[Row]]:
-    extra = _extra_columns(list(history.sessions))
-    columns = ["charger", *extra, *SESSION_COLUMNS]
-    if costs is not None:
-        columns += COST_COLUMNS
-    rows: list[Row] = []
-    for key, sessions in history.sessions.items():
-        labels = output_labels(key)
-        for s in ledger.in_period(sessions, period.start, period.end):
-            row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
-            row.update(_session_fields(s, period))
-            if costs is not None:
-                _cost_fields(row, costs.session(key, s.start), currency)
-            rows.append(row)
-    rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra), r["_start"]))
-    for row in rows:
-        del row["_start"]
-    return columns, rows
-
-
-def _session_fields(s: ledger.Session, period: Period) -> dict[str, Any]:
-    return {
-        "_start": s.start,
-        "start": rfc3339(s.start, period.zone),
-        "end": None if s.end is None else rfc3339(s.end, period.zone),
-        "duration_s": None if s.duration_s is None else round(s.duration_s),
-        "energy_kwh": _kwh(s.energy_kwh),
-        "meter_start_kwh": _kwh(s.meter_start_kwh),
-        "meter_stop_kwh": _kwh(s.meter_stop_kwh),
-        "start_reason": s.start_reason,
-        "stop_reason": s.stop_reason,
-        "status": s.status,
-        "flags": " ".join(s.flags),
-    }
-
-
-def _kwh(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def summary_rows(
-    history: History, period: Period, by: str, costs: Costs | None, currency: str | None
-) -> tuple[list[str], list[Row]]:
-    per: dict[Key, ledger.Summary] = {}
-    for key, sessions in history.sessions.items():
-        per[key] = ledger.summarize(
-            sessions, period.start, period.end, history.meter_start.get(key), history.meter_end.get(key)
-        )
-    tail = COST_COLUMNS if costs is not None else []
-    if by == "charger":
-        extra = _extra_columns(list(per))
-        columns = ["charger", *extra, "energy_kwh", "sessions", "meter_start_kwh", "meter_end_kwh", "flags", *tail]
-        rows: list[Row] = []
-        for key, summary in per.items():
-            labels = output_labels(key)
-            row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
-            row.update(_summary_fields(summary))
-            if costs is not None:
-                _cost_fields(row, costs.of(key), currency)
-            row["meter_start_kwh"], row["meter_end_kwh"] = _kwh(summary.meter_start_kwh), _kwh(summary.meter_end_kwh)
-            rows.append(row)
-        rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra)))
-        return columns, rows
-    groups: dict[str, tuple[ledger.Summary, int]] = {}
-    members: dict[str, list[Cost]] = {}
-    for key, summary in per.items():
-        value = output_labels(key).get(by, "")
-        members.setdefault(value, []).append(costs.of(key) if costs is not None else Cost(None, None))
-        if value in groups:
-            group, n = groups[value]
-            groups[value] = (ledger.add(group, summary), n + 1)
-        else:
-            groups[value] = (ledger.add(ledger.Summary(0.0, 0, None, None), summary), 1)
-    columns = [by, "energy_kwh", "sessions", "chargers", "flags", *tail]
-    rows = []
-    for value, (summary, n) in sorted(groups.items()):
-        row = {by: value, "chargers": n, **_summary_fields(summary)}
-        if costs is not None:
-            _cost_fields(row, total(members[value], summary.energy_kwh), currency)
-        rows.append(row)
-    return columns, rows
-
-
-def _summary_fields(summary: ledger.Summary) -> dict[str, Any]:
-    return {
-        "energy_kwh": round(summary.energy_kwh, 3),
-        "sessions": summary.sessions,
-        "flags": " ".join(summary.flags),
-    }
-
-
-def _cost_fields(row: Row, cost: Cost, currency: str | None) -> None:
-    """cost (to the cent), currency, avg_price (cost ÷ kWh); a cost that cannot be told adds its flag."""
-    row["cost"], row["currency"], row["avg_price"] = cost.cost, currency, cost.avg_price
-    if cost.flags:
-        row["flags"] = " ".join(dict.fromkeys([*str(row.get("flags") or "").split(), *cost.flags]))

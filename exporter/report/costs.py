@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from exporter.report import ledger
+from exporter.report import identity, ledger
 from exporter.report.client import PromClient
 from exporter.report.periods import Period
 from exporter.report.pricequeries import meters_at
@@ -22,14 +22,17 @@ from exporter.report.series import Key
 
 @dataclass(slots=True)
 class Costs:
-    sessions: dict[tuple[Key, float], Cost] = field(default_factory=dict)
-    summary: dict[Key, Cost] = field(default_factory=dict)
+    """Each session's cost by (charger's index in the history, session start), each summary part's by (charger's
+    index, part's index)."""
 
-    def session(self, key: Key, start: float) -> Cost:
-        return self.sessions.get((key, start), NO_COST)
+    sessions: dict[tuple[int, float], Cost] = field(default_factory=dict)
+    parts: dict[tuple[int, int], Cost] = field(default_factory=dict)
 
-    def of(self, key: Key) -> Cost:
-        return self.summary.get(key, NO_COST)
+    def session(self, charger: int, start: float) -> Cost:
+        return self.sessions.get((charger, start), NO_COST)
+
+    def part(self, charger: int, part: int) -> Cost:
+        return self.parts.get((charger, part), NO_COST)
 
 
 def session_readings(s: ledger.Session) -> list[tuple[float, float]]:
@@ -44,30 +47,54 @@ def _priced_session(s: ledger.Session) -> bool:
 
 
 def price_history(
-    client: PromClient, history: History, period: Period, prices: Prices, matchers: Sequence[str], lookback: float
+    client: PromClient,
+    history: History,
+    period: Period,
+    prices: Prices,
+    matchers: Sequence[str],
+    lookback: float,
+    drop: frozenset[str],
 ) -> Costs:
-    """Every session started in the period and every charger's summary, priced."""
-    readings: dict[tuple[Key, float], list[tuple[float, float]]] = {}
-    summaries: dict[Key, tuple[ledger.Summary, list[tuple[float, float]]]] = {}
-    for key, sessions in history.sessions.items():
-        for s in ledger.in_period(sessions, period.start, period.end):
+    """Every session started in the period and every charger's summary part, priced."""
+    sessions: dict[tuple[int, float], list[tuple[float, float]]] = {}
+    parts: dict[tuple[int, int], tuple[bool, list[tuple[float, float]]]] = {}
+    for i, entry in enumerate(history.chargers):
+        for s in ledger.in_period(entry.sessions, period.start, period.end):
             if _priced_session(s):
-                readings[(key, s.start)] = session_readings(s)
-        summary = ledger.summarize(
-            sessions, period.start, period.end, history.meter_start.get(key), history.meter_end.get(key)
-        )
-        summaries[key] = (summary, ledger.summary_readings(
-            sessions, period.start, period.end, history.meter_start.get(key), history.meter_end.get(key)
-        ))
-    times: set[float] = set()
-    for spans in [*readings.values(), *(r for _, r in summaries.values())]:
+                sessions[(i, s.start)] = session_readings(s)
+        for j, part in enumerate(entry.parts):
+            a, b = part.meter_start, part.meter_end
+            ja, jb = (None if a is None else a.joules), (None if b is None else b.joules)
+            ta, tb = (None if a is None else a.t), (None if b is None else b.t)
+            summary = ledger.summarize(entry.sessions, part.start, part.end, ja, jb, start_time=ta, end_time=tb)
+            taken = ledger.summary_readings(entry.sessions, part.start, part.end, ja, jb, start_time=ta, end_time=tb)
+            readings = [(t, kwh) for t, kwh, _ in taken]
+            parts[(i, j)] = (not summary.flags and not part.flags and a is not None, readings)
+    wanted: set[float] = set()
+    for spans in [*sessions.values(), *(r for _, r in parts.values())]:
         if len(spans) >= 2:
-            times.update(t for t, _ in prices.changes(spans[0][0], spans[-1][0])[1:])
-    meter = meters_at(client, matchers, sorted(times), lookback) if times else {}
+            wanted.update(t for t, _ in prices.changes(spans[0][0], spans[-1][0])[1:])
+    meter = _per_charger(history, meters_at(client, matchers, sorted(wanted), lookback), drop) if wanted else {}
     out = Costs()
-    for (key, start), points in readings.items():
-        out.sessions[(key, start)] = cost_of(points, prices, meter_lookup(meter.get(key, {})))
-    for key, (summary, points) in summaries.items():
-        known = not summary.flags and summary.meter_start_kwh is not None
-        out.summary[key] = cost_of(points, prices, meter_lookup(meter.get(key, {})), known=known)
+    for (i, start), points in sessions.items():
+        out.sessions[(i, start)] = cost_of(points, prices, meter_lookup(meter.get(i, {})))
+    for (i, j), (known, points) in parts.items():
+        out.parts[(i, j)] = cost_of(points, prices, meter_lookup(meter.get(i, {})), known=known)
+    return out
+
+
+def _per_charger(
+    history: History, readings: dict[Key, dict[float, float]], drop: frozenset[str]
+) -> dict[int, dict[float, float]]:
+    """The meter readings of each charger (its index in the history), from those of its series: the highest of its
+    copies' at each moment (an HA pair's two copies read the same meter; the later scrape reads more)."""
+    owner = {labels: i for i, entry in enumerate(history.chargers) for labels in entry.charger.label_sets}
+    out: dict[int, dict[float, float]] = {}
+    for key, values in readings.items():
+        i = owner.get(identity.charger_labels(key, drop))
+        if i is None:
+            continue
+        per = out.setdefault(i, {})
+        for t, kwh in values.items():
+            per[t] = max(kwh, per.get(t, kwh))
     return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 Row = dict[str, Any]
+MONEY_MARK = "\u0000money:"
+MONEY = re.compile(r'"\\u0000money:(-?[0-9]+\.[0-9]{2,4})"')  # cents, and avg_price's four decimals
 
 
 def _text(value: Any) -> str:
@@ -30,7 +33,7 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
         # for a year's 350,000 sessions)
         if not rows:
             return "[]\n"
-        lines = (json.dumps({c: _json(row.get(c)) for c in columns}, ensure_ascii=False) for row in rows)
+        lines = (_money(json.dumps({c: _json(row.get(c)) for c in columns}, ensure_ascii=False)) for row in rows)
         return "[\n" + ",\n".join(lines) + "\n]\n"
     if fmt == "csv":
         buf = io.StringIO()
@@ -45,9 +48,14 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
 def _json(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, Decimal):  # money to the cent: 2.25, never 2.2499999
-        return float(value)
+    if isinstance(value, Decimal):  # money: written as a number with its two decimals (see _money)
+        return f"{MONEY_MARK}{value}"
     return value
+
+
+def _money(line: str) -> str:
+    """Money as a JSON number with two decimals (1.10, not 1.1): json has no number type that keeps them."""
+    return MONEY.sub(r"\1", line) if "\\u0000money:" in line else line
 
 
 def table(rows: Sequence[Row], columns: Sequence[str]) -> str:

@@ -122,7 +122,10 @@ def cost_of(
     pieces = split(readings, changes, meter_at)
     if pieces is None:
         return Cost(None, None, (), (UNPRICED,))
-    exact = sum((Decimal(str(p.energy_kwh)) * Decimal(str(p.price)) for p in pieces), Decimal(0))
+    if isinstance(prices, Constant):  # as exporter.report.ledger.cost: the kWh as printed (to the Wh) × price
+        exact = Decimal(repr(round(sum(p.energy_kwh for p in pieces), 3))) * Decimal(repr(prices.price))
+    else:
+        exact = sum((Decimal(str(p.energy_kwh)) * Decimal(str(p.price)) for p in pieces), Decimal(0))
     cost = money(exact)
     energy = Decimal(str(round(sum(p.energy_kwh for p in pieces), 6)))
     avg = (exact / energy).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP) if energy > 0 else None

@@ -19,6 +19,7 @@ from typing import Any
 from exporter.report.outfile import ReportInfo
 
 Row = dict[str, Any]
+SECONDS = "%Y-%m-%d %H:%M:%S"
 STYLE = """
 @page { size: A4; margin: 14mm 12mm 16mm 12mm; }
 body { font: 10pt/1.35 "DejaVu Sans", "Liberation Sans", Arial, sans-serif; color: #111; margin: 0 auto;
@@ -53,12 +54,12 @@ def money(value: Any, currency: str | None) -> str:
     return f"{Decimal(str(value)):,.2f} {currency or ''}".rstrip()
 
 
-def when(value: Any) -> str:
+def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """An RFC 3339 row value as people read it: local date and time (the zone is named once, at the top)."""
     if not isinstance(value, str) or not value:
         return ""
     try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+        return datetime.fromisoformat(value).strftime(fmt)
     except ValueError:
         return value
 
@@ -107,8 +108,9 @@ def _chargers(info: ReportInfo, summary: Sequence[Row], labels: Sequence[str]) -
     out += [f'<th class="{"n" if i > len(labels) else ""}">{_e(h)}</th>' for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
     for row in summary:
-        start_time = when(row.get("meter_start_time")) or _local(info, info.start)
-        end_time = when(row.get("meter_end_time")) or _local(info, info.end)
+        # a reading's own time, to the second (a form asks when the meter was read)
+        start_time = when(row.get("meter_start_time"), SECONDS) or _local(info, info.start)
+        end_time = when(row.get("meter_end_time"), SECONDS) or _local(info, info.end)
         cells = [f"<td>{_e(row.get('charger'))}</td>", *(f"<td>{_e(row.get(label))}</td>" for label in labels)]
         cells += [
             f'<td class="n">{kwh(row.get("meter_start_kwh"))}<br><span class="note">{_e(start_time)}</span></td>',

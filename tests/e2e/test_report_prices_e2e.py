@@ -228,8 +228,9 @@ def test_a_day_ahead_price_series_costs_sessions_and_bills_the_site(prometheus: 
     (site,) = report(prometheus.url, "summary", *period, "--by", "site", "--match", 'site="depot"')
     del site["avg_price"]
     assert site == {
-        "site": "depot", "energy_kwh": 27.637, "sessions": 2, "chargers": 2, "flags": "", "cost": 6.33,
-        "currency": "EUR",
+        "site": "depot", "period_start": "2026-03-10T00:00:00+01:00", "period_end": "2026-03-11T00:00:00+01:00",
+        "energy_kwh": 27.637, "sessions": 2, "chargers": 2, "flags": "", "cost": 6.33, "currency": "EUR",
+        "source": "raw",
     }  # fmt: skip
 
 
@@ -249,7 +250,7 @@ async def test_the_statement_prints_from_chromium_as_a_clean_pdf(prometheus: Pro
         *cmd, env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert (process.returncode, out, err) == (0, b"", b"")
+    assert (process.returncode, out, err) == (0, b"", b"pulsatrix-exporter report: source: raw\n")
     page = statement.read_text(encoding="utf-8")
     assert '<td class="n">3.84 EUR</td>' in page and "EUR *" not in page
     # the month's meter rise priced at every tariff change (the charger's row and its total) and the sessions'

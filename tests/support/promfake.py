@@ -77,6 +77,10 @@ class _Handler(BaseHTTPRequestHandler):
         return _matrix([r for r in result if asked and r["metric"]["__name__"] == asked.group(0)])
 
     def _instant(self, query: str, at: float) -> dict[str, Any]:
+        if "energy_imported" in query and not query.startswith("last_over_time("):
+            # the meter's raw samples before a bound (exporter.report.bounds): one, ten seconds before it
+            sample = [[at - 10, str(meter_kwh(at - 10) * J)]]
+            return _matrix([{"metric": LABELS, "values": sample}])
         if "energy_imported" in query:
             value = meter_kwh(at) * J
             return {"status": "success", "data": {"resultType": "vector", "result": [
