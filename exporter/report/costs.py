@@ -36,14 +36,24 @@ class Costs:
 
 
 def session_readings(s: ledger.Session) -> list[tuple[float, float]]:
-    if s.meter_start_kwh is None or s.energy_kwh is None:
+    """meterStart at the start, meterStart + energy at the end (a running session's: at its last look). Without a
+    meterStart the readings are relative (0 and the energy): priced at one price, unpriced across a change (no
+    meter reading there can be placed between them)."""
+    if s.energy_kwh is None:
         return []
     end = s.end if s.end is not None else s.last_seen
-    return [(s.start, s.meter_start_kwh), (end, s.meter_start_kwh + s.energy_kwh)] if end > s.start else []
+    base = 0.0 if s.meter_start_kwh is None else s.meter_start_kwh
+    return [(s.start, base), (max(end, s.start), base + s.energy_kwh)]
+
+
+# Flags that say a row's energy is not what was charged: such a row has no cost. The others say where a figure
+# came from (device_clock, no_data_at_start/end: the history begins or ends inside the period, period_open): the
+# energy is still the meter's, and it is priced.
+UNKNOWN_ENERGY = frozenset({"meter_reset", "incomplete"})
 
 
 def _priced_session(s: ledger.Session) -> bool:
-    return s.energy_kwh is not None and not s.flags and s.status in ("ended", "running")
+    return s.energy_kwh is not None and not UNKNOWN_ENERGY & set(s.flags) and s.status in ("ended", "running")
 
 
 def price_history(
@@ -69,15 +79,17 @@ def price_history(
             summary = ledger.summarize(entry.sessions, part.start, part.end, ja, jb, start_time=ta, end_time=tb)
             taken = ledger.summary_readings(entry.sessions, part.start, part.end, ja, jb, start_time=ta, end_time=tb)
             readings = [(t, kwh) for t, kwh, _ in taken]
-            parts[(i, j)] = (not summary.flags and not part.flags and a is not None, readings)
+            parts[(i, j)] = (not UNKNOWN_ENERGY & {*summary.flags, *part.flags}, readings)
     wanted: set[float] = set()
     for spans in [*sessions.values(), *(r for _, r in parts.values())]:
         if len(spans) >= 2:
             wanted.update(t for t, _ in prices.changes(spans[0][0], spans[-1][0])[1:])
     meter = _per_charger(history, meters_at(client, matchers, sorted(wanted), lookback), drop) if wanted else {}
     out = Costs()
+    relative = {(i, s.start) for i, e in enumerate(history.chargers) for s in e.sessions if s.meter_start_kwh is None}
     for (i, start), points in sessions.items():
-        out.sessions[(i, start)] = cost_of(points, prices, meter_lookup(meter.get(i, {})))
+        lookup = (lambda t: None) if (i, start) in relative else meter_lookup(meter.get(i, {}))
+        out.sessions[(i, start)] = cost_of(points, prices, lookup)
     for (i, j), (known, points) in parts.items():
         out.parts[(i, j)] = cost_of(points, prices, meter_lookup(meter.get(i, {})), known=known)
     return out

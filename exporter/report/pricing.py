@@ -116,8 +116,10 @@ def cost_of(
     known: bool = True,
 ) -> Cost:
     """The cost of the energy between ``readings``; ``known`` False (energy unknown or flagged): no cost."""
-    if not known or len(readings) < 2:
+    if not known:
         return NO_COST
+    if len(readings) < 2:  # no rise between readings: nothing was charged
+        return Cost(Decimal("0.00"), None)
     changes = prices.changes(readings[0][0], readings[-1][0])
     pieces = split(readings, changes, meter_at)
     if pieces is None:
