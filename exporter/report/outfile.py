@@ -21,6 +21,12 @@ FLAG_TEXT = {
     "meter_reset": "the meter was replaced or reset: the energy across the change is left out, never guessed",
     "incomplete": "a session's end was never scraped: its end and energy are unknown",
     "unpriced": "the price, or the meter at a price change, is unknown for part of the row: no cost is given",
+    "device_clock": "the charger's own session times were implausible: the session is placed at the scrapes that "
+    "saw it begin and end",
+    "no_data_at_start": "the server holds no meter reading before the period's start: the figures begin at the "
+    "first reading it holds",
+    "no_data_at_end": "no meter reading at the period's end: the figures end at the last reading the server holds",
+    "period_open": "the period is not over yet: the figures are up to now",
 }
 
 
