@@ -222,9 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pulsatrix-exporter report: {note}", file=sys.stderr)
     if history.chargers:
         print(f"pulsatrix-exporter report: source: {history.source}", file=sys.stderr)
-    if (args.format or "csv") == "json" and not args.output:  # a json reader sees which series the figures came from
-        columns = [*columns, "source"]
-        rows = [{**row, "source": history.source} for row in rows]
     chargers: list[Row] = []
     sessions: list[Row] = []
     if deliver.wants_statement(args, period):  # the statement shows the sessions and each charger's summary
@@ -236,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sessions, chargers, label_columns(history)
 
     try:
-        deliver.emit(args, period, info, columns, rows, statement)
+        deliver.emit(args, period, info, columns, rows, statement, json_extra={"source": history.source})
     except OutputError as exc:
         print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
         return 1

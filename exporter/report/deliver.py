@@ -132,14 +132,23 @@ def emit(
     columns: Sequence[str],
     rows: Sequence[dict[str, Any]],
     statement: Callable[[], Statement],
+    json_extra: dict[str, Any] | None = None,
 ) -> None:
-    """Every ``--output`` file (each atomically), or standard output in ``--format`` (csv)."""
+    """Every ``--output`` file (each atomically), or standard output in ``--format`` (csv). ``json_extra``: columns
+    only JSON carries (a JSON reader sees which series the figures came from)."""
+    extra = json_extra or {}
+
+    def content(fmt: str) -> str | bytes:
+        if fmt == "json" and extra:
+            return render([{**row, **extra} for row in rows], [*columns, *extra], fmt)
+        return render_file(fmt, info, columns, rows, statement)
+
     files = outputs(args, period)
     if not files:
-        sys.stdout.write(str(render(rows, columns, args.format or "csv")))
+        sys.stdout.write(str(content(args.format or "csv")))
         return
     for path, fmt in files:
-        data = render_file(fmt, info, columns, rows, statement)
+        data = content(fmt)
         write_atomic(path, data.encode() if isinstance(data, str) else data, force=args.force)
 
 
