@@ -88,20 +88,20 @@ ENERGY_IMPORTED: Final = "pulsatrix_energy_imported_joules_total"
 
 
 CATALOGUE: Final[tuple[MetricSpec, ...]] = (
-    # --- scrape health (built fresh every scrape) ---
+    # --- poll health (built fresh every scrape) ---
     _m(
         "pulsatrix_up",
         "gauge",
         "1/0",
         "exporter",
-        "1 if every endpoint of the charger answered with a usable reply in this scrape, else 0.",
+        "1 if every endpoint of the charger answered with a usable reply in the poll this scrape exports, else 0.",
     ),
     _m(
         "pulsatrix_endpoint_up",
         "gauge",
         "1/0",
         "exporter",
-        "1 if this endpoint of the charger answered with a usable reply in this scrape, else 0.",
+        "1 if this endpoint of the charger answered with a usable reply in the poll this scrape exports, else 0.",
         ("endpoint",),
     ),
     _m(
@@ -109,7 +109,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "gauge",
         "seconds",
         "exporter",
-        "Time it took to fetch all endpoints of the charger in this scrape.",
+        "Time it took to fetch all endpoints of the charger in the poll this scrape exports.",
     ),
     _m(
         "pulsatrix_reading_age_seconds",
@@ -353,7 +353,8 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "counter",
         "polls",
         "exporter",
-        "Polls of the charger (one per scrape that included it); starts at 0.",
+        "Polls of the charger (scrapes that join a poll in flight or are served a reading younger than min_interval "
+        "add none); starts at 0.",
     ),
     _m(
         "pulsatrix_scrape_failures_total",
