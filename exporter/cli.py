@@ -244,7 +244,7 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     try:
         script = load_script(args.script) if args.script is not None else None
     except ScriptError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.message(), file=sys.stderr)
         return 1
     try:
         app = create_simulator_app(
@@ -329,12 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            errors.append(exc.render())
+            errors.append(exc.message())
     if args.web_config_file is not None:
         try:
             web_config = load_web_config(args.web_config_file)
         except WebConfigError as exc:
-            errors.append(exc.render())
+            errors.append(exc.message())
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1

@@ -136,7 +136,7 @@ def _merged(result: ChargerResult) -> Values:
     """The charger's values of all endpoints; a value found in two endpoints is taken from the first."""
     merged: Values = {}
     for endpoint in ENDPOINTS:
-        values = result.reading(endpoint)
+        values = result.values(endpoint)
         if values:
             for key, value in values.items():
                 merged.setdefault(key, value)
@@ -153,7 +153,7 @@ def _text(values: Values, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def add_scrape_health(fam: Families, result: ChargerResult, labels: Labels) -> None:
+def add_poll_health(fam: Families, result: ChargerResult, labels: Labels) -> None:
     fam.add("pulsatrix_up", labels, 1.0 if result.up else 0.0)
     for endpoint in ENDPOINTS:
         outcome = result.endpoints.get(endpoint)
@@ -169,9 +169,9 @@ def add_direct(fam: Families, labels: Labels, values: Values) -> None:
         if value is None:
             continue
         if isinstance(value, tuple):
-            for phase, reading in zip(PHASES, value, strict=False):
-                if reading is not None:
-                    fam.add_labelled(spec.name, labels, ("phase",), (phase,), reading)
+            for phase, number in zip(PHASES, value, strict=False):
+                if number is not None:
+                    fam.add_labelled(spec.name, labels, ("phase",), (phase,), number)
         elif isinstance(value, bool):
             fam.add(spec.name, labels, 1.0 if value else 0.0)
         elif isinstance(value, float) and not math.isnan(value):  # NaN: a limit that is not set
@@ -193,7 +193,7 @@ def _enum(
 
 def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Values) -> None:
     """The metrics computed from more than one value, or with a label taken from the device."""
-    if result.reading("configuration") is not None:
+    if result.values("configuration") is not None:
         fam.add_labelled(
             "pulsatrix_charger_info",
             labels,
@@ -251,7 +251,7 @@ def device_families(
     fam = Families()
     for result in results:
         labels = charger_labels(result.charger)
-        add_scrape_health(fam, result, labels)
+        add_poll_health(fam, result, labels)
         try:
             values = _merged(result)
             add_direct(fam, labels, values)
@@ -271,7 +271,7 @@ def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -
     for charger in chargers:
         labels = charger_labels(charger)
         counters = health.counters[charger.name]
-        fam.add("pulsatrix_scrapes_total", labels, counters.scrapes)
+        fam.add("pulsatrix_scrapes_total", labels, counters.polls)
         fam.add("pulsatrix_scrape_failures_total", labels, counters.failures)
         for key, count in counters.errors.items():
             fam.add_labelled("pulsatrix_scrape_errors_total", labels, pair, key, count)

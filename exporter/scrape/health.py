@@ -27,8 +27,8 @@ FDS_LOG_INTERVAL = 60.0
 
 @dataclass(slots=True)
 class ChargerStatus:
-    up: bool | None = None  # None: not scraped yet
-    last_scrape: float | None = None  # Unix time
+    up: bool | None = None  # None: not polled yet
+    last_poll: float | None = None  # Unix time
     last_error: str | None = None  # "endpoint: reason: detail", safe to show
     last_error_time: float | None = None
     # The last poll's failures, endpoint -> "reason: detail" (safe to show), and how many endpoints answered in it:
@@ -39,7 +39,7 @@ class ChargerStatus:
 
 @dataclass(slots=True)
 class ChargerCounters:
-    scrapes: float = 0.0  # polls of the charger; with failures, starts at 0 so that increase() sees the first
+    polls: float = 0.0  # polls of the charger; with failures, starts at 0 so that increase() sees the first
     failures: float = 0.0  # polls in which at least one endpoint failed
     errors: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> count
     invalid_values: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, field) -> count
@@ -49,7 +49,7 @@ class ChargerCounters:
 class ExporterHealth:
     def __init__(self, chargers: Sequence[ChargerConfig]) -> None:
         self.chargers = {c.name: c for c in chargers}
-        # Error series exist per (endpoint, reason) that occurred; scrapes and failures start at 0 for increase().
+        # Error series exist per (endpoint, reason) that occurred; polls and failures start at 0 for increase().
         self.counters = {c.name: ChargerCounters() for c in chargers}
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
@@ -93,11 +93,11 @@ class ExporterHealth:
         counters = self.counters[name]
         status = self.status[name]
         status.up = result.up
-        status.last_scrape = now
+        status.last_poll = now
         status.failing = {ep: f"{o.reason}: {o.detail}" for ep, o in result.endpoints.items() if o.reason is not None}
         status.answered = sum(1 for outcome in result.endpoints.values() if outcome.ok)
         self._log_transition(name, result)
-        counters.scrapes += 1
+        counters.polls += 1
         if not result.up:
             counters.failures += 1
         for endpoint, outcome in result.endpoints.items():

@@ -158,7 +158,7 @@ class Reloader:
                 exc.source,
                 "; ".join(exc.problems),
             )
-            return False, exc.render()
+            return False, exc.message()
         except Exception as exc:  # a bug while reading: say so, keep running
             self.successful = False
             log.exception("config reload failed, the running config stays")
