@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exporter.catalogue import INVALID_VALUES
 from exporter.config import ChargerConfig
 from exporter.scrape.logonce import OncePerKind
 from exporter.scrape.results import ChargerResult, Reason
@@ -114,11 +115,12 @@ class ExporterHealth:
                 if (name, endpoint, problem.field) not in self._logged_values:
                     self._logged_values.add((name, endpoint, problem.field))
                     log.warning(
-                        "charger %s: %s.%s skipped: %s (logged once; counted in pulsatrix_invalid_values_total)",
+                        "charger %s: %s.%s skipped: %s (logged once; counted in %s)",
                         name,
                         endpoint,
                         problem.field,
                         problem.message,
+                        INVALID_VALUES,
                     )
 
     def exporter_error(self, result: ChargerResult, exc: Exception) -> None:
