@@ -1,7 +1,7 @@
 """Host-name lookups for the chargers' URLs, in threads of their own: :class:`PoolResolver`.
 
 aiohttp's default resolver runs ``getaddrinfo()`` in the event loop's default thread pool (``min(32, CPUs + 4)``
-threads: 6 on a 2-core machine), shared with everything else that uses it, and caches no failure. A DNS server that
+threads), shared with everything else that uses it, and caches no failure. A DNS server that
 never answers for some names holds one thread per lookup until the C library gives up (5 s per try and server,
 often 10-30 s in all), and every scrape starts new ones: 12 such chargers made 3 healthy host-name chargers time out
 on 3 scrapes in a row (~20 s). Here:

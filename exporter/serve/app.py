@@ -187,8 +187,8 @@ class Exporter:
 
     async def _tune_gc(self, _: web.Application) -> None:
         """Once started: what exists now (modules, config, one client per charger) lives as long as the process, so
-        the garbage collector need never look at it again (gc.freeze); and it runs less often. At N = 1,000 this
-        takes about a third off the exporter's CPU per scrape (bench/fleet.py)."""
+        the garbage collector need never look at it again (gc.freeze); and it runs less often. Together a large share
+        of the CPU a scrape of many chargers costs (docs/benchmark/client_paths.md, with and without them)."""
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -231,7 +231,7 @@ class Exporter:
 
         def render() -> tuple[bytes, str]:
             body, content_type = exposition(families, accept, extra)
-            # Level 1: a third of level 6's CPU for 1,000 chargers (25 vs 75 ms), 13 % more bytes (256 vs 227 KiB).
+            # Level 1: well under half of level 6's CPU for some more bytes (docs/benchmark/gzip-level.md).
             return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
         if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
