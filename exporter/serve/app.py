@@ -94,12 +94,13 @@ class Exporter:
 
     Everything it works with arrives through the constructor: the ``fleet`` (the chargers' pollers and the HTTP
     session; the running config is ``fleet.config``, which a reload replaces), their ``health``, the ``reloader``,
-    the ``registry`` of the metrics prometheus_client collects, and, with ``--web.config.file``, the live
-    ``web_config`` and the basic-auth ``gate`` its users are checked by. ``lifecycle`` (``--web.enable-lifecycle``)
-    allows ``POST /-/reload``; ``tune_gc`` tunes the process's garbage collector once started; ``cleanups`` close
-    what the caller started for the app (the demo's in-process simulator). Only the app's lifecycle changes its
-    state: the render threads (a pool of its own: the default one is shared with whatever else uses it, and
-    nothing must hold up a reply), readiness, each route's last render time and the reloads in progress.
+    the ``registry`` of the metrics prometheus_client collects, and, with ``--web.config.file``, the basic-auth
+    ``gate`` in front of every route (the live web config gives it its users; the reloader re-reads that config).
+    ``lifecycle`` (``--web.enable-lifecycle``) allows ``POST /-/reload``; ``tune_gc`` tunes the process's garbage
+    collector once started; ``cleanups`` close what the caller started for the app (the demo's in-process
+    simulator). Only the app's lifecycle changes its state: the render threads (a pool of its own: the default one
+    is shared with whatever else uses it, and nothing must hold up a reply), readiness, each route's last render
+    time and the reloads in progress.
     """
 
     def __init__(
@@ -109,7 +110,6 @@ class Exporter:
         reloader: Reloader,
         registry: CollectorRegistry,
         *,
-        web_config: LiveWebConfig | None = None,
         gate: BasicAuthGate | None = None,
         lifecycle: bool = False,
         tune_gc: bool = False,
@@ -119,7 +119,6 @@ class Exporter:
         self.health = health
         self.reloader = reloader
         self.registry = registry
-        self.web_config = web_config
         self.lifecycle = lifecycle
         self.render_pool: ThreadPoolExecutor | None = None
         self.ready = False
@@ -337,7 +336,6 @@ def create_app(
         health,
         reloader,
         own_registry(),
-        web_config=web_config,
         gate=web_config.gate if web_config is not None else None,
         lifecycle=enable_lifecycle,
         tune_gc=tune_gc,
