@@ -18,7 +18,7 @@ from exporter.serve.serverlog import hide_malformed_requests
 if TYPE_CHECKING:  # aiohttp is imported where the exporter serves: --check-config runs faster without it
     from aiohttp import web
 
-    from exporter.serve.tls import LiveWebConfig
+    from exporter.serve.webconfig import LiveWebConfig
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from exporter.scrape.fetch import connection_limit
-    from exporter.serve.tls import LiveWebConfig
+    from exporter.serve.webconfig import LiveWebConfig
 
     live = LiveWebConfig(web_config.source, web_config) if web_config is not None else None
     if config is None:

@@ -4,7 +4,7 @@
 coalesces concurrent polls, serves readings younger than ``min_interval`` again and updates the long-lived health
 state once per poll), then render a registry built for this one scrape. Nothing is fetched inside ``collect()``.
 ``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.serve.reload`) and the web config
-(:mod:`exporter.serve.tls`).
+(:mod:`exporter.serve.webconfig`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from exporter.scrape.poll import Fleet, Poller, Reading
 from exporter.serve.auth import BasicAuthGate
 from exporter.serve.landing import index_page
 from exporter.serve.reload import Reloader
-from exporter.serve.tls import LiveWebConfig
+from exporter.serve.webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter.app")
 
