@@ -142,7 +142,5 @@ async def start_simulator(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=SIM_BACKLOG)
     await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    bound_port = runner.addresses[0][1] if runner.addresses else port
     return runner, base_url(host, bound_port), list(app[SIMULATOR].chargers)
