@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from exporter.simulator.api import SIMULATOR, SimAuth, Simulator, add_device_routes, require_auth
-from exporter.simulator.device import SimCharger, make_chargers
+from exporter.simulator.device import SimCharger, SiteLoadManager, make_chargers
 from exporter.simulator.faults import add_fault_routes
 from exporter.simulator.script import Script, ScriptRun, SimClock, load_script, start_run
 from exporter.simulator.stats import mount_stats
@@ -117,7 +117,8 @@ def create_simulator_app(
     else:
         clock = clock or time.time
         sims = list(chargers) if chargers is not None else make_chargers(n, speed=speed, seed=seed, now=clock())
-    app[SIMULATOR] = Simulator(chargers={c.name: c for c in sims}, auth=auth or SimAuth(), clock=clock)
+    load = SiteLoadManager(sims) if script is None and chargers is None else None
+    app[SIMULATOR] = Simulator(chargers={c.name: c for c in sims}, auth=auth or SimAuth(), clock=clock, load=load)
     if faults:
         mount_stats(app, app[SIMULATOR].chargers)
         add_fault_routes(app)
