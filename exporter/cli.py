@@ -203,10 +203,10 @@ async def _demo_app(
     n: int, speed: float, *, enable_lifecycle: bool = False, web_config: LiveWebConfig | None = None
 ) -> web.Application:
     from exporter.serve.app import create_app
-    from exporter.simulator import SITES, start_simulator
+    from exporter.simulator import site_of, start_simulator
 
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=n, speed=speed)
-    labels = {name: {"site": SITES[i % len(SITES)], **SIMULATED_LABELS} for i, name in enumerate(names)}
+    labels = {name: {"site": site_of(i), **SIMULATED_LABELS} for i, name in enumerate(names)}
     config = demo_config(base_url, names, labels)
     log.warning(
         "DEMO MODE: exporting %d simulated charger(s) served in-process at %s, not real devices; every charger series "
