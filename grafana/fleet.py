@@ -46,27 +46,33 @@ from grafana.tables import column, label_column, table
 from grafana.vocabulary import (
     CHARGER_UID,
     CHARGING_STATES,
+    DOWN_SINCE,
     EXPORTER_REASONS,
     EXPORTER_REASONS_RE,
     FAULT_STATES,
     FAULT_STATUS,
     FLEET_UID,
     GROUPED_STATES,
+    HOURLY_CHARGING_RATIO,
+    HOURLY_ENERGY,
+    HOURLY_SESSION_STARTS,
     ID,
     IDLE_STATES,
     KNOWN_FOR,
+    LAST_SEEN,
     RED_STATES,
+    STATE_SINCE,
     SUSPENDED_STATES,
 )
 
 UP = s(metric.UP)
 POWER = s(metric.ACTIVE_POWER)
 CAPACITY = 'pulsatrix:site_capacity_watts{site=~"$site"}'
-ENERGY = r("pulsatrix:charger_energy_joules:increase1h")
-SESSIONS = r("pulsatrix:charger_session_starts:changes1h")
-RATIO = r("pulsatrix:charger_charging_ratio:avg1h")
+ENERGY = r(HOURLY_ENERGY)
+SESSIONS = r(HOURLY_SESSION_STARTS)
+RATIO = r(HOURLY_CHARGING_RATIO)
 HOURLY = (
-    " From the hourly recording rule pulsatrix:charger_energy_joules:increase1h (alerts.yml): cheap over "
+    f" From the hourly recording rule {HOURLY_ENERGY} (alerts.yml): cheap over "
     "months, accurate to the hour at both ends."
 )
 # Every endpoint answers and no fault: the charger is counted by its state (and in exactly one tile).
@@ -181,9 +187,9 @@ def chargers_table() -> Panel:
         f" or (0 * max by ({ID}, site) ({UP})))"
     )
     since = (
-        f"max by (charger) ({r('pulsatrix:charger_down_since_timestamp_seconds')}"
-        f" or on ({ID}) max without (state) ({r('pulsatrix:charger_state_since_timestamp_seconds')})"
-        f" or on ({ID}) {r('pulsatrix:charger_last_seen_timestamp_seconds')}) * 1000"
+        f"max by (charger) ({r(DOWN_SINCE)}"
+        f" or on ({ID}) max without (state) ({r(STATE_SINCE)})"
+        f" or on ({ID}) {r(LAST_SEEN)}) * 1000"
     )
     vehicle = (
         "max by (charger, vehicle_status) (label_replace("
@@ -356,7 +362,7 @@ def energy_cost_and_use() -> list[Panel]:
         timeseries(
             "Sessions per day per site",
             "Charging sessions started per calendar day and site (the last 7 days and today so far), from the "
-            "hourly recording rule pulsatrix:charger_session_starts:changes1h. Days as in Energy per charger per day.",
+            f"hourly recording rule {HOURLY_SESSION_STARTS}. Days as in Energy per charger per day.",
             "none",
             [Query(f"sum by (site) (sum_over_time({SESSIONS}[1d] offset -1d))", "{{site}}", interval="1d")],
             w=8,
