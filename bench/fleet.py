@@ -1,6 +1,6 @@
 """Fleet benchmark: the exporter scraped as Prometheus scrapes it, side by side with three baseline clients.
 
-Run (about 8 minutes on the 2-core development machine; needs the `bench` extra for the plot):
+Run (minutes for the default sizes; needs the `bench` extra for the plot):
 
     .venv/bin/python bench/fleet.py                     # N = 1, 10, 100, 1000; latency 0 and 200 ms
     .venv/bin/python bench/fleet.py --quick             # N = 1, 10; a few seconds (the test suite's smoke test)

@@ -30,10 +30,10 @@ MAX_TIMEOUT = 300.0
 # kept this long.
 MAX_MIN_INTERVAL = 3600.0
 MAX_CONCURRENCY = 100_000
-# Chargers polled at once unless the config says otherwise. At N = 1,000 (bench/fleet.py, 2 cores) 256 took the
-# exporter's RSS from ~125 to ~100 MiB and its CPU per scrape down by ~10 %, and with 200 ms replies its wall from
-# 1.6 to 1.2-1.3 s: thousands of requests in flight at once cost memory and CPU and gain nothing once the CPU is
-# busy. Chargers that hang hold their slot until their timeout: a fleet where more may hang at once sets more.
+# Chargers polled at once unless the config says otherwise. A bound saves memory in a scrape of a thousand chargers
+# (docs/benchmark/fleet.md with max_concurrency 256, fleet-unbounded.md without): thousands of requests in flight
+# at once cost memory and gain nothing once the CPU is busy. Chargers that hang hold their slot until their
+# timeout: a fleet where more may hang at once sets more.
 DEFAULT_MAX_CONCURRENCY: int | None = None  # all at once: hanging chargers never queue healthy ones (README)
 DEFAULT_KEEPALIVE = 300.0
 MAX_KEEPALIVE = 3600.0

@@ -115,7 +115,8 @@ class SimCharger:
         low, high = DURATIONS[state]
         return self.rng.uniform(low, high) / self.speed
 
-    def _enter(self, state: str, now: float) -> None:
+    def enter(self, state: str, now: float) -> None:
+        """Go to ``state`` at ``now`` (a new session starts with CONNECTED)."""
         if state == CONNECTED:
             self.started_time = int(now)
             self.ended_time = 0
@@ -167,13 +168,13 @@ class SimCharger:
         held = self.fault in ("stall", "imbalance")
         if held and self.state != CHARGING:
             if not self.started_time or self.ended_time:
-                self._enter(CONNECTED, now)
+                self.enter(CONNECTED, now)
             self.state = CHARGING
         if not held and self.fault != "vehicle_error" and now >= self.state_until:
             nxt = NEXT.get(self.state, IDLE)
             if self.state == CHARGING and not self.limits.enabled:
                 nxt = CHARGING
-            self._enter(nxt, now)
+            self.enter(nxt, now)
         if self.state == CHARGING and self.limits.enabled is False:
             self.state = "SuspendedEVSE"
         elif self.state == "SuspendedEVSE" and self.limits.enabled:
@@ -364,8 +365,8 @@ def make_chargers(n: int, speed: float = 1.0, seed: int = 1, now: float | None =
         phase = (i * GOLDEN) % 1.0
         start_state = (CHARGING, IDLE, SUSPENDED)[(i + i // 3) % 3]
         if start_state != IDLE:
-            charger._enter(CONNECTED, now - 600 - phase * 1800 / speed)
-        charger._enter(start_state, now)
+            charger.enter(CONNECTED, now - 600 - phase * 1800 / speed)
+        charger.enter(start_state, now)
         charger.state_until = now + (charger.state_until - now) * (1.0 - phase)
         charger.advance(now)
         chargers.append(charger)
