@@ -423,8 +423,8 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "info",
         "1",
         "exporter",
-        "Version of the exporter and of the Python it runs on.",
-        ("version", "python_version"),
+        "Version of the exporter and of the Python it runs on, and the event loop it runs on (uvloop or asyncio).",
+        ("version", "python_version", "event_loop"),
         per_charger=False,
     ),
     _m(

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.config.web import WebConfig, WebConfigError, load_web_config
+from exporter.eventloop import EventLoop
+from exporter.eventloop import choose as choose_loop
 from exporter.serve.bind import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, BindError, bind, url
 from exporter.serve.serverlog import hide_malformed_requests
 
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: info)",
     )
+    add_event_loop_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # `report` has its own parser (exporter.report.command); listed here so that --help names it.
     sub.add_parser("report", help="energy ledger: sessions and per-period kWh and cost from Prometheus (report -h)")
@@ -187,7 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (info)"
     )
+    add_event_loop_argument(sim)
     return parser
+
+
+def add_event_loop_argument(parser: argparse.ArgumentParser) -> None:
+    from exporter.eventloop import CHOICES, ENV
+
+    parser.add_argument(
+        "--event-loop",
+        metavar="LOOP",
+        default=None,
+        help=f"asyncio event loop: {', '.join(CHOICES)} (default: ${ENV}, else auto: uvloop where installed)",
+    )
 
 
 def setup_logging(level: str) -> None:
@@ -276,7 +291,8 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     print(config_snippet(app_names(app), base_url(host, port), basic=basic, bearer_env=args.bearer), flush=True)
     from aiohttp import web
 
-    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0)
+    log.info("simulate: event loop: %s", args.loop.describe())
+    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0, loop=args.loop.new_loop())
     return 0
 
 
@@ -315,6 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    from exporter.eventloop import ENV, EventLoopError
+
+    try:
+        args.loop = choose_loop(args.event_loop or os.environ.get(ENV) or "auto")
+    except EventLoopError as exc:
+        parser.error(str(exc))
     if args.command == "simulate":
         return _run_simulator(args, parser)
 
@@ -370,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         max_connections=args.web_max_connections,
         charger_sockets=charger_sockets,
+        loop=args.loop,
     )
 
 
@@ -385,6 +408,7 @@ def _serve(
     shutdown_timeout: float,
     max_connections: int | None = None,
     charger_sockets: int = 0,
+    loop: EventLoop | None = None,
 ) -> int:
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
@@ -421,6 +445,8 @@ def _serve(
         cap,
         fd_limit,
     )
+    loop = loop or choose_loop()
+    log.info("event loop: %s", loop.describe())
     run(
         make_app(),
         sockets,
@@ -428,6 +454,7 @@ def _serve(
         shutdown_timeout=shutdown_timeout,
         max_connections=cap,
         fd_limit=fd_limit,
+        new_loop=loop.new_loop,
     )
     log.info("stopped")
     return 0

@@ -14,6 +14,7 @@ format.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -318,18 +319,27 @@ def reload_families(successful: bool, success_time: float) -> list[Family]:
 
 
 @functools.cache
-def _build_info() -> tuple[Family, ...]:
+def _build_info(event_loop: str) -> tuple[Family, ...]:
     fam = Families()
     fam.add_labelled(
         BUILD_INFO,
         NO_LABELS,
-        ("version", "python_version"),
-        (__version__, platform.python_version()),
+        ("version", "python_version", "event_loop"),
+        (__version__, platform.python_version(), event_loop),
         1.0,
     )
     return tuple(fam)
 
 
+def event_loop_name() -> str:
+    """The running event loop's implementation: ``uvloop`` or ``asyncio`` (``none`` outside a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "none"
+    return type(loop).__module__.partition(".")[0]
+
+
 def build_info_families() -> list[Family]:
     """The build info: the same for the life of the process, so built once (nothing downstream changes a family)."""
-    return list(_build_info())
+    return list(_build_info(event_loop_name()))
