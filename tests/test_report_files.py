@@ -232,3 +232,13 @@ def test_one_run_writes_several_files_named_by_the_period(capsys: pytest.Capture
     code, _, err = report(capsys, "sessions", "--prometheus", url, *MARCH, "--output", str(tmp_path / "x.txt"))
     assert code == 2
     assert err.endswith(f"--output {tmp_path / 'x.txt'}: give --format, or a name ending .csv, .json, .xlsx or .html\n")
+
+
+def test_the_three_ways_to_price_exclude_each_other(capsys: pytest.CaptureFixture[str], tariff: str) -> None:
+    for extra in (("--price", "0.3", "--tariff", tariff), ("--tariff", tariff, "--price-series", "price")):
+        with pytest.raises(SystemExit) as exited:
+            main(["report", "sessions", "--prometheus", "http://127.0.0.1:9", *MARCH, *extra])
+        assert exited.value.code == 2
+        second = extra[2]
+        first = extra[0]
+        assert capsys.readouterr().err.endswith(f"error: argument {second}: not allowed with argument {first}\n")
