@@ -13,18 +13,22 @@ tariff's windows) they are asked as one ``query_range`` on that grid instead.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import reduce
 
-from exporter.report.client import PromClient, QueryError
+from exporter.report.client import PromClient
 from exporter.report.series import METER, PARALLEL, Key, key_of
 
 CHUNK = 7 * 86_400.0
 BEFORE = 7 * 86_400.0  # how far before the period the price in force at its start is looked for
 EVAL_STEP = 60.0  # an expression that is not a selector: evaluated once a minute
 MAX_POINTS = 11_000
+# a metric name with optional label matchers, or label matchers alone: what can take a range ("x[7d]")
+_MATCHERS = r"""\{(?:[^{}"'\\]|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')*\}"""
+SELECTOR = re.compile(rf"^\s*(?:[a-zA-Z_:][a-zA-Z0-9_:]*\s*(?:{_MATCHERS})?|{_MATCHERS})\s*$")
 
 
 class PriceSeriesError(ValueError):
@@ -64,16 +68,12 @@ def fetch_price_series(client: PromClient, expr: str, start: float, end: float) 
     while t < end:
         bounds.append((t, min(end, t + CHUNK)))
         t += CHUNK
-    try:
-        # no parentheses: Prometheus takes a range only on a plain selector, so "(x)[7d]" would always be refused
+    if SELECTOR.match(expr):
+        # a plain selector: its raw samples (no parentheses: Prometheus takes a range only on a selector)
         parts = [client.query(f"{expr.strip()}[{int(b - a)}s]", b) for a, b in bounds]
-    except QueryError as exc:
-        if "bad_data" not in str(exc) and "parse error" not in str(exc) and "400" not in str(exc):
-            raise
-        parts = [
-            client.query_range(expr, a, b, EVAL_STEP)
-            for a, b in _range_chunks(first - first % EVAL_STEP, end, EVAL_STEP)
-        ]
+    else:
+        chunks = _range_chunks(first - first % EVAL_STEP, end, EVAL_STEP)
+        parts = [client.query_range(expr, a, b, EVAL_STEP) for a, b in chunks]
     names: set[Key] = set()
     samples: dict[float, float] = {}
     for part in parts:
