@@ -8,7 +8,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from exporter.report.pricequeries import PriceSeries
-from exporter.report.pricing import UNPRICED, Constant, Cost, MeterAt, cost_of, money, total
+from exporter.report.pricing import UNPRICED, Constant, Cost, MeterAt, Steps, cost_of, money, precomputed, total
 from exporter.report.tariff import TariffSchedule, parse_tariff
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -78,7 +78,11 @@ def test_no_cost_when_the_price_or_a_meter_reading_at_a_change_is_unknown_or_the
 
 
 def test_a_price_series_is_its_last_sample_at_or_before_each_moment() -> None:
-    series = PriceSeries("price", ((at("2026-03-10T11:00:07"), 0.30), (at("2026-03-10T12:00:07"), 0.10)))
+    series = PriceSeries.from_samples(
+        "price",
+        [(at("2026-03-10T11:00:07"), 0.30), (at("2026-03-10T11:30:07"), 0.30), (at("2026-03-10T12:00:07"), 0.10)],
+    )
+    assert series.steps.times == (at("2026-03-10T11:00:07"), at("2026-03-10T12:00:07"))  # only where it changes
     meter = scrapes([("2026-03-10T11:59:55", 5.0), ("2026-03-10T12:00:10", 5.1)])
     cost = cost_of([(at("2026-03-10T11:30:00"), 2.0), (at("2026-03-10T12:30:00"), 10.0)], series, last_scrape(meter))
     assert [(p.energy_kwh, p.price) for p in cost.pieces] == [(3.0, 0.30), (5.0, 0.10)]
@@ -93,3 +97,13 @@ def test_money_rounds_half_up_to_the_cent_and_groups_add_their_rows() -> None:
     rows = [Cost(Decimal("1.01"), None), Cost(Decimal("2.02"), None)]
     assert total(rows, 10.0) == Cost(Decimal("3.03"), Decimal("0.3030"))
     assert total([*rows, Cost(None, None, (), (UNPRICED,))], 10.0).cost is None
+
+
+def test_a_tariff_worked_out_once_for_a_year_gives_every_rows_changes_as_the_tariff_does() -> None:
+    year = precomputed(NIGHT, at("2026-01-01T00:00:00"), at("2027-01-01T00:00:00"))
+    # the night price at New Year's midnight, 06:00 and 22:00 on each of January-June's 181 days, 1 July's 0.34
+    assert isinstance(year, Steps) and len(year.times) == 1 + 2 * 181 + 1
+    for start in ("2026-03-10T21:30:00", "2026-03-28T21:00:00", "2026-06-30T23:00:00", "2026-10-24T12:00:00"):
+        a = at(start)
+        for hours in (0.5, 2, 10, 30):
+            assert year.changes(a, a + hours * 3600) == NIGHT.changes(a, a + hours * 3600), (start, hours)

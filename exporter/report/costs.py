@@ -15,7 +15,7 @@ from exporter.report import identity, ledger
 from exporter.report.client import PromClient
 from exporter.report.periods import Period
 from exporter.report.pricequeries import meters_at
-from exporter.report.pricing import NO_COST, Cost, Prices, cost_of, meter_lookup
+from exporter.report.pricing import NO_COST, Cost, Prices, cost_of, meter_lookup, precomputed
 from exporter.report.queries import History
 from exporter.report.series import Key
 
@@ -80,10 +80,12 @@ def price_history(
             taken = ledger.summary_readings(entry.sessions, part.start, part.end, ja, jb, start_time=ta, end_time=tb)
             readings = [(t, kwh) for t, kwh, _ in taken]
             parts[(i, j)] = (not UNKNOWN_ENERGY & {*summary.flags, *part.flags}, readings)
+    priced = [r for r in [*sessions.values(), *(r for _, r in parts.values())] if len(r) >= 2]
+    if priced:  # the prices of the whole span worked out once: each row's changes are then a bisection
+        prices = precomputed(prices, min(r[0][0] for r in priced), max(r[-1][0] for r in priced))
     wanted: set[float] = set()
-    for spans in [*sessions.values(), *(r for _, r in parts.values())]:
-        if len(spans) >= 2:
-            wanted.update(t for t, _ in prices.changes(spans[0][0], spans[-1][0])[1:])
+    for readings in priced:
+        wanted.update(t for t, _ in prices.changes(readings[0][0], readings[-1][0])[1:])
     meter = _per_charger(history, meters_at(client, matchers, sorted(wanted), lookback), drop) if wanted else {}
     out = Costs()
     relative = {(i, s.start) for i, e in enumerate(history.chargers) for s in e.sessions if s.meter_start_kwh is None}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import reduce
 
 from exporter.report.client import PromClient
+from exporter.report.pricing import Steps
 from exporter.report.series import METER, PARALLEL, Key, key_of
 
 CHUNK = 7 * 86_400.0
@@ -37,26 +38,22 @@ class PriceSeriesError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PriceSeries:
-    """The price per kWh over time: (t, price) samples in time order."""
+    """The price per kWh over time: the series' samples where its value changed (the first one included), so the
+    price at a moment is its last sample at or before it."""
 
     expr: str
-    samples: tuple[tuple[float, float], ...]
+    steps: Steps
     labels: str = ""
 
+    @classmethod
+    def from_samples(cls, expr: str, samples: Sequence[tuple[float, float]], labels: str = "") -> PriceSeries:
+        return cls(expr, Steps.of(sorted(samples)), labels)
+
     def price_at(self, t: float) -> float | None:
-        found = None
-        for at, price in self.samples:
-            if at > t:
-                break
-            found = price
-        return found
+        return self.steps.price_at(t)
 
     def changes(self, start: float, end: float) -> list[tuple[float, float | None]]:
-        out: list[tuple[float, float | None]] = [(start, self.price_at(start))]
-        for at, price in self.samples:
-            if start < at < end and price != out[-1][1]:
-                out.append((at, price))
-        return out
+        return self.steps.changes(start, end)
 
 
 def fetch_price_series(client: PromClient, expr: str, start: float, end: float) -> PriceSeries:
@@ -91,7 +88,7 @@ def fetch_price_series(client: PromClient, expr: str, start: float, end: float) 
         )
     (key,) = names
     shown = ",".join(f'{k}="{v}"' for k, v in key if v)
-    return PriceSeries(expr, tuple(sorted(samples.items())), shown)
+    return PriceSeries.from_samples(expr, list(samples.items()), shown)
 
 
 def _range_chunks(start: float, end: float, step: float) -> list[tuple[float, float]]:

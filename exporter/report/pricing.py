@@ -14,6 +14,7 @@ change inside it (``unpriced``): a guessed cost is worse than none.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,43 @@ class Constant:
 
     def changes(self, start: float, end: float) -> list[tuple[float, float | None]]:
         return [(start, self.price)]
+
+
+@dataclass(frozen=True, slots=True)
+class Steps:
+    """Prices as the moments they change and the price from each on, in time order (a price of None: unknown);
+    answers ``changes`` by bisection, so a year of rows does not walk a year of prices once per row."""
+
+    times: tuple[float, ...]
+    prices: tuple[float | None, ...]
+
+    @classmethod
+    def of(cls, points: Sequence[tuple[float, float | None]]) -> Steps:
+        """From (t, price) points in time order, keeping only those where the price changes."""
+        times: list[float] = []
+        prices: list[float | None] = []
+        for t, price in points:
+            if not prices or price != prices[-1]:
+                times.append(t)
+                prices.append(price)
+        return cls(tuple(times), tuple(prices))
+
+    def price_at(self, t: float) -> float | None:
+        i = bisect.bisect_right(self.times, t) - 1
+        return self.prices[i] if i >= 0 else None
+
+    def changes(self, start: float, end: float) -> list[tuple[float, float | None]]:
+        out: list[tuple[float, float | None]] = [(start, self.price_at(start))]
+        i, j = bisect.bisect_right(self.times, start), bisect.bisect_left(self.times, end)
+        out += [(self.times[k], self.prices[k]) for k in range(i, j)]
+        return out
+
+
+def precomputed(prices: Prices, start: float, end: float) -> Prices:
+    """``prices`` worked out once for [start, end]: the changes of any part of it are then a bisection."""
+    if isinstance(prices, Constant | Steps):
+        return prices
+    return Steps.of(prices.changes(start, end))
 
 
 @dataclass(frozen=True, slots=True)
