@@ -255,15 +255,15 @@ def summarize(
     # taken when that is later (no scrape before the start: a session reading before it still counts); the end's
     # at the end, and a session reading after it was taken belongs to the next period, whose start is that
     # same reading (so that the periods of a year add up to the year).
-    last = end if end_time is None or meter_at_end_j is None else end_time
+    taken_end = end if end_time is None or meter_at_end_j is None else end_time
     readings: list[tuple[float, float, float]] = []
     if meter_at_start_j is not None:
         taken = start if start_time is None else start_time
         readings.append((max(start, taken), meter_at_start_j / J_PER_KWH, taken))
     for s in sessions:
-        if start <= s.start < end and s.start <= last and s.meter_start_kwh is not None:
+        if start <= s.start < end and s.start <= taken_end and s.meter_start_kwh is not None:
             readings.append((s.start, s.meter_start_kwh, s.start))
-        if s.end is not None and start <= s.end < end and s.end <= last and s.meter_stop_kwh is not None:
+        if s.end is not None and start <= s.end < end and s.end <= taken_end and s.meter_stop_kwh is not None:
             readings.append((s.end, s.meter_stop_kwh, s.end))
     if meter_at_end_j is not None:
         readings.append((end, meter_at_end_j / J_PER_KWH, end if end_time is None else end_time))

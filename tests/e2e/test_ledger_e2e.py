@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ def test_an_ha_pair_with_a_site_change_and_a_job_move_lists_each_session_once(tm
                 truth = wait_for(lambda: len(events(log, "stop")) == SESSIONS and events(log, "stop"), 90, "stops")
                 last_end = max(e["end"] for e in truth)
                 for prom in (p0, p1):  # the last end scraped and recorded by both replicas
-                    wait_for(lambda p=prom: _recorded_end(p, last_end), 30, "the last end recorded")
+                    wait_for(partial(_recorded_end, prom, last_end), 30, "the last end recorded")
                 exporter.stop()  # from here on nothing changes
                 stopped = time.time()
                 _wait_same_count(p0, p1, vm)
