@@ -4,8 +4,9 @@ truth), the exporter, and two Prometheus replicas with prometheus-operator's ext
 and remote-writing into one VictoriaMetrics. In the middle of one session the charger's `site` is changed by an
 exporter reload, in the middle of another both replicas move from the `/metrics` job to `/probe` targets. `report`
 then lists each session once, with the device's kWh, from VictoriaMetrics (both copies) and from one replica alike,
-from the raw series and from the rules' change series alike. Every wait is for an event: a line in the session
-log, a sample on a server. The shipped rule files load in vmalert."""
+from the raw series and from the rules' change series alike, against the simulator's own log (start, end, kWh and
+meter readings to 0.001). Every wait is for an event: a line in the session log, a sample on a server. The shipped
+rule files load in vmalert."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,12 @@ SCRIPT: dict[str, Any] = {
         {
             "name": "bay",
             "meter_start_kwh": 52.5,
-            "sessions": [{"after": 3, "duration": 8, "power": 22000}, {"after": 3, "duration": 4, "power": 7400}],
+            "sessions": [{"after": 3, "duration": 6, "power": 22000}, {"after": 3, "duration": 3, "power": 7400}],
         },
         {
             "name": "home",
             "meter_start_kwh": 1200.0,
-            "sessions": [{"after": 5, "duration": 10, "power": 11000}, {"after": 3, "duration": 4, "power": 3700}],
+            "sessions": [{"after": 4, "duration": 8, "power": 11000}, {"after": 3, "duration": 3, "power": 3700}],
         },
     ]
 }
@@ -195,6 +197,8 @@ def _compare(p0: Prometheus, vm: Server, start: float, end: float, truth: list[d
                 results[(name, source, view)] = [
                     {k: v for k, v in r.items() if k not in ("prometheus", "source")} for r in rows
                 ]
+    for source in ("raw", "rules"):  # the simulator's own log: start, end and meter readings as it served them
+        _against_truth(results[("victoriametrics", source, "sessions")], truth, source)
     sessions = results[("victoriametrics", "rules", "sessions")]
     ours = sorted(((r["charger"], r["site"], r["energy_kwh"], r["status"]) for r in sessions), key=str)
     first_bay = min(e["start"] for e in truth if e["charger"] == "bay")
@@ -222,6 +226,23 @@ def _compare(p0: Prometheus, vm: Server, start: float, end: float, truth: list[d
         # (one replica alone has only its own scrapes, so its last reading before the change may be another)
         reference = results[("victoriametrics", "rules", view) if view == "sessions" else (name, "raw", view)]
         assert rows == reference, f"{(name, source, view)} differs"
+
+
+def _against_truth(rows: list[dict[str, Any]], truth: list[dict[str, Any]], source: str) -> None:
+    def ts(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    ours = sorted(rows, key=lambda r: (r["charger"], ts(r["start"])))
+    theirs = sorted(truth, key=lambda e: (e["charger"], e["start"]))
+    assert len(ours) == len(theirs) == SESSIONS, (source, ours, theirs)
+    for row, event in zip(ours, theirs, strict=True):
+        where = (source, row, event)
+        assert row["charger"] == event["charger"] and row["status"] == "ended", where
+        assert ts(row["start"]) == round(event["start"]), where
+        assert row["end"] is not None and ts(row["end"]) == round(event["end"]), where
+        assert row["energy_kwh"] == pytest.approx(event["energy_kwh"], abs=0.001), where
+        assert row["meter_start_kwh"] == pytest.approx(event["meter_start_kwh"], abs=0.001), where
+        assert row["meter_stop_kwh"] == pytest.approx(event["meter_stop_kwh"], abs=0.001), where
 
 
 def test_the_shipped_rule_files_load_in_vmalert(tmp_path: Path) -> None:
