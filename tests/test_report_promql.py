@@ -57,6 +57,7 @@ def test_the_rules_heartbeat_and_change_series() -> None:
         "(sum(count_over_time(pulsatrix:ledger_recording[150s])) or vector(0)) > bool 0"
     )
     assert promql.heartbeat_count(86_400) == "sum(count_over_time(pulsatrix:ledger_recording[86400s]))"
+    assert promql.session_count(SITE, 3_600) == f'count(count_over_time({START}{{site="home"}}[3600s]))'
     assert promql.recorded_before(SITE, 400 * 86_400) == (
         f'last_over_time({{__name__=~"{RECORDED}",site="home"}}[34560000s])'
     )

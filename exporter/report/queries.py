@@ -98,7 +98,7 @@ def fetch_history(
         return history
     rules = source == "rules"
     if source != "raw":
-        coverage = recorded.coverage(client, period.start - DAY, first_end)
+        coverage = recorded.coverage(client, matchers, period.start - DAY, first_end)
         whole = coverage == "all"
         if coverage == "gaps" or (rules and not whole):
             history.notes.append(
