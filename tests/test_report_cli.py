@@ -212,6 +212,7 @@ def test_refused_credentials_are_one_line_and_never_printed(
         (("--month", "2026-03", "--match", "site=depot-3"), "--match: 'site=depot-3' is not a label matcher"),
         (("--month", "2026-03", "--match", '__name__="x"'), "--match: the metric name is chosen by the report"),
         (("--year", "26"), "--year: expected YYYY, last or this, got '26'"),
+        (("--month", "2026-03", "--replica-label", "a-b"), "--replica-label: 'a-b' is not a label name"),
         (("--month", "previous"), "--month: expected YYYY-MM, last or this, got 'previous'"),
         (("--month", "last", "--format", "xlsx"), "--format xlsx needs --output FILE"),
         (("--month", "last", "--tariff", "/none.yml"), "--tariff: /none.yml: cannot read the tariff file"),

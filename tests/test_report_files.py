@@ -53,7 +53,7 @@ def test_sessions_and_summary_cost_at_the_tariffs_price_of_each_hour(
         assert (code, err) == (0, SOURCE)
         assert out.splitlines() == [
             "site,period_start,period_end,energy_kwh,sessions,chargers,flags,cost,currency,avg_price",
-            "home,2026-03-01T00:00:00+01:00,2026-04-01T00:00:00+02:00,7.500,1,1,,1.53,EUR,0.2040",
+            "home,2026-03-01T00:00:00+01:00,2026-04-01T00:00:00+02:00,7.500,1,1,,1.53,EUR,0.2043",
         ]
 
 

@@ -94,8 +94,9 @@ def test_money_rounds_half_up_to_the_cent_and_groups_add_their_rows() -> None:
     assert money(0.125) == Decimal("0.13")
     assert money(2.675) == Decimal("2.68")  # the float 2.675 is 2.67499999...: its decimal form is what is billed
     assert cost_of([(0.0, 0.0), (3600.0, 7.5)], Constant(0.32), lambda t: None).cost == Decimal("2.40")
-    rows = [Cost(Decimal("1.01"), None), Cost(Decimal("2.02"), None)]
-    assert total(rows, 10.0) == Cost(Decimal("3.03"), Decimal("0.3030"))
+    # a group: its rows' unrounded costs added, rounded once (1.014 + 2.024 = 3.038 → 3.04, not 1.01 + 2.02)
+    rows = [Cost(money(1.014), None, exact=Decimal("1.014")), Cost(money(2.024), None, exact=Decimal("2.024"))]
+    assert total(rows, 10.0) == Cost(Decimal("3.04"), Decimal("0.3038"), exact=Decimal("3.038"))
     assert total([*rows, Cost(None, None, (), (UNPRICED,))], 10.0).cost is None
 
 

@@ -15,7 +15,7 @@ from exporter.report import identity, ledger
 from exporter.report.client import PromClient
 from exporter.report.periods import Period
 from exporter.report.pricequeries import meters_at
-from exporter.report.pricing import NO_COST, Cost, Prices, cost_of, meter_lookup, precomputed
+from exporter.report.pricing import NO_COST, Constant, Cost, Prices, cost_of, meter_lookup, precomputed
 from exporter.report.queries import History
 from exporter.report.series import Key
 
@@ -27,6 +27,7 @@ class Costs:
 
     sessions: dict[tuple[int, float], Cost] = field(default_factory=dict)
     parts: dict[tuple[int, int], Cost] = field(default_factory=dict)
+    price: float | None = None  # --price: a group's cost is its kWh × price, as exporter.report.ledger.cost
 
     def session(self, charger: int, start: float) -> Cost:
         return self.sessions.get((charger, start), NO_COST)
@@ -87,7 +88,7 @@ def price_history(
     for readings in priced:
         wanted.update(t for t, _ in prices.changes(readings[0][0], readings[-1][0])[1:])
     meter = _per_charger(history, meters_at(client, matchers, sorted(wanted), lookback), drop) if wanted else {}
-    out = Costs()
+    out = Costs(price=prices.price if isinstance(prices, Constant) else None)
     relative = {(i, s.start) for i, e in enumerate(history.chargers) for s in e.sessions if s.meter_start_kwh is None}
     for (i, start), points in sessions.items():
         lookup = (lambda t: None) if (i, start) in relative else meter_lookup(meter.get(i, {}))

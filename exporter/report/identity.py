@@ -82,10 +82,13 @@ def group(observations: Mapping[Key, Iterable[Obs]], also: Iterable[Key] = ()) -
 
 def segments(observations: Iterable[Obs], start: float, labels_at_start: Key) -> list[tuple[float, Key]]:
     """The charger's labels from ``start`` on: [(from when, labels)], beginning with those it carried at
-    ``start`` (the labels of the meter reading there), then one entry at the first look after ``start`` that
-    shows other labels."""
+    ``start`` (the labels of the meter reading there), then one entry at the first look after ``start`` with a
+    label set not seen before. A look with labels already left is a look back at older scrapes (the raw
+    series' steps look back six minutes), not a change back."""
     out = [(start, labels_at_start)]
+    seen = {labels_at_start}
     for ob in sorted(observations, key=lambda o: o.t):
-        if ob.t > start and ob.labels != out[-1][1]:
+        if ob.t > start and ob.labels not in seen:
             out.append((ob.t, ob.labels))
+            seen.add(ob.labels)
     return out

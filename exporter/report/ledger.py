@@ -96,6 +96,8 @@ class _Group:
     before: float | None  # the look before the first one (another session, or none)
     reasons: list[tuple[str, str]] = field(default_factory=list)
     end_seen: float | None = None  # the first look that showed the end
+    last_ended: Obs | None = None  # the last look that showed it ended: a session never runs again once ended
+    live: Obs | None = None  # the charger's latest scrape, where it shows this session
     clock: bool = False  # the device's times are implausible: the looks' times are used instead
     device_start: float = 0.0
 
@@ -131,9 +133,13 @@ def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> li
         if group is None:
             group = groups[sid] = _Group(sid[0], ob, ob, previous if current != sid else None, device_start=sid[0])
         group.last = ob
+        if ob.live:
+            group.live = ob
         group.reasons.append((ob.start_reason, ob.stop_reason))
-        if group.end_seen is None and ob.end is not None and ob.end >= sid[0]:
-            group.end_seen = ob.t
+        if ob.end is not None and ob.end >= sid[0]:
+            group.last_ended = ob
+            if group.end_seen is None:
+                group.end_seen = ob.t
         previous, current = ob.t, sid
     for group in groups.values():
         _check_clock(group)
@@ -158,13 +164,18 @@ def _check_clock(group: _Group) -> None:
 
 
 def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Session:
-    ob = group.last
+    # A later look without the end is a look back at an older scrape (a label set no longer scraped, looked at
+    # from a later step): the session ended all the same.
+    ob = group.last if group.last.end is not None or group.last_ended is None else group.last_ended
     clock = ("device_clock",) if group.clock else ()
     start_reason = next((r for r, _ in reversed(group.reasons) if r), "")
     meter_start = None if ob.meter_start_j is None else ob.meter_start_j / J_PER_KWH
     if ob.end is None or ob.end < group.device_start:
-        running = latest and ob.live and horizon - ob.t <= fresh
-        energy = ob.energy_j / J_PER_KWH if running and ob.energy_j is not None else None
+        # running only while the charger's latest scrape (recent) shows it running: a look rebuilt from the rules'
+        # changes or a step's look back may be stamped later, but is not a scrape
+        live = group.live
+        running = latest and live is not None and live.end is None and horizon - live.t <= fresh
+        energy = live.energy_j / J_PER_KWH if running and live is not None and live.energy_j is not None else None
         return Session(
             group.start,
             None,
@@ -279,13 +290,19 @@ def summary_readings(
 ) -> list[tuple[float, float, float]]:
     """The meter readings a summary is made of, in time order: (when it is placed, kWh, when it was taken), a
     bound's reading placed at the bound (also what exporter.report.costs splits at price changes)."""
+    # (when it is placed, value, when it was taken). The start's reading is placed at the start, or where it was
+    # taken when that is later (no scrape before the start: a session reading before it still counts); the end's
+    # at the end, and a session reading after it was taken belongs to the next period, whose start is that
+    # same reading (so that the periods of a year add up to the year).
+    taken_end = end if end_time is None or meter_at_end_j is None else end_time
     readings: list[tuple[float, float, float]] = []
     if meter_at_start_j is not None:
-        readings.append((start, meter_at_start_j / J_PER_KWH, start if start_time is None else start_time))
+        taken = start if start_time is None else start_time
+        readings.append((max(start, taken), meter_at_start_j / J_PER_KWH, taken))
     for s in sessions:
-        if start <= s.start < end and s.meter_start_kwh is not None:
+        if start <= s.start < end and s.start <= taken_end and s.meter_start_kwh is not None:
             readings.append((s.start, s.meter_start_kwh, s.start))
-        if s.end is not None and start <= s.end < end and s.meter_stop_kwh is not None:
+        if s.end is not None and start <= s.end < end and s.end <= taken_end and s.meter_stop_kwh is not None:
             readings.append((s.end, s.meter_stop_kwh, s.end))
     if meter_at_end_j is not None:
         readings.append((end, meter_at_end_j / J_PER_KWH, end if end_time is None else end_time))

@@ -95,6 +95,7 @@ class Cost:
     avg_price: Decimal | None
     pieces: tuple[Piece, ...] = ()
     flags: tuple[str, ...] = ()
+    exact: Decimal | None = None  # before rounding: what a group adds up
 
 
 NO_COST = Cost(None, None)
@@ -157,7 +158,7 @@ def cost_of(
     if not known:
         return NO_COST
     if len(readings) < 2:  # no rise between readings: nothing was charged
-        return Cost(Decimal("0.00"), None)
+        return Cost(Decimal("0.00"), None, exact=Decimal(0))
     changes = prices.changes(readings[0][0], readings[-1][0])
     pieces = split(readings, changes, meter_at)
     if pieces is None:
@@ -169,18 +170,19 @@ def cost_of(
     cost = money(exact)
     energy = Decimal(str(round(sum(p.energy_kwh for p in pieces), 6)))
     avg = (exact / energy).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP) if energy > 0 else None
-    return Cost(cost, avg, tuple(pieces))
+    return Cost(cost, avg, tuple(pieces), exact=exact)
 
 
 def total(costs: Sequence[Cost], energy_kwh: float) -> Cost:
-    """A group's cost: the sum of its rows' costs to the cent (the bill adds up), None if any row has none."""
-    if any(c.cost is None for c in costs):
+    """A group's cost (``--by``): its rows' unrounded costs added, rounded once to the cent, as the ledger rounds a
+    group's kWh once; None if any row has none."""
+    if any(c.exact is None for c in costs):
         flags = tuple(dict.fromkeys(f for c in costs for f in c.flags))
         return Cost(None, None, (), flags)
-    cost = sum((c.cost for c in costs if c.cost is not None), Decimal("0.00"))
+    exact = sum((c.exact for c in costs if c.exact is not None), Decimal(0))
     energy = Decimal(str(round(energy_kwh, 6)))
-    avg = (cost / energy).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP) if energy > 0 else None
-    return Cost(cost, avg)
+    avg = (exact / energy).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP) if energy > 0 else None
+    return Cost(money(exact), avg, exact=exact)
 
 
 def meter_lookup(samples: Mapping[float, float]) -> MeterAt:

@@ -113,6 +113,11 @@ def heartbeat_count(span: float) -> str:
     return f"sum(count_over_time({HEARTBEAT}[{max(1, int(span))}s]))"
 
 
+def session_count(matchers: Sequence[str], seconds: float) -> str:
+    """Whether any selected charger's session series was scraped in the ``seconds`` before the evaluation time."""
+    return f"count(count_over_time({selector(START, matchers)}[{max(1, int(seconds))}s]))"
+
+
 def recorded_before(matchers: Sequence[str], seconds: float) -> str:
     """Each recorded series' last change before the evaluation time (the state a period begins with)."""
     return f"last_over_time({recorded_selector(matchers)}[{int(seconds)}s])"

@@ -98,7 +98,7 @@ def fetch_history(
         return history
     rules = source == "rules"
     if source != "raw":
-        coverage = recorded.coverage(client, period.start - DAY, first_end)
+        coverage = recorded.coverage(client, matchers, period.start - DAY, first_end)
         whole = coverage == "all"
         if coverage == "gaps" or (rules and not whole):
             history.notes.append(
@@ -110,10 +110,8 @@ def fetch_history(
     history.source = "rules" if rules else "raw"
     run = _Run(client, period, matchers, lookback, now, drop, on, rules)
     per_series = _observe(run, matchers, period.start, first_end)
-    latest = client.query(promql.session_selector(matchers), now)
-    for key, slots in raw.snapshots(latest).items():
-        # the server's own answer for "now": a charger it still considers scraped (not stale)
-        per_series.setdefault(key, []).extend(raw.obs_from(t, s, run.labels(key), live=True) for t, s in slots.items())
+    for key, ob in raw.latest(client.query(promql.raw_window(matchers, lookback), now), run.labels).items():
+        per_series.setdefault(key, []).append(ob)
     _follow(run, per_series, first_end)
     _build(run, history, per_series)
     return history
@@ -142,7 +140,8 @@ def _follow(run: _Run, per_series: dict[Key, list[Obs]], looked: float) -> None:
             # while its session ran is not open when another shows the session's end
             if obs:
                 last = max(obs, key=lambda o: (o.t, o.end is not None))
-                if last.end is None and last.start is not None and run.period.start <= last.start < run.period.end:
+                ended = any(o.end is not None and o.start == last.start for o in obs)
+                if not ended and last.start is not None and run.period.start <= last.start < run.period.end:
                     open_names.add(identity.name_of(labels))
         if not open_names:
             return

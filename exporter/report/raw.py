@@ -52,6 +52,17 @@ def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[st
     return out
 
 
+def latest(result: Iterable[dict[str, Any]], labels: Labels) -> dict[Key, Obs]:
+    """Each series' last scrape among raw samples (a range vector up to now), at the time it was scraped: the
+    server's own answer for "now". An instant query would stamp it with the query's time, and a series whose
+    target was removed (a job moved to /probe) would look as current as the one that replaced it."""
+    out: dict[Key, Obs] = {}
+    for key, slots in snapshots(result).items():
+        t = max(slots)
+        out[key] = obs_from(t, slots[t], labels(key), live=True)
+    return out
+
+
 def obs_from(t: float, slot: dict[str, Any], labels: Key, *, live: bool = False) -> Obs:
     start, end = slot.get(START), slot.get(END)
     reasons: list[tuple[str, str]] = slot.get(INFO, [])
@@ -96,7 +107,9 @@ def raw_observations(
     crowded steps and the steps that may hide an end asked again as raw scrapes. No step after ``now``: its look
     back would show the current scrapes as if they were older than the live look."""
     first = start - (start % STEP)  # step-aligned: the same steps whichever period asks
-    last = min(now, end - (end % STEP) + STEP)  # one step past the end, so that the last scrapes are in a step
+    last = end - (end % STEP) + STEP  # one step past the end, so that the last scrapes are in a step
+    if last > now:  # steps aligned to now instead, the last one at now
+        first, last = now - math.ceil((now - start) / STEP) * STEP, now
     parts_of = chunks(first, last)
     jobs = [(name, c) for name in SESSION_SERIES for c in parts_of]
 

@@ -23,18 +23,31 @@ CHUNK = 7 * 86_400.0  # about 300,000 samples for 200 chargers: a response of so
 BEFORE = 400 * 86_400.0  # how far back the state at the start is looked for
 
 
-def coverage(client: PromClient, start: float, end: float) -> str:
-    """How the rules' heartbeat covered [start, end]: "all" (every minute), "gaps" or "none" (no rules)."""
+def coverage(client: PromClient, matchers: Sequence[str], start: float, end: float) -> str:
+    """How the rules' heartbeat covered [start, end] where the chargers were scraped: "all", "gaps" (a minute
+    without it between two with it, or the chargers scraped before it began or after it stopped) or "none" (the
+    rules never ran). Before the first and after the last heartbeat only the raw series say whether it matters:
+    a history that begins, or a server that stopped, is no gap."""
     if not client.query(promql.heartbeat_count(end - start), end):
         return "none"
     step = promql.COVER_STEP
+    minutes: list[tuple[float, bool]] = []
     t = start
     while t < end:  # pieces of 11,000 steps (Prometheus' limit per query_range)
         b = min(end, t + 10_999 * step)
         for series in client.query_range(promql.heartbeat_covered(), t, b, step):
-            if any(float(v) < 1 for _, v in series.get("values", [])):
-                return "gaps"
+            minutes += [(float(at), float(v) >= 1) for at, v in series.get("values", [])]
         t = b + step
+    covered = [at for at, ok in sorted(minutes) if ok]
+    if not covered:
+        return "gaps"
+    first, last = covered[0], covered[-1]
+    if any(not ok and first < at < last for at, ok in minutes):
+        return "gaps"
+    edges = [(start, first - promql.COVER_WINDOW), (last, end)]
+    for a, b in edges:
+        if b - a > step and client.query(promql.session_count(matchers, b - a), b):
+            return "gaps"
     return "all"
 
 

@@ -7,6 +7,7 @@ chargers, never on whether the period has data, so that monthly files line up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from exporter.report import ledger
@@ -148,10 +149,19 @@ def summary_rows(
     rows: list[Row] = []
     for value, (summary, members) in sorted(groups.items()):
         row: Row = {by: value, **_bounds(period), "chargers": len(members), **_energy(summary)}
-        if costs is not None:  # the group's cost: its rows' costs to the cent, added (the bill adds up)
-            _cost_fields(row, total(priced[value], summary.energy_kwh), currency)
+        if costs is not None:  # rounded once, as the group's kWh is (README, --by)
+            _cost_fields(row, _group_cost(costs, priced[value], summary), currency)
         rows.append(row)
     return columns, rows
+
+
+def _group_cost(costs: Costs, members: Sequence[Cost], summary: ledger.Summary) -> Cost:
+    if costs.price is None or any(c.cost is None for c in members):
+        return total(members, summary.energy_kwh)
+    cost = ledger.cost(summary.energy_kwh, costs.price)
+    kwh = Decimal(repr(round(summary.energy_kwh, 3)))
+    avg = None if cost is None or kwh <= 0 else (cost / kwh).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    return Cost(cost, avg)
 
 
 def _per_charger(

@@ -178,6 +178,7 @@ class Replica:
 
     labels: dict[str, str]
     missed: Callable[[int], bool] = lambda _: False
+    phase: float = 0.0  # its scrapes this long after the other's
 
 
 def history(
@@ -199,7 +200,7 @@ def history(
             n = int((b - a) // every)
             shown: list[dict[tuple[str, tuple[tuple[str, str], ...]], float] | None] = []
             for k in range(n + 1):
-                t = a + k * every
+                t = a + k * every + replica.phase
                 if replica.missed(k):
                     shown.append(None)
                     continue
@@ -207,7 +208,7 @@ def history(
                 shown.append(expo)
                 for (name, key), v in expo.items():
                     add(SERIES[name], key, t, v)
-            _record(shown, a, every, rule_gaps, add, beats)
+            _record(shown, a + replica.phase, every, rule_gaps, add, beats)
         for t in sorted(beats):
             add("pulsatrix:ledger_recording", tuple(sorted(extra)), t, 1.0)
     return [
