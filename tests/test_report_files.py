@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,8 +13,9 @@ import openpyxl
 import pytest
 
 from exporter.cli import main
-from exporter.report.outfile import OutputError, write_atomic
+from exporter.report.outfile import OutputError, ReportInfo, write_atomic
 from exporter.report.periods import period_from_args
+from exporter.report.xlsx import render_xlsx
 from tests.support.promfake import FakeState, fake_prometheus
 
 MARCH = ("--month", "2026-03", "--tz", "Europe/Berlin")
@@ -242,3 +244,27 @@ def test_the_three_ways_to_price_exclude_each_other(capsys: pytest.CaptureFixtur
         second = extra[2]
         first = extra[0]
         assert capsys.readouterr().err.endswith(f"error: argument {second}: not allowed with argument {first}\n")
+
+
+def test_a_summary_spreadsheet_totals_its_groups_and_explains_its_flags(tmp_path: Path) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    info = ReportInfo(
+        "summary", "2026-03", 1_772_319_600.0, 1_774_994_400.0, berlin, "Europe/Berlin", "http://prometheus:9090",
+        "rules", "price 0.30", "EUR", 1_775_000_000.0, ("site=~\"depot-.*\"",), ("meter_reset",),
+    )  # fmt: skip
+    columns = ["site", "energy_kwh", "sessions", "chargers", "flags", "cost", "currency", "avg_price"]
+    rows = [
+        {"site": "depot-1", "energy_kwh": 21860.424, "sessions": 1706, "chargers": 50, "flags": "",
+         "cost": Decimal("6558.13"), "currency": "EUR", "avg_price": Decimal("0.3000")},
+        {"site": "depot-2", "energy_kwh": 22114.355, "sessions": 1655, "chargers": 50, "flags": "meter_reset",
+         "cost": None, "currency": "EUR", "avg_price": None},
+    ]  # fmt: skip
+    target = tmp_path / "sites.xlsx"
+    target.write_bytes(render_xlsx(info, columns, rows))
+    book = openpyxl.load_workbook(target, data_only=True)
+    sheet = book["summary"]
+    assert [c.value for c in sheet[4]] == ["Total", 43974.779, 3361, 100, None, 6558.13, None, None]
+    assert sheet["E3"].value == "meter_reset" and sheet["F3"].value is None  # a flagged row: no cost, never 0
+    params = {r[0].value: r[1].value for r in book["report"].iter_rows(min_row=2) if r[0].value}
+    assert str(params["meter_reset"]).startswith("the meter was replaced or reset")
+    assert params["matchers"] == 'site=~"depot-.*"'
