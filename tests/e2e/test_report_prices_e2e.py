@@ -15,14 +15,17 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pytest
 
+from exporter.report.outfile import ReportInfo
+from exporter.report.statement import render_statement
 from tests.support.browser import open_page
 from tests.support.servers import Prometheus, find_binary, promtool, run_prometheus
 
@@ -280,3 +283,36 @@ def test_a_price_expression_is_evaluated_once_a_minute(prometheus: Prometheus) -
         truth.append(expected_cost(run, changes))
     assert [str(c) for c in truth] == ["4.44", "1.89"]  # 37 s later per change than the raw samples: < 1 cent
     assert [r["cost"] for r in rows if r["charger"] != "garage"] == [float(c) for c in truth]
+
+
+async def test_a_long_statement_prints_with_every_row_whole_and_the_header_on_every_page(tmp_path: Path) -> None:
+    """120 sessions over four A4 pages: each row's text is on one page, whole; each page's table starts with the
+    header; no column is cut at the right edge (the flags column's header is on every page)."""
+    start = datetime(2026, 3, 1, 8, 0, tzinfo=BERLIN)
+    sessions: list[dict[str, Any]] = []
+    for i in range(120):
+        s = start + timedelta(hours=6 * i)
+        sessions.append({
+            "charger": f"bay-{i % 3 + 1}", "start": s.isoformat(), "end": (s + timedelta(minutes=95)).isoformat(),
+            "energy_kwh": 7.5, "meter_start_kwh": 1000 + 7.5 * i, "meter_stop_kwh": 1007.5 + 7.5 * i,
+            "status": "ended", "flags": "meter_reset unpriced" if i == 50 else "", "cost": Decimal("2.25"),
+        })  # fmt: skip
+    info = ReportInfo(
+        "sessions", "2026-03", at("2026-03-01T00:00:00"), at("2026-04-01T00:00:00"), BERLIN, "Europe/Berlin",
+        "http://prometheus:9090", "rules", "0.3 EUR/kWh at every hour (--price)", "EUR", at("2026-04-01T00:30:00"),
+        flags=("meter_reset", "unpriced"),
+    )  # fmt: skip
+    page = tmp_path / "long.html"
+    page.write_text(render_statement(info, sessions, [], ["site"]), encoding="utf-8")
+    pdf_path = tmp_path / "long.pdf"
+    await open_page(page.as_uri(), 900, f"--print-to-pdf={pdf_path}", "--no-pdf-header-footer")
+    pdf = pdfium.PdfDocument(str(pdf_path))
+    pages = [pdf[i].get_textpage().get_text_range().splitlines() for i in range(len(pdf))]
+    assert len(pages) >= 3
+    header = "charger start end energy (kWh) meter start meter stop status cost flags"
+    assert all(lines[0] == header for lines in pages[1:]), [lines[0] for lines in pages]
+    text = [line for lines in pages for line in lines]
+    for row in sessions:
+        when = datetime.fromisoformat(row["start"]).strftime("%Y-%m-%d %H:%M")
+        whole = [line for line in text if f"{row['charger']} {when} " in line]
+        assert len(whole) == 1 and whole[0].endswith(("2.25 EUR", "2.25 EUR meter_reset")), (when, whole)
