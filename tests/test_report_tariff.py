@@ -181,3 +181,14 @@ def test_the_readmes_tariff_is_the_issues_example_and_loads() -> None:
     days = "# optional: every day"
     assert block == ISSUE_EXAMPLE.replace(days, f"{days} (the days a window starts on)")
     assert parse_tariff(block, "README").describe() == schedule().tariff.describe()
+
+
+def test_a_file_of_endless_problems_stops_at_a_hundred() -> None:
+    # one bad mapping, referenced a thousand times by a YAML alias
+    text = "bad: &w {" + ", ".join(f"k{i}: 1" for i in range(500)) + "}\ntariffs: [" + ", ".join(["*w"] * 1000) + "]\n"
+    with pytest.raises(TariffError) as caught:
+        parse_tariff(text, "bomb.yml")
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "bomb.yml: more than 100 problems in tariff"
+    assert lines[1] == "  bomb.yml: bad: unknown key (expected currency, tariffs)"
+    assert lines[-1] == "  bomb.yml: ... and more: stopped after the first 100 problems"

@@ -44,6 +44,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 MINUTES_A_DAY = 1440
+MAX_PROBLEMS = 100  # as the exporter's config errors show
 
 
 class TariffError(ValueError):
@@ -54,7 +55,9 @@ class TariffError(ValueError):
         if len(self.problems) == 1:
             text = f"{source}: {self.problems[0]}"
         else:
-            lines = [f"{source}: {len(self.problems)} problems in tariff", *(f"  {source}: {p}" for p in self.problems)]
+            many = self.problems[-1].startswith("... and more")
+            count = f"more than {MAX_PROBLEMS}" if many else str(len(self.problems))
+            lines = [f"{source}: {count} problems in tariff", *(f"  {source}: {p}" for p in self.problems)]
             text = "\n".join(lines)
         super().__init__(text)
 
@@ -117,12 +120,19 @@ def _hhmm(minute: int) -> str:
 # -- reading ---------------------------------------------------------------------------------------------------------
 
 
+class _TooMany(Exception):
+    """More problems than a person reads: the file is not a tariff (or an alias multiplies one mapping)."""
+
+
 class _Reader:
     def __init__(self) -> None:
         self.problems: list[str] = []
 
     def error(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.problems.append("... and more: stopped after the first 100 problems")
+            raise _TooMany
 
     def keys(self, path: str, obj: Mapping[Any, Any], allowed: Sequence[str], required: Sequence[str]) -> None:
         for key in obj:
@@ -218,6 +228,13 @@ def parse_tariff(text: str, source: str = "tariff") -> TariffFile:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise TariffError(source, [f"{where}{problem}"]) from None
     r = _Reader()
+    try:
+        return _read(r, doc, source)
+    except _TooMany:
+        raise TariffError(source, r.problems) from None
+
+
+def _read(r: _Reader, doc: Any, source: str) -> TariffFile:
     top = r.mapping("", doc) if doc is not None else None
     if doc is None:
         r.error("", "empty: expected a mapping with currency and tariffs")
