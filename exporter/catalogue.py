@@ -343,7 +343,8 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "exporter",
         "Failed endpoint fetches by reason: timeout, connect, http_status, unauthorized, invalid_json, "
         "invalid_payload, exporter_error (an exporter bug), exporter_fds (the exporter ran out of file "
-        "descriptors), throttled (no polling slot before the deadline). A series appears with the first error of "
+        "descriptors), throttled (no polling slot before the deadline), scrape_timeout (the scrape's timeout ran "
+        "out before the charger's own). A series appears with the first error of "
         "its endpoint and reason; "
         "alert on pulsatrix_scrape_failures_total, which starts at 0.",
         ("endpoint", "reason"),
