@@ -17,7 +17,6 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter.cli import protect
 from exporter.config import load_config
 from exporter.config.web import load_web_config
 from exporter.serve import tls
@@ -110,8 +109,7 @@ def served(
     web_yml.write_text("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n")
     live = LiveWebConfig(web_yml, load_web_config(web_yml))
     config = write_config(tmp_path / "pulsatrix.yml", fleet, ["garage"])
-    app = create_app(load_config(config), enable_lifecycle=True)
-    protect(app, live)
+    app = create_app(load_config(config), enable_lifecycle=True, web_config=live)
     return web_yml, live, app
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import ChargerConfig
@@ -72,6 +72,14 @@ class ExporterHealth:
                 self.counters[charger.name] = ChargerCounters()
                 self.status[charger.name] = ChargerStatus()
         self.chargers = {c.name: c for c in chargers}
+
+    def tracks(self, name: str) -> bool:
+        """Whether charger ``name`` is configured (a reload may have removed it since a poll began)."""
+        return name in self.counters
+
+    def statuses(self) -> Mapping[str, ChargerStatus]:
+        """Each configured charger's last status, by name."""
+        return self.status
 
     def record(self, results: Iterable[ChargerResult], now: float | None = None) -> None:
         """Count one completed poll per result; call it once per poll, never for a reading served again."""

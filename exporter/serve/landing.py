@@ -106,7 +106,7 @@ def _row(charger: ChargerConfig, status: ChargerStatus, word: str, now: float) -
     )
 
 
-def render_index(
+def index_page(
     chargers: Sequence[ChargerConfig], statuses: Mapping[str, ChargerStatus], *, version: str, source: str, now: float
 ) -> str:
     """The whole page: banner (demo mode), summary, when it was rendered, and one row per charger, worst first."""

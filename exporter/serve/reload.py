@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -81,7 +81,10 @@ def describe_changes(old: Config, new: Config) -> str:
 
 
 class Reloader:
-    def __init__(self, path: Path | None, fleet: Fleet) -> None:
+    """Re-reads ``path`` into ``fleet``, then runs each of ``also`` (the web config's re-read: a line each), one
+    reload at a time."""
+
+    def __init__(self, path: Path | None, fleet: Fleet, also: Sequence[Callable[[], str]] = ()) -> None:
         self.path = path
         self.fleet = fleet
         self.successful = True  # the config the exporter started with was valid, or it would not have started
@@ -89,8 +92,8 @@ class Reloader:
         self._running: asyncio.Task[tuple[bool, str]] | None = None  # the reload reading or applying now
         self._queued: asyncio.Task[tuple[bool, str]] | None = None  # the one that starts when it ends
         self.runs = 0  # reloads actually run (for tests and curiosity)
-        # Called after each config reload, applied or not (the command line's web config re-read): a line each.
-        self.also: list[Callable[[], str]] = []
+        # Called after each config reload, applied or not (the web config's re-read): a line each.
+        self.also = tuple(also)
 
     def __repr__(self) -> str:
         return f"Reloader({str(self.path) if self.path else None!r})"

@@ -34,14 +34,13 @@ from exporter.simulator.device import (
 from exporter.simulator.faults import FAULTS, TRANSPORT_FAULTS, set_fault
 from exporter.simulator.script import Script, ScriptedCharger, ScriptedSession, ScriptError, load_script, parse_script
 from exporter.simulator.server import (
-    SCRIPT,
     SIM_BACKLOG,
     base_url,
     config_snippet,
     create_simulator_app,
     start_simulator,
 )
-from exporter.simulator.stats import STATS, SimStats
+from exporter.simulator.stats import SimStats
 
 __all__ = [
     "CHARGING",
@@ -52,11 +51,9 @@ __all__ = [
     "FAULTS",
     "IDLE",
     "POWER_FACTOR",
-    "SCRIPT",
     "SIMULATOR",
     "SIM_BACKLOG",
     "SITES",
-    "STATS",
     "SUSPENDED",
     "TRANSPORT_FAULTS",
     "Script",

@@ -18,7 +18,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from exporter.simulator.device import ENDPOINTS, SimCharger
-from exporter.simulator.stats import DEVICE_GET_ROUTE
+from exporter.simulator.script import ScriptRun
+from exporter.simulator.stats import DEVICE_GET_ROUTE, SimStats
 
 
 @dataclass(slots=True)
@@ -37,12 +38,15 @@ class SimAuth:
 
 @dataclass(slots=True)
 class Simulator:
-    """The chargers one simulator app serves, its auth and its clock (Unix seconds; sped up in script mode)."""
+    """One simulator app's state: the chargers it serves, its auth and its clock (Unix seconds; sped up in script
+    mode); with a script, the scripted run it drives; with the fault routes, the statistics of what it is asked."""
 
     chargers: dict[str, SimCharger]
     auth: SimAuth = field(default_factory=SimAuth)
     clock: Callable[[], float] = time.time
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    script: ScriptRun | None = None
+    stats: SimStats | None = None
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
