@@ -392,6 +392,17 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         per_charger=False,
     ),
     _m(
+        "pulsatrix_exporter_connections_refused_total",
+        "counter",
+        "connections",
+        "exporter",
+        "Connections to the exporter's port refused at the cap (--web.max-connections) because every connection "
+        "was busy and their client address held its share, or busy ones closed to make room for another address "
+        "(each address gets a share of the cap; an IPv6 one counts by its /64). Rising while your scrapers are "
+        "the only clients: raise --web.max-connections.",
+        per_charger=False,
+    ),
+    _m(
         "pulsatrix_exporter_config_last_reload_successful",
         "gauge",
         "1/0",

@@ -157,6 +157,7 @@ class Poller:
         self._poll_limit = 0.0  # the latest its deadline may be pushed to: its start + the charger's timeout
         self._last: ChargerResult | None = None
         self._last_started = 0.0  # event-loop time at which the last completed poll started
+        self.polled = False  # ever asked to poll (its connections may be open): the fleet counts its sockets
         self._queued = False  # the poll in flight still waits for a max_concurrency slot
         self._bugs = OncePerKind(log)
 
@@ -311,6 +312,7 @@ class Fleet:
         self._session_shape: tuple[int, float] = (0, 0.0)  # (connection limit, keep-alive) of the session
         self._retired: set[asyncio.Task[None]] = set()
         self.parse_pool: ThreadPoolExecutor | None = None  # started with the fleet, for large bodies
+        self._polled = 0  # pollers of this session that were ever asked to poll
 
     def __repr__(self) -> str:
         return f"Fleet({len(self.pollers)} chargers from {self.config.source!r})"
@@ -358,10 +360,24 @@ class Fleet:
         self.pollers = pollers
         self.config = config
         self.health.apply(config.chargers)
+        if new_session:  # the new pollers' connections are yet to be made; so are the adopted polls'
+            for poller in pollers.values():
+                poller.polled = False
+        self._polled = sum(poller.polled for poller in pollers.values())
+
+    def sockets_in_use(self) -> int:
+        """The sockets to chargers the exporter may hold now: one per endpoint of each charger polled since the
+        session started (kept alive between scrapes), within the session's pool. An ``/sd``-sharded replica polls
+        only its share of the configured chargers."""
+        return min(len(ENDPOINTS) * self._polled, self._session_shape[0])
 
     async def read(self, pollers: Sequence[Poller], budget: float | None) -> list[Reading]:
         """A reading of each charger, concurrently; each under its own deadline (its timeout, capped by budget)."""
         now = asyncio.get_running_loop().time()
+        for poller in pollers:
+            if not poller.polled:
+                poller.polled = True
+                self._polled += 1
         return list(
             await asyncio.gather(
                 *(p.read(now + max(deadline_after(p.charger, budget), 0.0), now + p.charger.timeout) for p in pollers)
