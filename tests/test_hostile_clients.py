@@ -9,6 +9,7 @@ import resource
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import yaml
 
@@ -106,3 +107,54 @@ def test_an_ipv6_client_is_budgeted_by_its_64() -> None:
     assert key("2001:db8:1:3::1") != key("2001:db8:1:2::1")
     assert key("::ffff:192.0.2.7") == key("192.0.2.7") == "192.0.2.7"
     assert key("fe80::1%eth0") == "fe80::/64"
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def peak_rss_during(pid: int, work: asyncio.Future[Any]) -> int:
+    peak = rss_bytes(pid)
+    while not work.done():
+        peak = max(peak, rss_bytes(pid))
+        await asyncio.sleep(0.02)
+    await work
+    return max(peak, rss_bytes(pid))
+
+
+async def test_concurrent_scrapes_and_clients_that_never_read_do_not_multiply_memory(tmp_path: Path) -> None:
+    """300 chargers, 90 of them hung: 100 concurrent /metrics, then 100 clients that send /metrics and never read
+    the reply. Each raises the exporter's RSS by less than 60 MiB."""
+    with run_simulator(tmp_path / "sim", chargers=300) as simulator:
+        names = simulator_names(simulator)
+        for name in names[:90]:
+            set_fault(simulator, name, "hang")
+        config = tmp_path / "pulsatrix.yml"
+        chargers = [{"name": n, "url": f"{simulator.url}/{n}"} for n in names]
+        config.write_text(yaml.safe_dump({"timeout": 2, "chargers": chargers}))
+        with run_exporter(config, tmp_path / "exporter") as exporter:
+            pid = exporter.proc.pid
+            path = "/metrics"
+            for _ in range(2):  # warm: connections, caches, the allocator's arenas
+                status, _ = await get_once(exporter.port, path)
+                assert status == 200
+            baseline = rss_bytes(pid)
+            storm = asyncio.gather(*(get_once(exporter.port, path) for _ in range(100)))
+            peak = await peak_rss_during(pid, storm)
+            assert [status for status, _ in storm.result()] == [200] * 100
+            assert peak - baseline < 60 << 20, f"100 concurrent scrapes: +{(peak - baseline) >> 20} MiB"
+
+            silent: list[asyncio.StreamWriter] = []
+            for _ in range(100):
+                _, writer = await asyncio.open_connection("127.0.0.1", exporter.port, limit=1024)
+                cast(asyncio.ReadTransport, writer.transport).pause_reading()  # never reads a byte of the reply
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: exporter\r\n\r\n".encode())
+                silent.append(writer)
+            waiting = asyncio.ensure_future(asyncio.sleep(4.0))  # the chargers' 2 s, and the replies written
+            peak = await peak_rss_during(pid, waiting)
+            for writer in silent:
+                writer.close()
+            assert peak - baseline < 60 << 20, f"100 clients that never read: +{(peak - baseline) >> 20} MiB"

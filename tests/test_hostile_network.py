@@ -150,3 +150,19 @@ def test_a_shrink_from_1000_chargers_to_10_returns_the_fds(tmp_path: Path) -> No
             left = open_fds(exporter.proc.pid)
     assert [get(samples, "pulsatrix_up", charger=n) for n in names[:10]] == [1.0] * 10
     assert left <= 200, f"{left} fds still open of {held}"
+
+
+async def test_the_status_page_is_gzipped_for_a_client_that_takes_it(
+    make_fleet: MakeFleet, exporter_client: MakeClient
+) -> None:
+    fleet = await make_fleet(200)
+    client = await exporter_client(fleet.config())
+    await client.get("/metrics")
+    zipped = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = await zipped.text()  # decompressed by the client
+    assert '<p class="summary">200 chargers: 200 up, 0 partial, 0 down</p>' in page
+    plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    assert (await plain.text()).count("<tr>") == page.count("<tr>")
