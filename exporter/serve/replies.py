@@ -50,15 +50,27 @@ class SharedReplies:
 
     def __init__(self) -> None:
         self._assembling: dict[Hashable, list[tuple[float | None, asyncio.Task[Reply]]]] = {}
+        self._recent: dict[Hashable, tuple[float, Reply]] = {}  # key -> (loop time it was made, reply)
         self.shared = 0  # requests that got another one's reply (for tests and curiosity)
 
     def __repr__(self) -> str:
         return f"SharedReplies({sum(map(len, self._assembling.values()))} being assembled, {self.shared} shared)"
 
-    async def get(self, key: Hashable, deadline: float | None, assemble: Callable[[], Awaitable[Reply]]) -> Reply:
-        """The reply for ``key``: one being assembled for a scrape with a compatible ``deadline`` (event-loop
-        time; None for a scrape without a budget), or a new one. A client that goes away never cancels the
-        assembly the others wait for."""
+    async def get(
+        self,
+        key: Hashable,
+        deadline: float | None,
+        assemble: Callable[[], Awaitable[Reply]],
+        fresh_for: float = 0.0,
+    ) -> Reply:
+        """The reply for ``key``: one made less than ``fresh_for`` seconds ago, one being assembled for a scrape
+        with a compatible ``deadline`` (event-loop time; None for a scrape without a budget), or a new one. A
+        client that goes away never cancels the assembly the others wait for."""
+        now = asyncio.get_running_loop().time()
+        recent = self._recent.get(key)
+        if recent is not None and now - recent[0] < fresh_for:
+            self.shared += 1
+            return recent[1]
         for other, task in self._assembling.get(key, ()):
             if _joins(other, deadline):
                 self.shared += 1
@@ -67,7 +79,10 @@ class SharedReplies:
         entry = (deadline, task)
         self._assembling.setdefault(key, []).append(entry)
         task.add_done_callback(lambda done: self._done(key, entry))
-        return await asyncio.shield(task)
+        reply = await asyncio.shield(task)
+        if fresh_for > 0:
+            self._recent[key] = (now, reply)
+        return reply
 
     def _done(self, key: Hashable, entry: tuple[float | None, asyncio.Task[Reply]]) -> None:
         entries = self._assembling.get(key, [])
