@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.config.web import WebConfig, WebConfigError, load_web_config
+from exporter.eventloop import EventLoop
+from exporter.eventloop import choose as choose_loop
 from exporter.serve.bind import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, BindError, bind, url
 from exporter.serve.serverlog import hide_malformed_requests
 
 if TYPE_CHECKING:  # aiohttp is imported where the exporter serves: --check-config runs faster without it
     from aiohttp import web
 
-    from exporter.serve.tls import LiveWebConfig
+    from exporter.serve.webconfig import LiveWebConfig
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: info)",
     )
+    add_event_loop_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # `report` has its own parser (exporter.report.command); listed here so that --help names it.
     sub.add_parser("report", help="energy ledger: sessions and per-period kWh and cost from Prometheus (report -h)")
@@ -187,7 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (info)"
     )
+    add_event_loop_argument(sim)
     return parser
+
+
+def add_event_loop_argument(parser: argparse.ArgumentParser) -> None:
+    from exporter.eventloop import CHOICES, ENV
+
+    parser.add_argument(
+        "--event-loop",
+        metavar="LOOP",
+        default=None,
+        help=f"asyncio event loop: {', '.join(CHOICES)} (default: ${ENV}, else auto: uvloop where installed)",
+    )
 
 
 def setup_logging(level: str) -> None:
@@ -203,10 +218,10 @@ async def _demo_app(
     n: int, speed: float, *, enable_lifecycle: bool = False, web_config: LiveWebConfig | None = None
 ) -> web.Application:
     from exporter.serve.app import create_app
-    from exporter.simulator import SITES, start_simulator
+    from exporter.simulator import site_of, start_simulator
 
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=n, speed=speed)
-    labels = {name: {"site": SITES[i % len(SITES)], **SIMULATED_LABELS} for i, name in enumerate(names)}
+    labels = {name: {"site": site_of(i), **SIMULATED_LABELS} for i, name in enumerate(names)}
     config = demo_config(base_url, names, labels)
     log.warning(
         "DEMO MODE: exporting %d simulated charger(s) served in-process at %s, not real devices; every charger series "
@@ -244,7 +259,7 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     try:
         script = load_script(args.script) if args.script is not None else None
     except ScriptError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.message(), file=sys.stderr)
         return 1
     try:
         app = create_simulator_app(
@@ -276,7 +291,8 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     print(config_snippet(app_names(app), base_url(host, port), basic=basic, bearer_env=args.bearer), flush=True)
     from aiohttp import web
 
-    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0)
+    log.info("simulate: event loop: %s", args.loop.describe())
+    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0, loop=args.loop.new_loop())
     return 0
 
 
@@ -315,6 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    from exporter.eventloop import ENV, EventLoopError
+
+    try:
+        args.loop = choose_loop(args.event_loop or os.environ.get(ENV) or "auto")
+    except EventLoopError as exc:
+        parser.error(str(exc))
     if args.command == "simulate":
         return _run_simulator(args, parser)
 
@@ -329,12 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            errors.append(exc.render())
+            errors.append(exc.message())
     if args.web_config_file is not None:
         try:
             web_config = load_web_config(args.web_config_file)
         except WebConfigError as exc:
-            errors.append(exc.render())
+            errors.append(exc.message())
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1
@@ -345,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from exporter.scrape.fetch import connection_limit
-    from exporter.serve.tls import LiveWebConfig
+    from exporter.serve.webconfig import LiveWebConfig
 
     live = LiveWebConfig(web_config.source, web_config) if web_config is not None else None
     if config is None:
@@ -370,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         max_connections=args.web_max_connections,
         charger_sockets=charger_sockets,
+        loop=args.loop,
     )
 
 
@@ -385,6 +408,7 @@ def _serve(
     shutdown_timeout: float,
     max_connections: int | None = None,
     charger_sockets: int = 0,
+    loop: EventLoop | None = None,
 ) -> int:
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
@@ -423,6 +447,8 @@ def _serve(
         cap,
         fd_limit,
     )
+    loop = loop or choose_loop()
+    log.info("event loop: %s", loop.describe())
     run(
         make_app(),
         sockets,
@@ -430,6 +456,7 @@ def _serve(
         shutdown_timeout=shutdown_timeout,
         max_connections=max_connections,  # None: the default, recomputed as chargers are polled (sharded replicas)
         fd_limit=fd_limit,
+        new_loop=loop.new_loop,
     )
     log.info("stopped")
     return 0

@@ -47,7 +47,7 @@ def test_power_is_consistent_with_voltage_current_and_phases() -> None:
     charger = make_chargers(1, now=T0)[0]  # starts Charging
     charger.advance(T0 + 30)
     body = charger.charging()
-    reading = parse_values("charging", body).reading
+    reading = parse_values("charging", body).values
     assert charger.state == CHARGING
     volts, amps = reading["pulsatrix_voltage_volts"], reading["pulsatrix_current_amperes"]
     power = reading["pulsatrix_active_power_watts"]

@@ -4,7 +4,7 @@
 coalesces concurrent polls, serves readings younger than ``min_interval`` again and updates the long-lived health
 state once per poll), then render a registry built for this one scrape. Nothing is fetched inside ``collect()``.
 ``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.serve.reload`) and the web config
-(:mod:`exporter.serve.tls`).
+(:mod:`exporter.serve.webconfig`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from exporter.serve.auth import BasicAuthGate
 from exporter.serve.landing import index_page
 from exporter.serve.reload import Reloader
 from exporter.serve.replies import Reply, SharedReplies, send
-from exporter.serve.tls import LiveWebConfig
+from exporter.serve.webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter.app")
 
@@ -98,12 +98,13 @@ class Exporter:
 
     Everything it works with arrives through the constructor: the ``fleet`` (the chargers' pollers and the HTTP
     session; the running config is ``fleet.config``, which a reload replaces), their ``health``, the ``reloader``,
-    the ``registry`` of the metrics prometheus_client collects, and, with ``--web.config.file``, the live
-    ``web_config`` and the basic-auth ``gate`` its users are checked by. ``lifecycle`` (``--web.enable-lifecycle``)
-    allows ``POST /-/reload``; ``tune_gc`` tunes the process's garbage collector once started; ``cleanups`` close
-    what the caller started for the app (the demo's in-process simulator). Only the app's lifecycle changes its
-    state: the render threads (a pool of its own: the default one is shared with whatever else uses it, and
-    nothing must hold up a reply), readiness, each route's last render time and the reloads in progress.
+    the ``registry`` of the metrics prometheus_client collects, and, with ``--web.config.file``, the basic-auth
+    ``gate`` in front of every route (the live web config gives it its users; the reloader re-reads that config).
+    ``lifecycle`` (``--web.enable-lifecycle``) allows ``POST /-/reload``; ``tune_gc`` tunes the process's garbage
+    collector once started; ``cleanups`` close what the caller started for the app (the demo's in-process
+    simulator). Only the app's lifecycle changes its state: the render threads (a pool of its own: the default one
+    is shared with whatever else uses it, and nothing must hold up a reply), readiness, each route's last render
+    time and the reloads in progress.
     """
 
     def __init__(
@@ -113,7 +114,6 @@ class Exporter:
         reloader: Reloader,
         registry: CollectorRegistry,
         *,
-        web_config: LiveWebConfig | None = None,
         gate: BasicAuthGate | None = None,
         lifecycle: bool = False,
         tune_gc: bool = False,
@@ -123,7 +123,6 @@ class Exporter:
         self.health = health
         self.reloader = reloader
         self.registry = registry
-        self.web_config = web_config
         self.lifecycle = lifecycle
         self.render_pool: ThreadPoolExecutor | None = None
         self.ready = False
@@ -192,8 +191,8 @@ class Exporter:
 
     async def _tune_gc(self, _: web.Application) -> None:
         """Once started: what exists now (modules, config, one client per charger) lives as long as the process, so
-        the garbage collector need never look at it again (gc.freeze); and it runs less often. At N = 1,000 this
-        takes about a third off the exporter's CPU per scrape (bench/fleet.py)."""
+        the garbage collector need never look at it again (gc.freeze); and it runs less often. Together a large share
+        of the CPU a scrape of many chargers costs (docs/benchmark/client_paths.md, with and without them)."""
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -246,7 +245,7 @@ class Exporter:
 
         def render() -> tuple[bytes, str]:
             body, content_type = exposition(families, accept, extra)
-            # Level 1: a third of level 6's CPU for 1,000 chargers (25 vs 75 ms), 13 % more bytes (256 vs 227 KiB).
+            # Level 1: well under half of level 6's CPU for some more bytes (docs/benchmark/gzip-level.md).
             return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
         if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
@@ -380,7 +379,6 @@ def create_app(
         health,
         reloader,
         own_registry(),
-        web_config=web_config,
         gate=web_config.gate if web_config is not None else None,
         lifecycle=enable_lifecycle,
         tune_gc=tune_gc,

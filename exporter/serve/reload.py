@@ -11,8 +11,8 @@ own metrics of the same name do.
 Requests coalesce (a flood of ``POST /-/reload`` or SIGHUPs): at most one reload runs and at most one more waits
 behind it. A request that arrives while a reload runs is served by the next one, which starts after it and reads
 the file as it is then, so it covers every request that came in meanwhile; a request that arrives while that next
-one still waits joins it. Twenty concurrent POSTs cost at most two reloads, not twenty (one reload of a
-5,000-charger config costs ~3 s of CPU).
+one still waits joins it. Twenty concurrent POSTs cost at most two reloads, not twenty (a reload of thousands of
+chargers costs seconds of CPU: docs/benchmark/config_load.md).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class Reloader:
                 exc.source,
                 "; ".join(exc.problems),
             )
-            return False, exc.render()
+            return False, exc.message()
         except Exception as exc:  # a bug while reading: say so, keep running
             self.successful = False
             log.exception("config reload failed, the running config stays")

@@ -25,11 +25,14 @@ from exporter.simulator.device import (
     ENDPOINTS,
     IDLE,
     POWER_FACTOR,
+    SITE_CAPACITY_W,
     SITES,
     SUSPENDED,
     SimCharger,
     SimLimits,
+    SiteLoadManager,
     make_chargers,
+    site_of,
 )
 from exporter.simulator.faults import FAULTS, TRANSPORT_FAULTS, set_fault
 from exporter.simulator.script import Script, ScriptedCharger, ScriptedSession, ScriptError, load_script, parse_script
@@ -54,6 +57,7 @@ __all__ = [
     "SIMULATOR",
     "SIM_BACKLOG",
     "SITES",
+    "SITE_CAPACITY_W",
     "SUSPENDED",
     "TRANSPORT_FAULTS",
     "Script",
@@ -65,6 +69,7 @@ __all__ = [
     "SimLimits",
     "SimStats",
     "Simulator",
+    "SiteLoadManager",
     "base_url",
     "config_snippet",
     "create_simulator_app",
@@ -72,5 +77,6 @@ __all__ = [
     "make_chargers",
     "parse_script",
     "set_fault",
+    "site_of",
     "start_simulator",
 ]

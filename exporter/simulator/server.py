@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from exporter.simulator.api import SIMULATOR, SimAuth, Simulator, add_device_routes, require_auth
-from exporter.simulator.device import SimCharger, make_chargers
+from exporter.simulator.device import SimCharger, SiteLoadManager, make_chargers
 from exporter.simulator.faults import add_fault_routes
 from exporter.simulator.script import Script, ScriptRun, SimClock, load_script, start_run
 from exporter.simulator.stats import SimStats, mount_stats
@@ -120,8 +120,9 @@ def create_simulator_app(
         clock = clock or time.time
         sims = list(chargers) if chargers is not None else make_chargers(n, speed=speed, seed=seed, now=clock())
     stats = SimStats() if faults else None
+    load = SiteLoadManager(sims) if script is None and chargers is None else None
     sim = app[SIMULATOR] = Simulator(
-        chargers={c.name: c for c in sims}, auth=auth or SimAuth(), clock=clock, script=run, stats=stats
+        chargers={c.name: c for c in sims}, auth=auth or SimAuth(), clock=clock, load=load, script=run, stats=stats
     )
     if stats is not None:
         mount_stats(app, stats, sim.chargers)
@@ -142,7 +143,5 @@ async def start_simulator(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=SIM_BACKLOG)
     await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    bound_port = runner.addresses[0][1] if runner.addresses else port
     return runner, base_url(host, bound_port), list(app[SIMULATOR].chargers)

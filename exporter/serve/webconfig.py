@@ -121,7 +121,7 @@ class LiveWebConfig:
             new = load_web_config(self.path)
         except WebConfigError as exc:
             log.error("web config reload rejected, the running one stays: %s: %s", exc.source, "; ".join(exc.problems))
-            return f"web config rejected, the running one stays: {exc.render()}"
+            return f"web config rejected, the running one stays: {exc.message()}"
         old = self.config
         notes = []
         if (new.tls is None) != (old.tls is None) or (
