@@ -99,3 +99,18 @@ def test_the_by_hand_benchmarks_still_run(tmp_path: Path) -> None:
     assert load.returncode == 0, load.stderr[-3000:]
     for way in ("load_config ", "--check-config ", "load_config, pure YAML "):
         assert any(line.strip().startswith(way) and "wall median" in line for line in load.stdout.splitlines()), way
+
+
+def test_the_pipeline_benchmark_reports_each_stage() -> None:
+    """bench/pipeline.py (the exporter's own work per charger: parse, families, exposition, gzip) still runs."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--chargers", "10", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("N = 10, 2 rounds, CPU µs per charger (median): parse ")
+    for stage in ("families", "exposition", "gzip", "total"):
+        assert f", {stage} " in run.stdout
