@@ -140,7 +140,7 @@ def test_a_shrink_from_1000_chargers_to_10_returns_the_fds(tmp_path: Path) -> No
         with run_exporter(config, tmp_path / "exporter") as exporter:
             http_get_text(f"{exporter.url}/metrics", timeout=60)
             held = open_fds(exporter.proc.pid)
-            assert held > 4000  # a connection per endpoint of every charger, kept alive
+            assert held > 2000  # up to a connection per endpoint of every charger, kept alive
             write_chargers(config, simulator.url, names[:10])
             reload_and_wait(exporter.proc.pid, exporter.log, 1)
             samples = parse(http_get_text(f"{exporter.url}/metrics", timeout=30))

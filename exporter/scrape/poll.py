@@ -209,6 +209,11 @@ class Poller:
         if self._task is not None:
             self._task.cancel()
 
+    def in_flight(self) -> asyncio.Task[ChargerResult] | None:
+        """The poll running now, if any."""
+        task = self._task
+        return task if task is not None and not task.done() else None
+
     def _start(self, deadline: float, own: float) -> asyncio.Task[ChargerResult]:
         self._deadline = Deadline(deadline)
         self._poll_limit = max(deadline, own)
@@ -389,7 +394,7 @@ class Fleet:
 
         async def close_later() -> None:
             await asyncio.sleep(0)  # scrapes that were about to start a poll on it have started it by now
-            polls = {p._task for p in pollers if p._task is not None and not p._task.done()}
+            polls = {task for task in (p.in_flight() for p in pollers) if task is not None}
             with contextlib.suppress(asyncio.CancelledError):
                 if polls:
                     await asyncio.wait(polls)
