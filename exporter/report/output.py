@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from decimal import Decimal
@@ -33,7 +34,8 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
         # for a year's 350,000 sessions)
         if not rows:
             return "[]\n"
-        lines = (_money(json.dumps({c: _json(row.get(c)) for c in columns}, ensure_ascii=False)) for row in rows)
+        encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode  # _json made NaN and inf null
+        lines = (_money(encode({c: _json(row.get(c)) for c in columns})) for row in rows)
         return "[\n" + ",\n".join(lines) + "\n]\n"
     if fmt == "csv":
         buf = io.StringIO()
@@ -46,8 +48,11 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
 
 
 def _json(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
+    """JSON has no NaN or infinity (a server's "NaN" sample): null, as for a missing value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
     if isinstance(value, Decimal):  # money: written as a number with its two decimals (see _money)
         return f"{MONEY_MARK}{value}"
     return value
