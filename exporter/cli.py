@@ -280,7 +280,7 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         log.info("simulate: %d scripted session(s) on %d charger(s), simulated clock at %g x real time", *shown)
     host, port = args.listen
     try:
-        sockets = bind(host, port, backlog=SIM_BACKLOG)
+        sockets = bind(host, port, backlog=SIM_BACKLOG, in_use_hint="is another simulator still running on it?")
     except BindError as exc:
         print(f"pulsatrix-exporter simulate: {exc}", file=sys.stderr)
         return 1
@@ -393,7 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_connections=args.web_max_connections,
         charger_sockets=charger_sockets,
         loop=args.loop,
+        in_use_hint=IN_USE_DEMO if config is None else IN_USE_EXPORTER,
     )
+
+
+IN_USE_DEMO = "a --demo left running?"
+IN_USE_EXPORTER = "is another pulsatrix-exporter still running on it?"
 
 
 async def _ready(app: web.Application) -> web.Application:
@@ -409,6 +414,7 @@ def _serve(
     max_connections: int | None = None,
     charger_sockets: int = 0,
     loop: EventLoop | None = None,
+    in_use_hint: str = "",
 ) -> int:
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
@@ -436,7 +442,7 @@ def _serve(
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     scheme = "https" if ssl_context is not None else "http"
     try:
-        sockets = bind(host, port)
+        sockets = bind(host, port, in_use_hint=in_use_hint)
     except BindError as exc:
         print(f"pulsatrix-exporter: {exc}", file=sys.stderr)
         return 1

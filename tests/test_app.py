@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import gzip
 import logging
 import os
@@ -575,3 +576,22 @@ async def test_own_metrics_contact_no_charger(fleet: SimulatedFleet, exporter_cl
     assert get(samples, "process_resident_memory_bytes") is not None
     assert chargers_in(samples) == set()
     assert fleet.stats.requests == 0
+
+
+async def test_a_wrong_base_url_says_which_url_was_asked_for(
+    fleet: SimulatedFleet, exporter_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A url that already ends in /api/v1 makes every endpoint 404: the status page and the log say which URL was
+    requested and that the exporter appends /api/v1/<endpoint> to the charger's url."""
+    caplog.set_level(logging.INFO, logger="exporter")
+    config = fleet.config()
+    garage = dataclasses.replace(config.chargers[0], url=config.chargers[0].url + "/api/v1")
+    client = await exporter_client(dataclasses.replace(config, chargers=(garage,)))
+    await scrape(client)
+    page = await (await client.get("/")).text()
+    for endpoint in ENDPOINTS:
+        asked = f"HTTP 404 Not Found for {garage.url}/api/v1/{endpoint} (the exporter appends /api/v1/{endpoint} to"
+        assert f"<li><b>{endpoint}</b>: http_status: {asked}" in page
+    logged = [r.getMessage() for r in caplog.records if "garage failing" in r.getMessage()]
+    assert len(logged) == 1
+    assert f"for {garage.url}/api/v1/" in logged[0] and "(the exporter appends /api/v1/" in logged[0]

@@ -227,6 +227,27 @@ def test_usage_errors_exit_2_with_the_reason(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "127.0.0.1:19091",
+            "--prometheus: '127.0.0.1:19091' has no scheme; write the server's URL with it, e.g. http://127.0.0.1:19091",
+        ),
+        (
+            "http://prom.example:9090/api/v1",
+            "--prometheus: 'http://prom.example:9090/api/v1' ends in /api/v1, which the report appends itself; "
+            "give the server's base URL (http://prom.example:9090)",
+        ),
+    ],
+    ids=["no-scheme", "api-v1"],
+)
+def test_a_url_a_user_may_well_write_is_explained(capsys: pytest.CaptureFixture[str], url: str, message: str) -> None:
+    code, out, err = run(capsys, "sessions", "--prometheus", url, *MARCH)
+    assert (code, out) == (2, "")
+    assert err.endswith(f"pulsatrix-exporter report: error: {message}\n")
+
+
 def test_credentials_in_the_url_are_refused_without_echoing_them(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "sessions", "--prometheus", f"http://ledger:{SECRET}@127.0.0.1:9", *MARCH)
     assert code == 2 and "credentials in the URL are not allowed" in err and SECRET not in err

@@ -83,7 +83,17 @@ class PromClient:
     def __post_init__(self) -> None:
         parsed = urllib.parse.urlsplit(self.url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            if "://" not in self.url:  # 127.0.0.1:9090, prometheus:9090: say what to write
+                raise ValueError(
+                    f"--prometheus: {server_text(self.url)!r} has no scheme; write the server's URL with it, "
+                    f"e.g. http://{server_text(self.url)}"
+                )
             raise ValueError(f"--prometheus: expected an http:// or https:// URL, got {self.shown!r}")
+        if parsed.path.rstrip("/").endswith("/api/v1"):
+            raise ValueError(
+                f"--prometheus: {self.shown!r} ends in /api/v1, which the report appends itself; give the server's "
+                f"base URL ({self.shown.rstrip('/').removesuffix('/api/v1')})"
+            )
         if parsed.username or parsed.password:
             raise ValueError(
                 "--prometheus: credentials in the URL are not allowed; use --basic-user and "

@@ -150,6 +150,8 @@ class ChargerClient:
                     reason=Reason.UNAUTHORIZED,
                     detail=_status_detail(response),
                 )
+            if response.status == 404:
+                return EndpointFetch(endpoint, reason=Reason.HTTP_STATUS, detail=_not_found(response, endpoint))
             if response.status != 200:
                 return EndpointFetch(
                     endpoint,
@@ -189,6 +191,14 @@ def _out_of_fds(endpoint: str) -> EndpointFetch:
 def _status_detail(response: aiohttp.ClientResponse) -> str:
     """``HTTP 503 Service Unavailable``: the reason phrase is the device's text (:func:`device_text`)."""
     return f"HTTP {response.status} {device_text(response.reason or '')}".strip()
+
+
+def _not_found(response: aiohttp.ClientResponse, endpoint: str) -> str:
+    """A 404 is nearly always a wrong base URL (``http://host/api/v1``, a proxy's prefix missing): say which URL was
+    asked for and how it is made. The URL is the configured one (never credentials: the config refuses them in a
+    URL) with the path the exporter appends."""
+    appended = f"/api/v1/{endpoint}"
+    return f"{_status_detail(response)} for {response.url} (the exporter appends {appended} to the charger's url)"
 
 
 def _short(exc: BaseException | None) -> str:

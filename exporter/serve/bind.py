@@ -24,7 +24,7 @@ RESERVED_FDS: Final = 64
 DEFAULT_BACKLOG = 100
 
 CAUSES = {
-    errno.EADDRINUSE: "address already in use: another process listens on this port (a leftover --demo?)",
+    errno.EADDRINUSE: "address already in use: another process listens on this port",
     errno.EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE",
     errno.EPERM: "permission denied",
     errno.EADDRNOTAVAIL: "address not available: no interface of this host has it",
@@ -46,15 +46,17 @@ def url(scheme: str, sock: socket.socket) -> str:
     return f"{scheme}://{show_address(host, port)}"
 
 
-def _cause(exc: OSError) -> str:
+def _cause(exc: OSError, in_use_hint: str = "") -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the host name: {exc.strerror or exc}"
+    if exc.errno == errno.EADDRINUSE and in_use_hint:
+        return f"{CAUSES[exc.errno]} ({in_use_hint})"
     if exc.errno in CAUSES:
         return CAUSES[exc.errno]
     return exc.strerror or str(exc)
 
 
-def bind(host: str, port: int, *, backlog: int = DEFAULT_BACKLOG) -> list[socket.socket]:
+def bind(host: str, port: int, *, backlog: int = DEFAULT_BACKLOG, in_use_hint: str = "") -> list[socket.socket]:
     """Listening sockets for every address ``host`` resolves to; raises :class:`BindError` (none left open)."""
     where = show_address(host, port)
     try:
@@ -77,7 +79,7 @@ def bind(host: str, port: int, *, backlog: int = DEFAULT_BACKLOG) -> list[socket
         for sock in sockets:
             sock.close()
         shown = show_address(str(exc.filename), port) if getattr(exc, "filename", None) else where
-        raise BindError(f"cannot listen on {shown}: {_cause(exc)}") from None
+        raise BindError(f"cannot listen on {shown}: {_cause(exc, in_use_hint)}") from None
     return sockets
 
 
