@@ -13,8 +13,10 @@ import openpyxl
 import pytest
 
 from exporter.cli import main
+from exporter.report.client import PromClient
 from exporter.report.outfile import OutputError, ReportInfo, write_atomic
 from exporter.report.periods import period_from_args
+from exporter.report.pricequeries import extend, fetch_price_series
 from exporter.report.xlsx import render_xlsx
 from tests.support.promfake import FakeState, fake_prometheus
 
@@ -268,3 +270,15 @@ def test_a_summary_spreadsheet_totals_its_groups_and_explains_its_flags(tmp_path
     params = {r[0].value: r[1].value for r in book["report"].iter_rows(min_row=2) if r[0].value}
     assert str(params["meter_reset"]).startswith("the meter was replaced or reset")
     assert params["matchers"] == 'site=~"depot-.*"'
+
+
+def test_a_price_series_is_read_on_for_a_session_followed_past_the_period() -> None:
+    month_end = 1_775_001_600.0  # 2026-04-01T00:00:00+02:00
+    points = [(1_772_300_000.0, 0.40), (month_end + 2 * 86_400, 0.10), (month_end + 5 * 86_400, 0.50)]
+    with fake_prometheus(FakeState(price_series=[points])) as (url, _):
+        client = PromClient(url)
+        series = fetch_price_series(client, "price", 1_772_319_600.0, month_end + 86_400)
+        assert series.price_at(month_end + 3 * 86_400) == 0.40  # not read that far yet
+        later = extend(client, series, month_end + 4 * 86_400)
+    assert later.changes(month_end, month_end + 4 * 86_400) == [(month_end, 0.40), (month_end + 2 * 86_400, 0.10)]
+    assert later.until == month_end + 4 * 86_400

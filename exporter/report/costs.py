@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from exporter.report import identity, ledger
 from exporter.report.client import PromClient
 from exporter.report.periods import Period
-from exporter.report.pricequeries import meters_at
+from exporter.report.pricequeries import PriceSeries, extend, meters_at
 from exporter.report.pricing import NO_COST, Constant, Cost, Prices, cost_of, meter_lookup, precomputed
 from exporter.report.queries import History
 from exporter.report.series import Key
@@ -83,7 +83,10 @@ def price_history(
             parts[(i, j)] = (not UNKNOWN_ENERGY & {*summary.flags, *part.flags}, readings)
     priced = [r for r in [*sessions.values(), *(r for _, r in parts.values())] if len(r) >= 2]
     if priced:  # the prices of the whole span worked out once: each row's changes are then a bisection
-        prices = precomputed(prices, min(r[0][0] for r in priced), max(r[-1][0] for r in priced))
+        first, last = min(r[0][0] for r in priced), max(r[-1][0] for r in priced)
+        if isinstance(prices, PriceSeries):  # a session followed past the period needs the prices until its end
+            prices = extend(client, prices, last + 1)
+        prices = precomputed(prices, first, last)
     wanted: set[float] = set()
     for readings in priced:
         wanted.update(t for t, _ in prices.changes(readings[0][0], readings[-1][0])[1:])

@@ -39,11 +39,13 @@ class PriceSeriesError(ValueError):
 @dataclass(frozen=True, slots=True)
 class PriceSeries:
     """The price per kWh over time: the series' samples where its value changed (the first one included), so the
-    price at a moment is its last sample at or before it."""
+    price at a moment is its last sample at or before it; read up to ``until``."""
 
     expr: str
     steps: Steps
     labels: str = ""
+    until: float = math.inf
+    key: Key = ()
 
     @classmethod
     def from_samples(cls, expr: str, samples: Sequence[tuple[float, float]], labels: str = "") -> PriceSeries:
@@ -59,7 +61,34 @@ class PriceSeries:
 def fetch_price_series(client: PromClient, expr: str, start: float, end: float) -> PriceSeries:
     """The series' samples from a week before ``start`` to ``end``; :class:`PriceSeriesError` unless exactly one
     series comes back."""
-    first = start - BEFORE
+    names, samples = _samples(client, expr, start - BEFORE, end)
+    if len(names) != 1:
+        found = "no series" if not names else f"{len(names)} series"
+        raise PriceSeriesError(
+            f"--price-series: {expr!r} returned {found} from {client.shown} between a week before the period and its "
+            "end; it must return exactly one (the price per kWh)"
+        )
+    (key,) = names
+    shown = ",".join(f'{k}="{v}"' for k, v in key if v)
+    return PriceSeries(expr, Steps.of(sorted(samples.items())), shown, end, key)
+
+
+def extend(client: PromClient, series: PriceSeries, end: float) -> PriceSeries:
+    """The series read on to ``end`` (sessions followed past the period to their end need the prices then)."""
+    if end <= series.until:
+        return series
+    names, samples = _samples(client, series.expr, series.until, end)
+    if names - {series.key}:
+        raise PriceSeriesError(
+            f"--price-series: {series.expr!r} returned another series after {series.until:.0f}: it must return "
+            "exactly one (the price per kWh)"
+        )
+    later = sorted((t, v) for t, v in samples.items() if t > series.until)
+    points = [*zip(series.steps.times, series.steps.prices, strict=True), *later]
+    return PriceSeries(series.expr, Steps.of(points), series.labels, end, series.key)
+
+
+def _samples(client: PromClient, expr: str, first: float, end: float) -> tuple[set[Key], dict[float, float]]:
     bounds = []
     t = first
     while t < end:
@@ -80,15 +109,7 @@ def fetch_price_series(client: PromClient, expr: str, start: float, end: float) 
                 v = float(value)
                 if math.isfinite(v):
                     samples[float(at)] = v
-    if len(names) != 1:
-        found = "no series" if not names else f"{len(names)} series"
-        raise PriceSeriesError(
-            f"--price-series: {expr!r} returned {found} from {client.shown} between a week before the period and its "
-            "end; it must return exactly one (the price per kWh)"
-        )
-    (key,) = names
-    shown = ",".join(f'{k}="{v}"' for k, v in key if v)
-    return PriceSeries.from_samples(expr, list(samples.items()), shown)
+    return names, samples
 
 
 def _range_chunks(start: float, end: float, step: float) -> list[tuple[float, float]]:
