@@ -33,7 +33,9 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
         # for a year's 350,000 sessions)
         if not rows:
             return "[]\n"
-        lines = (_money(json.dumps({c: _json(row.get(c)) for c in columns}, ensure_ascii=False)) for row in rows)
+        # (tuples are lists already; money goes through the encoder's default hook: no call per value)
+        encode = json.JSONEncoder(ensure_ascii=False, default=_json).encode
+        lines = (_money(encode({c: row.get(c) for c in columns})) for row in rows)
         return "[\n" + ",\n".join(lines) + "\n]\n"
     if fmt == "csv":
         buf = io.StringIO()
@@ -46,11 +48,10 @@ def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
 
 
 def _json(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Decimal):  # money: written as a number with its two decimals (see _money)
+    """What json cannot encode: money, written as a number with its two decimals (see _money)."""
+    if isinstance(value, Decimal):
         return f"{MONEY_MARK}{value}"
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _money(line: str) -> str:

@@ -14,6 +14,7 @@ from exporter.report.identity import NAME
 from exporter.report.output import Row
 from exporter.report.periods import Period, rfc3339
 from exporter.report.queries import History, Part
+from exporter.report.series import Key
 
 SESSION_COLUMNS = (
     "start",
@@ -56,10 +57,16 @@ def session_rows(history: History, period: Period, price: float | None, currency
     extra = _extra(history)
     columns = [NAME, *extra, *PERIOD_COLUMNS, *SESSION_COLUMNS, *_money(price)]
     rows: list[Row] = []
+    bounds = _bounds(period)
+    heads: dict[Key, Row] = {}  # the label columns of each label set, made once
     for entry in history.chargers:
         for s in ledger.in_period(entry.sessions, period.start, period.end):
-            labels = dict(s.labels or entry.charger.labels)
-            row: Row = {NAME: labels.get(NAME, ""), **{c: labels.get(c, "") for c in extra}, **_bounds(period)}
+            key = s.labels or entry.charger.labels
+            head = heads.get(key)
+            if head is None:
+                labels = dict(key)
+                head = heads[key] = {NAME: labels.get(NAME, ""), **{c: labels.get(c, "") for c in extra}, **bounds}
+            row: Row = {**head}
             row.update(_session_fields(s, period))
             if price is not None:
                 row["cost"], row["currency"] = ledger.cost(s.energy_kwh, price), currency
