@@ -33,7 +33,9 @@ def coverage(client: PromClient, matchers: Sequence[str], start: float, end: flo
         return "none"
     hour, minute = promql.COVER_HOUR, promql.COVER_STEP
     # (from, to, covered) windows
-    windows = _windows(client, promql.heartbeat_covered(), start + hour, end, hour)
+    # a week of hours per query: VictoriaMetrics evaluates the subquery's minutes for the whole range at once and
+    # refuses more than some 30,000 points per series
+    windows = _windows(client, promql.heartbeat_covered(), start + hour, end, hour, points=168)
     tail = windows[-1][1] if windows else start
     windows += _windows(client, promql.heartbeat_minute(), tail + minute, end, minute)
     ok = [w for w in windows if w[2]]
@@ -51,11 +53,13 @@ def coverage(client: PromClient, matchers: Sequence[str], start: float, end: flo
     return "all"
 
 
-def _windows(client: PromClient, expr: str, first: float, last: float, step: float) -> list[tuple[float, float, bool]]:
+def _windows(
+    client: PromClient, expr: str, first: float, last: float, step: float, points: int = 10_999
+) -> list[tuple[float, float, bool]]:
     out: list[tuple[float, float, bool]] = []
     t = first
-    while t <= last:  # pieces of 11,000 steps (Prometheus' limit per query_range)
-        b = min(last, t + 10_999 * step)
+    while t <= last:  # pieces of at most 11,000 steps (Prometheus' limit per query_range)
+        b = min(last, t + (points - 1) * step)
         for series in client.query_range(expr, t, b, step):
             out += [(float(at) - step, float(at), float(v) >= 1) for at, v in series.get("values", [])]
         t = b + step
