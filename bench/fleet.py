@@ -1,6 +1,6 @@
 """Fleet benchmark: the exporter scraped as Prometheus scrapes it, side by side with three baseline clients.
 
-Run (about 8 minutes on the 2-core development machine; needs the `bench` extra for the plot):
+Run (minutes for the default sizes; needs the `bench` extra for the plot):
 
     .venv/bin/python bench/fleet.py                     # N = 1, 10, 100, 1000; latency 0 and 200 ms
     .venv/bin/python bench/fleet.py --quick             # N = 1, 10; a few seconds (the test suite's smoke test)
@@ -36,6 +36,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import importlib.util
+import itertools
 import json
 import os
 import signal
@@ -66,6 +68,7 @@ from harness import (  # bench/ is not a package: found through the path set jus
 )
 
 PROBE_CONCURRENCY: Final = 50
+EVENT_LOOP_ENV: Final = "PULSATRIX_EVENT_LOOP"  # exporter.eventloop.ENV, read by the exporter and harness.py
 NAIVE_MAX_SECONDS: Final = 6.0  # the naive baseline is skipped where one round would take longer
 BASELINES: Final = ("floor", "lean", "naive")
 SOAK_SAMPLE_EVERY: Final = 100
@@ -93,6 +96,7 @@ class Row:
     naive_rss_mib: float | None = None
     fleet_cpu: float | None = None  # the simulated chargers' CPU during the exporter's round (/metrics)
     fleet_cpu_lean: float | None = None  # ... during the lean client's round
+    loop: str = "asyncio"  # the event loop of the exporter and of the floor, lean and naive baselines
 
     @property
     def cpu_ratio(self) -> float:
@@ -342,10 +346,10 @@ def markdown(report: Report) -> str:
         "floor, lean and naive are interleaved round by round, and every ratio is taken within the run). Medians of "
         f"{report.rows[0].rounds if report.rows else 0} rounds after warm-up.",
         "",
-        "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall | exporter CPU "
-        "| floor CPU | lean CPU | naive CPU | CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS "
-        "| naive RSS | body (gzip) | up | fleet CPU (exporter's round) | fleet CPU (lean's round) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| route | loop | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall "
+        "| exporter CPU | floor CPU | lean CPU | naive CPU | CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS "
+        "| lean RSS | naive RSS | body (gzip) | up | fleet CPU (exporter's round) | fleet CPU (lean's round) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def ms(x: float | None) -> str:
@@ -360,7 +364,7 @@ def markdown(report: Report) -> str:
     for r in report.rows:
         per = " /charger" if r.route == "/probe" else ""
         out.append(
-            f"| `{r.route}` | {r.n} | {r.latency_ms} ms | {ms(r.exporter_wall)} | {ms(r.floor_wall)} | "
+            f"| `{r.route}` | {r.loop} | {r.n} | {r.latency_ms} ms | {ms(r.exporter_wall)} | {ms(r.floor_wall)} | "
             f"{ms(r.naive_wall)} | {r.wall_ratio:.2f} × | {ms(r.lean_wall)} | {ms(r.exporter_cpu)}{per} | "
             f"{ms(r.floor_cpu)}{per} | {ms(r.lean_cpu)} | {ms(r.naive_cpu)} | {r.cpu_ratio:.2f} × | "
             f"{ratio(r.lean_ratio)} | {ratio(r.naive_ratio)} | {mib(r.rss_mib)} | {mib(r.floor_rss_mib)} | "
@@ -449,22 +453,24 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(machine_info())
     sizes = args.sizes
     with tempfile.TemporaryDirectory(prefix="pulsatrix-bench-") as tmp:
-        for latency in args.latencies:
-            for n in sizes:
-                one = argparse.Namespace(**vars(args))
-                one.soak = args.soak if n == max(sizes) and latency == args.latencies[0] else 0
-                rows, soak_result = asyncio.run(measure(n, latency / 1000, one, Path(tmp)))
-                for row in rows:
-                    lean = f", lean {row.lean_ratio:4.2f}×" if row.lean_ratio else ""
-                    print(
-                        f"{row.route:9} N={row.n:5d} {row.latency_ms:3d} ms: wall {row.exporter_wall * 1e3:8.1f} ms"
-                        f" (floor {row.floor_wall * 1e3:7.1f}, {row.wall_ratio:4.2f}×)  CPU"
-                        f" {row.exporter_cpu * 1e3:8.2f} ms (floor {row.floor_cpu * 1e3:7.2f}, {row.cpu_ratio:4.2f}×"
-                        f"{lean})  RSS {row.rss_mib:.0f} MiB  up {row.up}/{row.n}  load {os.getloadavg()[0]:.1f}",
-                        flush=True,
-                    )
-                report.rows.extend(rows)
-                report.soak = soak_result or report.soak
+        for latency, n, loop in itertools.product(args.latencies, sizes, args.loops):
+            one = argparse.Namespace(**vars(args))
+            first = n == max(sizes) and latency == args.latencies[0] and loop == args.loops[-1]
+            one.soak = args.soak if first else 0
+            os.environ[EVENT_LOOP_ENV] = loop  # the exporter and the baselines it is compared with run on it
+            rows, soak_result = asyncio.run(measure(n, latency / 1000, one, Path(tmp)))
+            for row in rows:
+                row.loop = loop
+                lean = f", lean {row.lean_ratio:4.2f}×" if row.lean_ratio else ""
+                print(
+                    f"{row.route:9} N={row.n:5d} {row.latency_ms:3d} ms: wall {row.exporter_wall * 1e3:8.1f} ms"
+                    f" (floor {row.floor_wall * 1e3:7.1f}, {row.wall_ratio:4.2f}×)  CPU"
+                    f" {row.exporter_cpu * 1e3:8.2f} ms (floor {row.floor_cpu * 1e3:7.2f}, {row.cpu_ratio:4.2f}×"
+                    f"{lean})  RSS {row.rss_mib:.0f} MiB  up {row.up}/{row.n}  load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+            report.rows.extend(rows)
+            report.soak = soak_result or report.soak
     report.machine["load_after"] = os.getloadavg()[0]
     return report
 
@@ -474,6 +480,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 1, 10 and 2 rounds: a smoke test")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 100, 1000])
     parser.add_argument("--latencies", type=lambda s: [int(x) for x in s.split(",")], default=[0, 200], help="ms")
+    parser.add_argument(
+        "--loops",
+        type=lambda s: s.split(","),
+        default=["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"],
+        help="event loops to measure on, each with its baselines on the same loop (default: asyncio,uvloop)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--soak", type=int, default=0, help="then this many /metrics scrapes for the RSS trend")

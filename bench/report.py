@@ -11,8 +11,7 @@ each checked against the generator's own sessions (count, start, end, kWh to 0.0
 report-bench.md to ``--out``.
 
 The full size (200 chargers x 365 days x 15 s = 2.5 billion samples, ~100 GB of OpenMetrics text) takes hours to
-generate and backfill on the 2-core development machine; the README gives the sizes that were run and how the
-time scales with them.
+generate and backfill; the README gives the sizes that were run and how the time scales with them.
 """
 
 from __future__ import annotations

@@ -77,42 +77,78 @@ def _m(
     return MetricSpec(name, type_, help_, unit, labels, source, per_charger)
 
 
-# Names that code outside this table builds on (the session series, the meter): each is written here once.
+# Every name that code outside this table uses (the metric families, the dashboards, the alert rules, the report):
+# each is written here once, and taken from here. A constant is named for what the metric means in the code's
+# words: four metric names say "scrape" for what the exporter calls a poll of a charger (POLLS, POLL_FAILURES,
+# POLL_DURATION) or an endpoint's fetch (FETCH_ERRORS); the names stay, as users' queries depend on them.
+# Poll health, built fresh every scrape.
+UP: Final = "pulsatrix_up"
+ENDPOINT_UP: Final = "pulsatrix_endpoint_up"
+POLL_DURATION: Final = "pulsatrix_scrape_duration_seconds"
+READING_AGE: Final = "pulsatrix_reading_age_seconds"
+# Device values.
+CHARGER_INFO: Final = "pulsatrix_charger_info"
+EFFECTIVE_CURRENT_LIMIT: Final = "pulsatrix_effective_current_limit_amperes"
+STATE: Final = "pulsatrix_state"
+VEHICLE_STATUS: Final = "pulsatrix_vehicle_status"
+CHARGE_CONTROLLER_STATUS: Final = "pulsatrix_charge_controller_status"
 SESSION_ACTIVE: Final = "pulsatrix_session_active"
 SESSION_START: Final = "pulsatrix_session_start_timestamp_seconds"
 SESSION_END: Final = "pulsatrix_session_end_timestamp_seconds"
 SESSION_ENERGY: Final = "pulsatrix_session_energy_joules"
 SESSION_METER_START: Final = "pulsatrix_session_meter_start_joules"
 SESSION_INFO: Final = "pulsatrix_session_info"
+VOLTAGE: Final = "pulsatrix_voltage_volts"
+CURRENT: Final = "pulsatrix_current_amperes"
+ACTIVE_POWER: Final = "pulsatrix_active_power_watts"
+GRID_FREQUENCY: Final = "pulsatrix_grid_frequency_hertz"
 ENERGY_IMPORTED: Final = "pulsatrix_energy_imported_joules_total"
+ALLOCATED_CURRENT: Final = "pulsatrix_allocated_current_amperes"
+COMMANDED_CURRENT: Final = "pulsatrix_commanded_current_amperes"
+AVAILABLE_CURRENT: Final = "pulsatrix_available_current_amperes"
+SIGNALED_CURRENT: Final = "pulsatrix_signaled_current_amperes"
+API_LIMIT_ENABLED: Final = "pulsatrix_api_limit_enabled"
+API_LIMIT_ACTIVE: Final = "pulsatrix_api_limit_active"
+API_CURRENT_LIMIT: Final = "pulsatrix_api_current_limit_amperes"
+API_POWER_LIMIT: Final = "pulsatrix_api_power_limit_watts"
+API_LIMIT_TIMEOUT: Final = "pulsatrix_api_limit_timeout_seconds"
+# The exporter's own, long-lived.
+FETCH_ERRORS: Final = "pulsatrix_scrape_errors_total"
+POLLS: Final = "pulsatrix_scrapes_total"
+POLL_FAILURES: Final = "pulsatrix_scrape_failures_total"
+LAST_ERROR_TIME: Final = "pulsatrix_last_error_timestamp_seconds"
+INVALID_VALUES: Final = "pulsatrix_invalid_values_total"
+BUILD_INFO: Final = "pulsatrix_exporter_build_info"
+RELOAD_SUCCESSFUL: Final = "pulsatrix_exporter_config_last_reload_successful"
+RELOAD_SUCCESS_TIME: Final = "pulsatrix_exporter_config_last_reload_success_timestamp_seconds"
 
 
 CATALOGUE: Final[tuple[MetricSpec, ...]] = (
-    # --- scrape health (built fresh every scrape) ---
+    # --- poll health (built fresh every scrape) ---
     _m(
-        "pulsatrix_up",
+        UP,
         "gauge",
         "1/0",
         "exporter",
-        "1 if every endpoint of the charger answered with a usable reply in this scrape, else 0.",
+        "1 if every endpoint of the charger answered with a usable reply in the poll this scrape exports, else 0.",
     ),
     _m(
-        "pulsatrix_endpoint_up",
+        ENDPOINT_UP,
         "gauge",
         "1/0",
         "exporter",
-        "1 if this endpoint of the charger answered with a usable reply in this scrape, else 0.",
+        "1 if this endpoint of the charger answered with a usable reply in the poll this scrape exports, else 0.",
         ("endpoint",),
     ),
     _m(
-        "pulsatrix_scrape_duration_seconds",
+        POLL_DURATION,
         "gauge",
         "seconds",
         "exporter",
-        "Time it took to fetch all endpoints of the charger in this scrape.",
+        "Time it took to fetch all endpoints of the charger in the poll this scrape exports.",
     ),
     _m(
-        "pulsatrix_reading_age_seconds",
+        READING_AGE,
         "gauge",
         "seconds",
         "exporter",
@@ -121,7 +157,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     ),
     # --- configuration ---
     _m(
-        "pulsatrix_charger_info",
+        CHARGER_INFO,
         "info",
         "1",
         "configuration: pdName|powerDomainName, ctrlrName|controllerName",
@@ -150,7 +186,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "1 if the controller can switch the phases back on during a session.",
     ),
     _m(
-        "pulsatrix_effective_current_limit_amperes",
+        EFFECTIVE_CURRENT_LIMIT,
         "gauge",
         "amperes",
         read("configuration|transaction", "effectiveAmperageLimit"),
@@ -158,7 +194,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     ),
     # --- transaction ---
     _m(
-        "pulsatrix_state",
+        STATE,
         "gauge",
         "1/0",
         "transaction: state",
@@ -166,7 +202,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("state",),
     ),
     _m(
-        "pulsatrix_vehicle_status",
+        VEHICLE_STATUS,
         "gauge",
         "1/0",
         "transaction: vehicleStatus",
@@ -174,7 +210,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("status",),
     ),
     _m(
-        "pulsatrix_charge_controller_status",
+        CHARGE_CONTROLLER_STATUS,
         "gauge",
         "1/0",
         "transaction: chargeControllerStatus",
@@ -227,7 +263,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     ),
     # --- charging ---
     _m(
-        "pulsatrix_voltage_volts",
+        VOLTAGE,
         "gauge",
         "volts",
         read("charging", "voltage", kind="phases"),
@@ -235,7 +271,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("phase",),
     ),
     _m(
-        "pulsatrix_current_amperes",
+        CURRENT,
         "gauge",
         "amperes",
         read("charging", "amperage", kind="phases"),
@@ -243,13 +279,13 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("phase",),
     ),
     _m(
-        "pulsatrix_active_power_watts",
+        ACTIVE_POWER,
         "gauge",
         "watts",
         read("charging", "lastActivePower"),
         "Last active power measured by the charger.",
     ),
-    _m("pulsatrix_grid_frequency_hertz", "gauge", "hertz", read("charging", "frequency"), "Grid frequency."),
+    _m(GRID_FREQUENCY, "gauge", "hertz", read("charging", "frequency"), "Grid frequency."),
     _m(
         ENERGY_IMPORTED,
         "counter",
@@ -258,28 +294,28 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "Energy meter reading of the charger.",
     ),
     _m(
-        "pulsatrix_allocated_current_amperes",
+        ALLOCATED_CURRENT,
         "gauge",
         "amperes",
         read("charging", "allocatedAmperage"),
         "Current allocated to the charger by the load management.",
     ),
     _m(
-        "pulsatrix_commanded_current_amperes",
+        COMMANDED_CURRENT,
         "gauge",
         "amperes",
         read("charging", "commandedAmperage"),
         "Current commanded by the controller.",
     ),
     _m(
-        "pulsatrix_available_current_amperes",
+        AVAILABLE_CURRENT,
         "gauge",
         "amperes",
         read("charging", "availableAmperage"),
         "Current available to the charger.",
     ),
     _m(
-        "pulsatrix_signaled_current_amperes",
+        SIGNALED_CURRENT,
         "gauge",
         "amperes",
         read("charging", "signaledAmperage"),
@@ -287,35 +323,35 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     ),
     # --- limits ---
     _m(
-        "pulsatrix_api_limit_enabled",
+        API_LIMIT_ENABLED,
         "gauge",
         "1/0",
         read("limits", "enabled", kind="flag"),
         "1 if charging is enabled through the API, 0 if it is disabled.",
     ),
     _m(
-        "pulsatrix_api_limit_active",
+        API_LIMIT_ACTIVE,
         "gauge",
         "1/0",
         "limits: amperageLimit, powerLimit",
         "1 if a current or power limit is set through the API, 0 if both are NaN (the controller decides).",
     ),
     _m(
-        "pulsatrix_api_current_limit_amperes",
+        API_CURRENT_LIMIT,
         "gauge",
         "amperes",
         read("limits", "amperageLimit", "setAmperageLimit", kind="setting"),
         "Current limit set through the API. Absent while the device reports NaN (no limit set).",
     ),
     _m(
-        "pulsatrix_api_power_limit_watts",
+        API_POWER_LIMIT,
         "gauge",
         "watts",
         read("limits", "powerLimit", "sePowerLimit", "setPowerLimit", kind="setting"),
         "Power limit set through the API. Absent while the device reports NaN (no limit set).",
     ),
     _m(
-        "pulsatrix_api_limit_timeout_seconds",
+        API_LIMIT_TIMEOUT,
         "gauge",
         "seconds",
         read("limits", "timeout", "setTimeout", scale=0.001, conversion="ms ÷ 1000"),
@@ -337,7 +373,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     ),
     # --- the exporter's own long-lived metrics ---
     _m(
-        "pulsatrix_scrape_errors_total",
+        FETCH_ERRORS,
         "counter",
         "errors",
         "exporter",
@@ -349,21 +385,22 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("endpoint", "reason"),
     ),
     _m(
-        "pulsatrix_scrapes_total",
+        POLLS,
         "counter",
         "polls",
         "exporter",
-        "Polls of the charger (one per scrape that included it); starts at 0.",
+        "Polls of the charger (scrapes that join a poll in flight or are served a reading younger than min_interval "
+        "add none); starts at 0.",
     ),
     _m(
-        "pulsatrix_scrape_failures_total",
+        POLL_FAILURES,
         "counter",
         "polls",
         "exporter",
         "Polls of the charger in which at least one endpoint failed; starts at 0, so increase() sees the first.",
     ),
     _m(
-        "pulsatrix_last_error_timestamp_seconds",
+        LAST_ERROR_TIME,
         "gauge",
         "seconds (Unix time)",
         "exporter",
@@ -372,7 +409,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("endpoint", "reason"),
     ),
     _m(
-        "pulsatrix_invalid_values_total",
+        INVALID_VALUES,
         "counter",
         "values",
         "exporter",
@@ -382,16 +419,16 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         ("endpoint", "field"),
     ),
     _m(
-        "pulsatrix_exporter_build_info",
+        BUILD_INFO,
         "info",
         "1",
         "exporter",
-        "Version of the exporter and of the Python it runs on.",
-        ("version", "python_version"),
+        "Version of the exporter and of the Python it runs on, and the event loop it runs on (uvloop or asyncio).",
+        ("version", "python_version", "event_loop"),
         per_charger=False,
     ),
     _m(
-        "pulsatrix_exporter_config_last_reload_successful",
+        RELOAD_SUCCESSFUL,
         "gauge",
         "1/0",
         "exporter",
@@ -400,7 +437,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         per_charger=False,
     ),
     _m(
-        "pulsatrix_exporter_config_last_reload_success_timestamp_seconds",
+        RELOAD_SUCCESS_TIME,
         "gauge",
         "seconds (Unix time)",
         "exporter",

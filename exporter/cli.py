@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, demo_config, load_config
 from exporter.config.web import WebConfig, WebConfigError, load_web_config
+from exporter.eventloop import EventLoop
+from exporter.eventloop import choose as choose_loop
 from exporter.serve.bind import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS, BindError, bind, url
-from exporter.serve.tls import LiveWebConfig
+from exporter.serve.serverlog import hide_malformed_requests
 
-if TYPE_CHECKING:  # aiohttp is imported where the exporter serves: --check-config runs ~0.2 s faster without it
+if TYPE_CHECKING:  # aiohttp is imported where the exporter serves: --check-config runs faster without it
     from aiohttp import web
+
+    from exporter.serve.webconfig import LiveWebConfig
 
 DEFAULT_PORT = 9821
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: info)",
     )
+    add_event_loop_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # `report` has its own parser (exporter.report.command); listed here so that --help names it.
     sub.add_parser("report", help="energy ledger: sessions and per-period kWh and cost from Prometheus (report -h)")
@@ -187,7 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (info)"
     )
+    add_event_loop_argument(sim)
     return parser
+
+
+def add_event_loop_argument(parser: argparse.ArgumentParser) -> None:
+    from exporter.eventloop import CHOICES, ENV
+
+    parser.add_argument(
+        "--event-loop",
+        metavar="LOOP",
+        default=None,
+        help=f"asyncio event loop: {', '.join(CHOICES)} (default: ${ENV}, else auto: uvloop where installed)",
+    )
 
 
 def setup_logging(level: str) -> None:
@@ -199,59 +214,14 @@ def setup_logging(level: str) -> None:
     hide_malformed_requests()
 
 
-class _MalformedRequestFilter(logging.Filter):
-    """aiohttp logs a request it cannot parse with a traceback quoting the offending line: for an over-long
-    ``Authorization`` header that is ``Basic <base64 of user:password>``, at ERROR level. Keep one line that
-    says what was wrong and from where, never the request's bytes; and at most one such line per
-    :attr:`INTERVAL`: anyone who reaches the port can send thousands of bad requests a second, and journald drops
-    a service's lines past 10,000 per 30 s, the real messages with them. The ones not logged are counted, and the
-    count is in the next line logged."""
-
-    INTERVAL = 60.0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.clock = time.monotonic
-        self._logged_at = -math.inf
-        self._not_logged = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from aiohttp.http_exceptions import HttpProcessingError  # imported by then: aiohttp is logging
-
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
-            return True
-        now = self.clock()
-        if now - self._logged_at < self.INTERVAL:
-            self._not_logged += 1
-            return False
-        try:
-            where = record.getMessage()
-        except (TypeError, ValueError):  # a filter that raises would break the request, not only the log
-            where = "Error handling request"
-        record.msg = "%s: malformed HTTP request refused with %d (%s; its content is not logged)"
-        record.args = (where, exc.code, type(exc).__name__)
-        if self._not_logged:
-            record.msg += "; %d more malformed requests in the %d s since the last such line, not logged one by one"
-            record.args = (*record.args, self._not_logged, round(now - self._logged_at))
-        self._logged_at, self._not_logged = now, 0
-        record.exc_info, record.exc_text = None, None
-        return True
-
-
-def hide_malformed_requests() -> None:
-    """Install the filter on aiohttp's server logger (once)."""
-    logger = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedRequestFilter) for f in logger.filters):
-        logger.addFilter(_MalformedRequestFilter())
-
-
-async def _demo_app(n: int, speed: float, *, enable_lifecycle: bool = False) -> web.Application:
+async def _demo_app(
+    n: int, speed: float, *, enable_lifecycle: bool = False, web_config: LiveWebConfig | None = None
+) -> web.Application:
     from exporter.serve.app import create_app
-    from exporter.simulator import SITES, start_simulator
+    from exporter.simulator import site_of, start_simulator
 
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=n, speed=speed)
-    labels = {name: {"site": SITES[i % len(SITES)], **SIMULATED_LABELS} for i, name in enumerate(names)}
+    labels = {name: {"site": site_of(i), **SIMULATED_LABELS} for i, name in enumerate(names)}
     config = demo_config(base_url, names, labels)
     log.warning(
         "DEMO MODE: exporting %d simulated charger(s) served in-process at %s, not real devices; every charger series "
@@ -259,13 +229,11 @@ async def _demo_app(n: int, speed: float, *, enable_lifecycle: bool = False) -> 
         n,
         base_url,
     )
-    app = create_app(config, enable_lifecycle=enable_lifecycle)
 
     async def stop_simulator(_: web.Application) -> None:
         await runner.cleanup()
 
-    app.on_cleanup.append(stop_simulator)
-    return app
+    return create_app(config, enable_lifecycle=enable_lifecycle, web_config=web_config, cleanups=[stop_simulator])
 
 
 def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -291,7 +259,7 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     try:
         script = load_script(args.script) if args.script is not None else None
     except ScriptError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.message(), file=sys.stderr)
         return 1
     try:
         app = create_simulator_app(
@@ -323,7 +291,8 @@ def _run_simulator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     print(config_snippet(app_names(app), base_url(host, port), basic=basic, bearer_env=args.bearer), flush=True)
     from aiohttp import web
 
-    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0)
+    log.info("simulate: event loop: %s", args.loop.describe())
+    web.run_app(app, sock=sockets, access_log=None, print=None, shutdown_timeout=2.0, loop=args.loop.new_loop())
     return 0
 
 
@@ -362,6 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    from exporter.eventloop import ENV, EventLoopError
+
+    try:
+        args.loop = choose_loop(args.event_loop or os.environ.get(ENV) or "auto")
+    except EventLoopError as exc:
+        parser.error(str(exc))
     if args.command == "simulate":
         return _run_simulator(args, parser)
 
@@ -376,12 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            errors.append(exc.render())
+            errors.append(exc.message())
     if args.web_config_file is not None:
         try:
             web_config = load_web_config(args.web_config_file)
         except WebConfigError as exc:
-            errors.append(exc.render())
+            errors.append(exc.message())
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1
@@ -392,43 +367,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from exporter.scrape.fetch import connection_limit
+    from exporter.serve.webconfig import LiveWebConfig
 
+    live = LiveWebConfig(web_config.source, web_config) if web_config is not None else None
     if config is None:
         if os.environ.get(CONFIG_ENV):
             log.info("--demo: ignoring $%s", CONFIG_ENV)
         chargers = args.demo_chargers or DEFAULT_DEMO_CHARGERS
         lifecycle = args.web_enable_lifecycle
         app: Callable[[], Awaitable[web.Application]] = lambda: _demo_app(  # noqa: E731
-            chargers, speed=10.0, enable_lifecycle=lifecycle
+            chargers, speed=10.0, enable_lifecycle=lifecycle, web_config=live
         )
         charger_sockets = 2 * connection_limit(chargers, None)  # the in-process simulator's end of them too
     else:
         from exporter.serve.app import create_app
 
-        made = create_app(config, tune_gc=True, enable_lifecycle=args.web_enable_lifecycle)
+        made = create_app(config, tune_gc=True, enable_lifecycle=args.web_enable_lifecycle, web_config=live)
         app = lambda: _ready(made)  # noqa: E731
         charger_sockets = connection_limit(len(config.chargers), config.max_concurrency)
     return _serve(
         app,
         args.listen,
-        web_config,
+        live,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         max_connections=args.web_max_connections,
         charger_sockets=charger_sockets,
+        loop=args.loop,
     )
-
-
-def protect(app: web.Application, live: LiveWebConfig) -> None:
-    """Put the web config's basic auth in front of ``app`` and re-read the web config on each reload. The gate is
-    there even without users: a reload may add them (until then it lets every request pass)."""
-    from exporter.serve.app import RELOADER
-    from exporter.serve.auth import BasicAuthGate
-
-    auth = BasicAuthGate(live.config.users)
-    live.set_users = auth.set_users
-    app.middlewares.append(auth.middleware)
-    app.on_cleanup.append(auth.close)
-    app[RELOADER].also.append(live.reload)
 
 
 async def _ready(app: web.Application) -> web.Application:
@@ -438,11 +403,12 @@ async def _ready(app: web.Application) -> web.Application:
 def _serve(
     make_app: Callable[[], Awaitable[web.Application]],
     listen: tuple[str, int],
-    web_config: WebConfig | None,
+    live: LiveWebConfig | None,
     *,
     shutdown_timeout: float,
     max_connections: int | None = None,
     charger_sockets: int = 0,
+    loop: EventLoop | None = None,
 ) -> int:
     """Bind, then serve until SIGTERM/SIGINT: 0, or 1 with one line on stderr when the address cannot be bound."""
     host, port = listen
@@ -463,16 +429,8 @@ def _serve(
             charger_sockets,
             RESERVED_FDS,
         )
-    live = LiveWebConfig(web_config.source, web_config) if web_config is not None else None
     ssl_context = live.ssl_context if live is not None else None
-
-    async def app_with_auth() -> web.Application:
-        app = await make_app()
-        if live is not None:
-            protect(app, live)
-        return app
-
-    if web_config is not None and web_config.users and ssl_context is None:
+    if live is not None and live.config.users and ssl_context is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     scheme = "https" if ssl_context is not None else "http"
     try:
@@ -487,13 +445,16 @@ def _serve(
         cap,
         fd_limit,
     )
+    loop = loop or choose_loop()
+    log.info("event loop: %s", loop.describe())
     run(
-        app_with_auth(),
+        make_app(),
         sockets,
         ssl_context=ssl_context,
         shutdown_timeout=shutdown_timeout,
         max_connections=cap,
         fd_limit=fd_limit,
+        new_loop=loop.new_loop,
     )
     log.info("stopped")
     return 0

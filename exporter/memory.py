@@ -4,10 +4,10 @@ Every scrape allocates a few buffers of hundreds of KiB (the exposition, zlib's 
 them again. glibc serves a block that large with ``mmap`` and gives it back on ``free``, but only until the first
 such block is freed: then it raises its threshold to that block's size (up to 32 MiB), and from there on such
 buffers come from the heap, between small long-lived objects, where the pages they leave behind stay resident.
-In a soak of 200 chargers (bench/fleet.py --soak, bench/memwatch.py) that is how RSS rose by ~23 MiB over 3,500
-scrapes while Python's own memory stayed flat: glibc's heap in use flat at 13.5 MiB, its freed-but-kept part
-growing from 2.7 to 16.8 MiB in 1,500 scrapes. Pinning the threshold at glibc's default of 128 KiB (which also
-stops it from moving) kept that part at 1.5-3.0 MiB over 5,000 scrapes, and RSS at 62-64 MiB from scrape 100 on.
+In a soak of 200 chargers that is how RSS kept rising while Python's own memory stayed flat: glibc's heap in use
+flat, its freed-but-kept part growing scrape after scrape. Pinning the threshold at glibc's default of 128 KiB
+(which also stops it from moving) keeps that part small and RSS flat (docs/benchmark/soak.md: both soaks, and the
+command that runs them).
 
 :func:`pin_mmap_threshold` does so once at start. It leaves the allocator alone where the C library is not glibc
 (musl, macOS), and where an operator tuned it (``MALLOC_MMAP_THRESHOLD_``, or a ``glibc.malloc.`` tunable in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter import catalogue as metric
 from grafana.panels import (
     DASHED,
     Dashboard,
@@ -39,12 +40,12 @@ VOLTAGE_BAND = steps(("red", None), ("green", VOLTAGE_MIN), ("red", VOLTAGE_MAX)
 FREQUENCY_BAND = steps(("red", None), ("green", FREQUENCY_MIN), ("red", FREQUENCY_MAX))
 # From the charger's absolute limit to what the vehicle is told.
 CHAIN = [
-    ("pulsatrix_effective_current_limit_amperes", "effective limit"),
-    ("pulsatrix_available_current_amperes", "available"),
-    ("pulsatrix_allocated_current_amperes", "allocated"),
-    ("pulsatrix_commanded_current_amperes", "commanded"),
-    ("pulsatrix_signaled_current_amperes", "signaled"),
-    ("pulsatrix_api_current_limit_amperes", "API limit"),
+    (metric.EFFECTIVE_CURRENT_LIMIT, "effective limit"),
+    (metric.AVAILABLE_CURRENT, "available"),
+    (metric.ALLOCATED_CURRENT, "allocated"),
+    (metric.COMMANDED_CURRENT, "commanded"),
+    (metric.SIGNALED_CURRENT, "signaled"),
+    (metric.API_CURRENT_LIMIT, "API limit"),
 ]
 IEC_COLORS = [regex_color(".* [CD]\\d?$", "green"), regex_color(".* [EF]\\d?$", "red")]
 
@@ -69,7 +70,7 @@ def charger() -> Json:
 
 
 def grid_and_power() -> list[Panel]:
-    volt, amp = one("pulsatrix_voltage_volts"), one("pulsatrix_current_amperes")
+    volt, amp = one(metric.VOLTAGE), one(metric.CURRENT)
     band = line_style(fill=0, thresholds="dashed")
     return [
         timeseries(
@@ -98,7 +99,7 @@ def grid_and_power() -> list[Panel]:
             "metering problem.",
             "watt",
             [
-                Query(one("pulsatrix_active_power_watts"), "{{charger}} measured"),
+                Query(one(metric.ACTIVE_POWER), "{{charger}} measured"),
                 Query(f"sum by (charger) ({volt} * {amp})", "{{charger}} V × I (L1+L2+L3)"),
             ],
             w=12,
@@ -110,7 +111,7 @@ def grid_and_power() -> list[Panel]:
             "Grid frequency",
             f"Grid frequency. The green band is {FREQUENCY_MIN}-{FREQUENCY_MAX} Hz.",
             "hertz",
-            [Query(one("pulsatrix_grid_frequency_hertz"), "{{charger}}")],
+            [Query(one(metric.GRID_FREQUENCY), "{{charger}}")],
             w=12,
             thresholds=FREQUENCY_BAND,
             style={**band, "axisSoftMin": round(FREQUENCY_MIN - 0.1, 1), "axisSoftMax": round(FREQUENCY_MAX + 0.1, 1)},
@@ -167,7 +168,7 @@ def states() -> list[Panel]:
             (
                 "Charging state",
                 "The charger's state over time, one row per state that occurred.",
-                "pulsatrix_state",
+                metric.STATE,
                 "state",
                 [
                     regex_color(f".*({CHARGING_STATES})$", "green"),
@@ -179,14 +180,14 @@ def states() -> list[Panel]:
             (
                 "Vehicle status (IEC 61851)",
                 "The vehicle's IEC 61851 status over time (A: no vehicle, B: connected, C/D: charging, E/F: error).",
-                "pulsatrix_vehicle_status",
+                metric.VEHICLE_STATUS,
                 "status",
                 IEC_COLORS,
             ),
             (
                 "Charge controller status (IEC 61851)",
                 "The charge controller's IEC 61851 status over time.",
-                "pulsatrix_charge_controller_status",
+                metric.CHARGE_CONTROLLER_STATUS,
                 "status",
                 IEC_COLORS,
             ),
@@ -198,8 +199,8 @@ def states() -> list[Panel]:
             "Up and session",
             "Whether every endpoint answered (up), and whether a charging session was running.",
             [
-                Query(one("pulsatrix_up"), "{{charger}} up"),
-                Query(one("pulsatrix_session_active"), "{{charger}} session"),
+                Query(one(metric.UP), "{{charger}} up"),
+                Query(one(metric.SESSION_ACTIVE), "{{charger}} session"),
             ],
             w=24,
             h=5,
@@ -210,7 +211,7 @@ def states() -> list[Panel]:
             "Last errors",
             "When fetching each endpoint last failed, per reason (timeout, connect, http_status, unauthorized, "
             "invalid_json, invalid_payload), since the exporter started. Empty while nothing has failed.",
-            f"{one('pulsatrix_last_error_timestamp_seconds')} * 1000",
+            f"{one(metric.LAST_ERROR_TIME)} * 1000",
             {"charger": "Charger", "endpoint": "Endpoint", "reason": "Reason"},
             w=24,
             h=5,
@@ -222,7 +223,7 @@ def states() -> list[Panel]:
 
 
 def current_session() -> list[Panel]:
-    start, end = one("pulsatrix_session_start_timestamp_seconds"), one("pulsatrix_session_end_timestamp_seconds")
+    start, end = one(metric.SESSION_START), one(metric.SESSION_END)
     return [
         stat(
             "Session start",
@@ -242,7 +243,7 @@ def current_session() -> list[Panel]:
             "Session energy",
             "Energy of the current session (meter now − meter at start), or of the last one.",
             "kwatth",
-            [instant(kwh(one("pulsatrix_session_energy_joules")), "{{charger}}")],
+            [instant(kwh(one(metric.SESSION_ENERGY)), "{{charger}}")],
             w=6,
             decimals=2,
         ),
@@ -258,7 +259,7 @@ def current_session() -> list[Panel]:
             "Session details",
             "Why the session started and stopped, who allocates its current (allocation source) and the phases it "
             "uses (1 per phase in use, L1 L2 L3).",
-            one("pulsatrix_session_info"),
+            one(metric.SESSION_INFO),
             {
                 "charger": "Charger",
                 "start_reason": "Start reason",
@@ -272,7 +273,7 @@ def current_session() -> list[Panel]:
         label_table(
             "Charger",
             "What the charger reports about itself: controller name and power domain.",
-            one("pulsatrix_charger_info"),
+            one(metric.CHARGER_INFO),
             {"charger": "Charger", "controller_name": "Controller", "power_domain": "Power domain"},
             w=10,
             h=5,
@@ -286,7 +287,7 @@ def api_limits() -> list[Panel]:
             "Charging enabled (API)",
             "Whether charging is enabled through the API. Disabled means an API client has stopped charging.",
             "none",
-            [instant(one("pulsatrix_api_limit_enabled"), "{{charger}}")],
+            [instant(one(metric.API_LIMIT_ENABLED), "{{charger}}")],
             w=6,
             mappings=yes_no("enabled", "disabled", zero_color="red"),
             color_mode="background",
@@ -295,7 +296,7 @@ def api_limits() -> list[Panel]:
             "API limit active",
             "Whether a current or power limit is set through the API (otherwise the controller decides).",
             "none",
-            [instant(one("pulsatrix_api_limit_active"), "{{charger}}")],
+            [instant(one(metric.API_LIMIT_ACTIVE), "{{charger}}")],
             w=6,
             mappings=yes_no("limited", "not limited", one_color="orange", zero_color="green"),
             color_mode="background",
@@ -304,14 +305,14 @@ def api_limits() -> list[Panel]:
             "API limit timeout",
             "Time after which limits set through the API become invalid.",
             "s",
-            [instant(one("pulsatrix_api_limit_timeout_seconds"), "{{charger}}")],
+            [instant(one(metric.API_LIMIT_TIMEOUT), "{{charger}}")],
             w=6,
         ),
         stat(
             "API current limit",
             "The current limit set through the API. Empty when none is set.",
             "amp",
-            [instant(one("pulsatrix_api_current_limit_amperes"), "{{charger}}")],
+            [instant(one(metric.API_CURRENT_LIMIT), "{{charger}}")],
             w=6,
             no_value="none",
         ),
@@ -320,8 +321,8 @@ def api_limits() -> list[Panel]:
             "Current and power limits set through the API over time (gaps: no limit set).",
             "amp",
             [
-                Query(one("pulsatrix_api_current_limit_amperes"), "{{charger}} current limit"),
-                Query(one("pulsatrix_api_power_limit_watts"), "{{charger}} power limit"),
+                Query(one(metric.API_CURRENT_LIMIT), "{{charger}} current limit"),
+                Query(one(metric.API_POWER_LIMIT), "{{charger}} power limit"),
             ],
             w=24,
             style=line_style(fill=0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter import catalogue as metric
 from grafana.panels import (
     DASHED,
     LEGEND_LIST,
@@ -45,27 +46,33 @@ from grafana.tables import column, label_column, table
 from grafana.vocabulary import (
     CHARGER_UID,
     CHARGING_STATES,
+    DOWN_SINCE,
     EXPORTER_REASONS,
     EXPORTER_REASONS_RE,
     FAULT_STATES,
     FAULT_STATUS,
     FLEET_UID,
     GROUPED_STATES,
+    HOURLY_CHARGING_RATIO,
+    HOURLY_ENERGY,
+    HOURLY_SESSION_STARTS,
     ID,
     IDLE_STATES,
     KNOWN_FOR,
+    LAST_SEEN,
     RED_STATES,
+    STATE_SINCE,
     SUSPENDED_STATES,
 )
 
-UP = s("pulsatrix_up")
-POWER = s("pulsatrix_active_power_watts")
+UP = s(metric.UP)
+POWER = s(metric.ACTIVE_POWER)
 CAPACITY = 'pulsatrix:site_capacity_watts{site=~"$site"}'
-ENERGY = r("pulsatrix:charger_energy_joules:increase1h")
-SESSIONS = r("pulsatrix:charger_session_starts:changes1h")
-RATIO = r("pulsatrix:charger_charging_ratio:avg1h")
+ENERGY = r(HOURLY_ENERGY)
+SESSIONS = r(HOURLY_SESSION_STARTS)
+RATIO = r(HOURLY_CHARGING_RATIO)
 HOURLY = (
-    " From the hourly recording rule pulsatrix:charger_energy_joules:increase1h (alerts.yml): cheap over "
+    f" From the hourly recording rule {HOURLY_ENERGY} (alerts.yml): cheap over "
     "months, accurate to the hour at both ends."
 )
 # Every endpoint answers and no fault: the charger is counted by its state (and in exactly one tile).
@@ -104,7 +111,7 @@ def fleet_now() -> list[Panel]:
             title,
             description + healthy,
             "none",
-            [instant(count(in_states("pulsatrix_state", "state", states) + f" == 1 {HEALTHY}"), title)],
+            [instant(count(in_states(metric.STATE, "state", states) + f" == 1 {HEALTHY}"), title)],
             w=3,
             color=fixed(color),
         )
@@ -114,7 +121,7 @@ def fleet_now() -> list[Panel]:
             ("Idle", "Chargers whose state is Idle.", IDLE_STATES, "blue"),
         )
     ]
-    other = s("pulsatrix_state", f'state!~"{GROUPED_STATES}|{FAULT_STATES}"')
+    other = s(metric.STATE, f'state!~"{GROUPED_STATES}|{FAULT_STATES}"')
     return [
         *tiles,
         stat(
@@ -180,17 +187,17 @@ def chargers_table() -> Panel:
         f" or (0 * max by ({ID}, site) ({UP})))"
     )
     since = (
-        f"max by (charger) ({r('pulsatrix:charger_down_since_timestamp_seconds')}"
-        f" or on ({ID}) max without (state) ({r('pulsatrix:charger_state_since_timestamp_seconds')})"
-        f" or on ({ID}) {r('pulsatrix:charger_last_seen_timestamp_seconds')}) * 1000"
+        f"max by (charger) ({r(DOWN_SINCE)}"
+        f" or on ({ID}) max without (state) ({r(STATE_SINCE)})"
+        f" or on ({ID}) {r(LAST_SEEN)}) * 1000"
     )
     vehicle = (
         "max by (charger, vehicle_status) (label_replace("
-        f'{s("pulsatrix_vehicle_status")} == 1, "vehicle_status", "$1", "status", "(.*)"))'
+        f'{s(metric.VEHICLE_STATUS)} == 1, "vehicle_status", "$1", "status", "(.*)"))'
     )
     last_error = (
         "max by (charger, last_error) (label_join(topk by (charger) (1, "
-        f'{s("pulsatrix_last_error_timestamp_seconds")}), "last_error", ": ", "endpoint", "reason")) * 1000'
+        f'{s(metric.LAST_ERROR_TIME)}), "last_error", ": ", "endpoint", "reason")) * 1000'
     )
     status_map = value_map(
         ("ok", "green"), ("partial data", "orange"), ("faulted", "red"), ("down", "red"), ("unmonitored", "purple")
@@ -221,7 +228,7 @@ def chargers_table() -> Panel:
             label_column(
                 "State",
                 "state",
-                f"max by (charger, state) ({s('pulsatrix_state')} == 1)",
+                f"max by (charger, state) ({s(metric.STATE)} == 1)",
                 mappings=state_colors,
                 custom__cellOptions=text,
             ),
@@ -229,26 +236,25 @@ def chargers_table() -> Panel:
             column("Power", f"sum by (charger) ({POWER})", unit="watt", decimals=0),
             column(
                 "Session energy",
-                kwh(f"sum by (charger) ({s('pulsatrix_session_energy_joules')})"),
+                kwh(f"sum by (charger) ({s(metric.SESSION_ENERGY)})"),
                 unit="kwatth",
                 decimals=2,
             ),
             column(
                 "Failing endpoints",
-                f"sum by (charger) (1 - {s('pulsatrix_endpoint_up')})",
+                f"sum by (charger) (1 - {s(metric.ENDPOINT_UP)})",
                 thresholds=steps(("green", None), ("red", 1)),
                 custom__cellOptions=text,
             ),
             # Only (endpoint, reason) pairs that occurred have a counter: healthy chargers get 0, not an empty cell.
             column(
                 "Scrape errors (range)",
-                f"sum by (charger) (increase({s('pulsatrix_scrape_errors_total')}[$__range]))"
-                f" or sum by (charger) (0 * {UP})",
+                f"sum by (charger) (increase({s(metric.FETCH_ERRORS)}[$__range])) or sum by (charger) (0 * {UP})",
                 decimals=0,
                 thresholds=steps(("green", None), ("orange", 1)),
                 custom__cellOptions=text,
             ),
-            column("Scrape duration", f"max by (charger) ({s('pulsatrix_scrape_duration_seconds')})", unit="s"),
+            column("Scrape duration", f"max by (charger) ({s(metric.POLL_DURATION)})", unit="s"),
             label_column(
                 "Last error",
                 "last_error",
@@ -303,12 +309,12 @@ def sites_and_power() -> list[Panel]:
         timeseries(
             "Power per power domain",
             "Active power per site and power domain (the load-management group the charger reports in "
-            "pulsatrix_charger_info), stacked.",
+            f"{metric.CHARGER_INFO}), stacked.",
             "watt",
             [
                 Query(
                     f"sum by (site, power_domain) ({POWER} * on ({ID}) group_left (power_domain) "
-                    f"{s('pulsatrix_charger_info')})",
+                    f"{s(metric.CHARGER_INFO)})",
                     "{{site}} {{power_domain}}",
                 )
             ],
@@ -348,7 +354,7 @@ def energy_cost_and_use() -> list[Panel]:
         )
     ]
     per_day = line_style(bars=True, stack=True, bar_alignment=1)
-    meter = s("pulsatrix_energy_imported_joules_total")
+    meter = s(metric.ENERGY_IMPORTED)
     return [
         *energy_per_site,
         use_table("site", {"site": "Site"}, w=10),
@@ -356,7 +362,7 @@ def energy_cost_and_use() -> list[Panel]:
         timeseries(
             "Sessions per day per site",
             "Charging sessions started per calendar day and site (the last 7 days and today so far), from the "
-            "hourly recording rule pulsatrix:charger_session_starts:changes1h. Days as in Energy per charger per day.",
+            f"hourly recording rule {HOURLY_SESSION_STARTS}. Days as in Energy per charger per day.",
             "none",
             [Query(f"sum by (site) (sum_over_time({SESSIONS}[1d] offset -1d))", "{{site}}", interval="1d")],
             w=8,
@@ -431,7 +437,7 @@ def states_and_availability() -> list[Panel]:
             "plus how many had partial data and how many were down: each charger is counted once.",
             "none",
             [
-                Query(f"count by (state) ({s('pulsatrix_state')} == 1 and on ({ID}) ({UP} == 1))", "{{state}}"),
+                Query(f"count by (state) ({s(metric.STATE)} == 1 and on ({ID}) ({UP} == 1))", "{{state}}"),
                 Query(f"count(({UP} == 0) and on ({ID}) {answering()}) or vector(0)", "partial data"),
                 Query(f"count({silent()}) or vector(0)", "down"),
             ],
@@ -460,10 +466,10 @@ def states_and_availability() -> list[Panel]:
 
 
 def exporter_health() -> list[Panel]:
-    errors = s("pulsatrix_scrape_errors_total")
-    device_errors = s("pulsatrix_scrape_errors_total", f'reason!~"{EXPORTER_REASONS_RE}"')
-    own_errors = s("pulsatrix_scrape_errors_total", f'reason=~"{EXPORTER_REASONS_RE}"')
-    duration = s("pulsatrix_scrape_duration_seconds")
+    errors = s(metric.FETCH_ERRORS)
+    device_errors = s(metric.FETCH_ERRORS, f'reason!~"{EXPORTER_REASONS_RE}"')
+    own_errors = s(metric.FETCH_ERRORS, f'reason=~"{EXPORTER_REASONS_RE}"')
+    duration = s(metric.POLL_DURATION)
     return [
         timeseries(
             "Scrape duration per charger",
@@ -498,7 +504,7 @@ def exporter_health() -> list[Panel]:
         stat(
             "Exporter processes up",
             "Exporter processes Prometheus reached in its last scrape (`up` of the Exporter job variable: the jobs "
-            "that carry pulsatrix_exporter_build_info) and those it did not. Counts processes, not chargers, "
+            f"that carry {metric.BUILD_INFO}) and those it did not. Counts processes, not chargers, "
             "whichever chargers, sites or job are selected. Both 0 means no such job is scraped: with a /probe job, "
             "add one that scrapes the exporter's /-/metrics.",
             "none",
@@ -511,10 +517,10 @@ def exporter_health() -> list[Panel]:
         ),
         stat(
             "Exporter version",
-            "Each exporter version running, with how many processes run it (pulsatrix_exporter_build_info of "
+            f"Each exporter version running, with how many processes run it ({metric.BUILD_INFO} of "
             "the Exporter job). Two versions at once: an upgrade is under way or a replica was left behind.",
             "none",
-            [instant(f"count by (version) ({e(m('pulsatrix_exporter_build_info'))})", "{{version}}")],
+            [instant(f"count by (version) ({e(m(metric.BUILD_INFO))})", "{{version}}")],
             w=6,
             text="value_and_name",
             no_value="no exporter job",
@@ -523,7 +529,7 @@ def exporter_health() -> list[Panel]:
             "Invalid values skipped",
             "Device values skipped in the time range because they were null, of a wrong type or infinite.",
             "none",
-            [instant(f"sum(increase({s('pulsatrix_invalid_values_total')}[$__range])) or vector(0)")],
+            [instant(f"sum(increase({s(metric.INVALID_VALUES)}[$__range])) or vector(0)")],
             w=6,
             thresholds=steps(("green", None), ("orange", 1)),
             decimals=0,

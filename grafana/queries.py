@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from exporter import catalogue as metric
 from exporter.catalogue import BY_NAME
 from grafana.panels import DATASOURCE, Json
 from grafana.vocabulary import CURRENCY, FAULT_STATES, FAULT_STATUS, ID, KNOWN_FOR
@@ -71,9 +72,9 @@ def in_states(name: str, label: str, states: str) -> str:
 
 def faulted() -> str:
     """One series per charger that reports a fault (state, vehicle or controller status)."""
-    state = in_states("pulsatrix_state", "state", FAULT_STATES)
-    vehicle = in_states("pulsatrix_vehicle_status", "status", FAULT_STATUS)
-    controller = in_states("pulsatrix_charge_controller_status", "status", FAULT_STATUS)
+    state = in_states(metric.STATE, "state", FAULT_STATES)
+    vehicle = in_states(metric.VEHICLE_STATUS, "status", FAULT_STATUS)
+    controller = in_states(metric.CHARGE_CONTROLLER_STATUS, "status", FAULT_STATUS)
     return (
         f"(max by ({ID}, site) ({state} == 1)"
         f" or on ({ID}) max by ({ID}, site) ({vehicle} == 1)"
@@ -83,17 +84,17 @@ def faulted() -> str:
 
 def answering() -> str:
     """Chargers of which at least one endpoint answered in the last scrape (some data)."""
-    return f"(max by ({ID}, site) ({s('pulsatrix_endpoint_up')}) == 1)"
+    return f"(max by ({ID}, site) ({s(metric.ENDPOINT_UP)}) == 1)"
 
 
 def silent() -> str:
     """Chargers none of whose endpoints answered in the last scrape (no data)."""
-    return f"(max by ({ID}, site) ({s('pulsatrix_endpoint_up')}) == 0)"
+    return f"(max by ({ID}, site) ({s(metric.ENDPOINT_UP)}) == 0)"
 
 
 def unmonitored() -> str:
     """Chargers seen within KNOWN_FOR that have no current series: their exporter or their probe is down."""
-    up = s("pulsatrix_up")
+    up = s(metric.UP)
     return f"(max by ({ID}, site) (last_over_time({up}[{KNOWN_FOR.promql}])) unless on ({ID}) {up})"
 
 
@@ -153,7 +154,7 @@ def variables(single_charger: bool = False) -> list[Json]:
     """`job` is the job of the device series, in either setup: `pulsatrix` (the /probe job) or
     `pulsatrix-exporter` (the exporter's /metrics scraped as a whole), or whatever the user named them.
     `exporter_job` is the job(s) of the exporter processes (see EXPORTER_JOB_SELECTOR)."""
-    up = m("pulsatrix_up")
+    up = m(metric.UP)
     charger = query_variable(
         "charger",
         "Charger",
@@ -167,10 +168,8 @@ def variables(single_charger: bool = False) -> list[Json]:
         query_variable("site", "Site", f'label_values({up}{{job=~"$job"}}, site)', ".*"),
         charger,
         {
-            **query_variable(
-                "exporter_job", "Exporter job", f"label_values({m('pulsatrix_exporter_build_info')}, job)", None
-            ),
-            "description": "The job(s) whose targets are exporter processes: those with pulsatrix_exporter_build_info.",
+            **query_variable("exporter_job", "Exporter job", f"label_values({m(metric.BUILD_INFO)}, job)", None),
+            "description": f"The job(s) whose targets are exporter processes: those with {metric.BUILD_INFO}.",
         },
     ]
 

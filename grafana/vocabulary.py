@@ -77,8 +77,20 @@ class Duration:
         return str(self.seconds)
 
 
+# --- recording rules ----------------------------------------------------------------------------------------------
+
+# The series deploy/prometheus/generate_rules.py records and the dashboards read (the exporter's own metric names are
+# exporter.catalogue's). Per charger: when it was last seen, since when it is in its state, since when it fails ...
+LAST_SEEN: Final = "pulsatrix:charger_last_seen_timestamp_seconds"
+STATE_SINCE: Final = "pulsatrix:charger_state_since_timestamp_seconds"
+DOWN_SINCE: Final = "pulsatrix:charger_down_since_timestamp_seconds"
+# ... and its hourly figures for the month-scale panels.
+HOURLY_ENERGY: Final = "pulsatrix:charger_energy_joules:increase1h"
+HOURLY_SESSION_STARTS: Final = "pulsatrix:charger_session_starts:changes1h"
+HOURLY_CHARGING_RATIO: Final = "pulsatrix:charger_charging_ratio:avg1h"
+
 # How long a charger that stopped reporting still counts as "unmonitored" (not yet as removed): the fleet tile and
-# the recording rule pulsatrix:charger_last_seen_timestamp_seconds.
+# the recording rule LAST_SEEN.
 KNOWN_FOR: Final = Duration(86400)
 
 # --- money -------------------------------------------------------------------------------------------------------

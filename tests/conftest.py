@@ -5,6 +5,8 @@ The helpers these fixtures use, and everything else tests share, live in tests/s
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,10 +15,22 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from exporter.config import Config
+from exporter.eventloop import ENV
+from exporter.eventloop import choose as choose_loop
 from exporter.serve.app import create_app
 from exporter.simulator import SimAuth, create_simulator_app
 from tests.support.fleet import ClientFactory, ServerFactory, SimulatedFleet
 from tests.support.tls import make_pki
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on the loop the exporter runs on by default (uvloop where it is installed), or on the
+    one $PULSATRIX_EVENT_LOOP names, as the exporter would."""
+    loop = choose_loop(os.environ.get(ENV) or "auto")
+    return {loop.name: loop.new_loop}
+
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from exporter import __version__
 from exporter.config import BasicAuth, BearerAuth, ChargerConfig, Config, Secret
 from exporter.scrape.results import ENDPOINTS
-from exporter.serve.app import FLEET, RUNTIME, create_app
+from exporter.serve.app import EXPORTER, create_app
 from exporter.simulator import SimAuth
 from tests.support.fleet import ClientFactory, MakeClient, MakeFleet, ServerFactory, SimulatedFleet
 from tests.support.samples import chargers_in, get, parse, scrape
@@ -295,7 +295,7 @@ async def test_secrets_never_leak_into_logs_metrics_or_pages(
     for path in ("/metrics", f"/probe?target={first.name}", "/", "/sd", "/metrics"):
         response = await client.get(path)
         pages.append(await response.text())
-    everything = "\n".join(pages) + caplog.text + repr(client.app[RUNTIME]) + repr(client.app[FLEET].config)
+    everything = "\n".join(pages) + caplog.text + repr(client.app[EXPORTER]) + repr(client.app[EXPORTER].fleet.config)
     assert "unauthorized" in everything  # the failure itself is visible ...
     forms = [*secrets, base64.b64encode(f"exporter:{secrets[0]}".encode()).decode()]
     for form in forms:  # ... the credentials are not, in no form
@@ -422,16 +422,16 @@ async def test_health_ready_and_service_discovery(fleet: SimulatedFleet, exporte
 
 async def test_one_session_for_the_app_life(fleet: SimulatedFleet, exporter_client: MakeClient) -> None:
     client = await exporter_client(fleet.config())
-    session = client.app[FLEET].session
+    session = client.app[EXPORTER].fleet.session
     assert session is not None
     await scrape(client)
     await scrape(client, "/probe?target=garage")
-    assert client.app[FLEET].session is session
+    assert client.app[EXPORTER].fleet.session is session
     open_during_scrapes = session.closed is False
     await client.close()
     assert open_during_scrapes
     assert session.closed
-    assert client.app[RUNTIME].ready is False
+    assert client.app[EXPORTER].ready is False
 
 
 async def test_removed_charger_leaves_no_stale_device_series(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import subprocess
@@ -23,9 +24,14 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "fleet.json").read_text())
     assert set(report["machine"]) >= {"cpu", "cores", "python", "load_before", "load_after"}
     rows = report["rows"]
-    # N = 1 and 10, latency 0 and 20 ms, /metrics and /probe
-    assert sorted((r["route"], r["n"], r["latency_ms"]) for r in rows) == sorted(
-        (route, n, latency) for route in ("/metrics", "/probe") for n in (1, 10) for latency in (0, 20)
+    # N = 1 and 10, latency 0 and 20 ms, /metrics and /probe, on each event loop (its baselines on the same one)
+    loops = ("asyncio", "uvloop") if importlib.util.find_spec("uvloop") else ("asyncio",)
+    assert sorted((r["route"], r["n"], r["latency_ms"], r["loop"]) for r in rows) == sorted(
+        (route, n, latency, loop)
+        for route in ("/metrics", "/probe")
+        for n in (1, 10)
+        for latency in (0, 20)
+        for loop in loops
     )
     for row in rows:
         assert row["up"] == row["n"], row  # every simulated charger answered, every probe was a 200
@@ -37,7 +43,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
         if row["route"] == "/metrics":  # what the simulated chargers spent serving the exporter and the lean client
             assert row["fleet_cpu"] > 0 and row["fleet_cpu_lean"] > 0, row
     table = (tmp_path / "fleet.md").read_text()
-    assert "| route | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor | lean wall |" in table
+    assert "| route | loop | N | latency | exporter wall | floor wall | naive wall | wall ÷ floor |" in table
     assert "| CPU ÷ floor | CPU ÷ lean | CPU ÷ naive | RSS | floor RSS | lean RSS | naive RSS |" in table
     assert "| fleet CPU (exporter's round) | fleet CPU (lean's round) |" in table
     assert len([line for line in table.splitlines() if line.startswith("| `/")]) == len(rows)
@@ -93,3 +99,18 @@ def test_the_by_hand_benchmarks_still_run(tmp_path: Path) -> None:
     assert load.returncode == 0, load.stderr[-3000:]
     for way in ("load_config ", "--check-config ", "load_config, pure YAML "):
         assert any(line.strip().startswith(way) and "wall median" in line for line in load.stdout.splitlines()), way
+
+
+def test_the_pipeline_benchmark_reports_each_stage() -> None:
+    """bench/pipeline.py (the exporter's own work per charger: parse, families, exposition, gzip) still runs."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--chargers", "10", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("N = 10, 2 rounds, CPU µs per charger (median): parse ")
+    for stage in ("families", "exposition", "gzip", "total"):
+        assert f", {stage} " in run.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from exporter.config import ChargerConfig, Config, TLSConfig
 from exporter.scrape.fetch import ChargerClient
-from exporter.serve.app import FLEET
+from exporter.serve.app import EXPORTER
 from tests.support.fleet import MakeClient, ServerFactory
 from tests.support.samples import get, scrape
 from tests.support.tls import serve_https_charger
@@ -28,7 +28,7 @@ async def test_chargers_naming_one_ca_file_share_one_context(
     client = await exporter_client(Config(chargers=chargers))
     samples = await scrape(client)
     assert [get(samples, "pulsatrix_up", charger=n) for n in names] == [1.0, 1.0, 1.0]
-    contexts = {id(client.app[FLEET].pollers[n].client._ssl) for n in names}
+    contexts = {id(client.app[EXPORTER].fleet.pollers[n].client._ssl) for n in names}
     assert len(contexts) == 1, "one context for the one CA file"
 
 
@@ -37,7 +37,7 @@ async def test_a_rewritten_ca_file_is_loaded_again(pki: Path, exporter_client: M
     ca.write_bytes((pki / "ca.pem").read_bytes())
     charger = ChargerConfig("bay", "https://127.0.0.1:1", tls=TLSConfig(ca_file=str(ca)))
     client = await exporter_client(Config(chargers=(charger,)))
-    session = client.app[FLEET].session
+    session = client.app[EXPORTER].fleet.session
     assert session is not None
     before = ChargerClient(charger, session)._ssl
     assert ChargerClient(charger, session)._ssl is before

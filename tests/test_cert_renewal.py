@@ -17,12 +17,11 @@ import bcrypt
 import pytest
 from aiohttp import web
 
-from exporter.cli import protect
 from exporter.config import load_config
 from exporter.config.web import load_web_config
-from exporter.serve import tls
+from exporter.serve import webconfig
 from exporter.serve.app import create_app
-from exporter.serve.tls import LiveWebConfig
+from exporter.serve.webconfig import LiveWebConfig
 from tests.support.fleet import SimulatedFleet, write_config
 from tests.support.tls import make_pki
 
@@ -110,8 +109,7 @@ def served(
     web_yml.write_text("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n")
     live = LiveWebConfig(web_yml, load_web_config(web_yml))
     config = write_config(tmp_path / "pulsatrix.yml", fleet, ["garage"])
-    app = create_app(load_config(config), enable_lifecycle=True)
-    protect(app, live)
+    app = create_app(load_config(config), enable_lifecycle=True, web_config=live)
     return web_yml, live, app
 
 
@@ -121,7 +119,7 @@ async def test_a_renewed_certificate_is_served_to_new_connections_and_open_ones_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tls, "CERT_CHECK_INTERVAL", 0.0)  # look at the files on every handshake
+    monkeypatch.setattr(webconfig, "CERT_CHECK_INTERVAL", 0.0)  # look at the files on every handshake
     _, live, app = served
     old, new = two_pkis
     async for port in serve(live, app):
@@ -143,7 +141,7 @@ async def test_a_broken_new_pair_keeps_the_old_one_and_is_logged_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(tls, "CERT_CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(webconfig, "CERT_CHECK_INTERVAL", 0.0)
     _, live, app = served
     old, new = two_pkis
     async for port in serve(live, app):

@@ -449,3 +449,38 @@ def test_check_config_does_not_load_the_http_stack(tmp_path: Path) -> None:
         [sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stdout.splitlines()[-1] == "aiohttp not loaded 0", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "loop", "line"),
+    [
+        ((), {}, "uvloop", "INFO exporter: event loop: uvloop "),
+        (("--event-loop", "asyncio"), {}, "asyncio", "INFO exporter: event loop: asyncio 3."),
+        ((), {"PULSATRIX_EVENT_LOOP": "asyncio"}, "asyncio", "INFO exporter: event loop: asyncio 3."),
+    ],
+    ids=["default", "flag", "env"],
+)
+def test_the_exporter_says_which_event_loop_it_runs_on(
+    args: tuple[str, ...], env: dict[str, str], loop: str, line: str
+) -> None:
+    """uvloop by default (it is a dependency where it builds, as here), the standard loop when asked; the start-up
+    log and the build-info metric say which."""
+    pytest.importorskip("uvloop", reason="uvloop is a dependency on this platform")
+    port = free_port()
+    with process("--demo", "--listen", f"127.0.0.1:{port}", *args, ready_path="/-/ready", port=port, env=env) as proc:
+        own = fetch(f"http://127.0.0.1:{port}/-/metrics")
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    build_info = next(sample for sample in own.splitlines() if sample.startswith("pulsatrix_exporter_build_info"))
+    assert f'event_loop="{loop}"' in build_info
+    assert line in err
+    assert (" (as asked)" in err) == (loop == "asyncio")
+
+
+def test_an_unknown_event_loop_is_a_usage_error() -> None:
+    proc = run("--demo", "--event-loop", "trio")
+    assert proc.returncode == 2
+    assert proc.stderr.endswith("error: unknown event loop 'trio': choose one of auto, uvloop, asyncio\n")
+    proc = run("--demo", env={"PULSATRIX_EVENT_LOOP": "tokio"})
+    assert proc.returncode == 2
+    assert "error: unknown event loop 'tokio'" in proc.stderr

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from exporter.config import Config
 from exporter.scrape.results import ENDPOINTS
-from exporter.serve.app import FLEET, HEALTH
+from exporter.serve.app import EXPORTER
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, SimulatedFleet
 from tests.support.samples import get, parse, scrape
@@ -64,7 +64,7 @@ async def test_a_poll_is_never_extended_beyond_the_chargers_timeout(
     chargers = tuple(replace(c, timeout=1.0) for c in fleet.config().chargers)
     client = await exporter_client(Config(chargers=chargers))
     scrapes = []
-    status = client.app[HEALTH].status["garage"]
+    status = client.app[EXPORTER].health.status["garage"]
     recorded_while_scraped = False
     for _ in range(6):  # bounded: one scrape every 0.3 s, each with a deadline later than the poll's
         scrapes.append(asyncio.ensure_future(client.get("/probe?target=garage")))
@@ -88,5 +88,5 @@ async def test_a_scraper_that_hangs_up_mid_poll_leaves_the_shared_poll_to_the_ot
     samples = parse(await (await staying).text())
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0
     assert fleet.stats.hits[("garage", "charging")] == 1
-    poller = client.app[FLEET].pollers["garage"]
+    poller = client.app[EXPORTER].fleet.pollers["garage"]
     assert poller._task is None, "nothing left pending once the poll is over"

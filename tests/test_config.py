@@ -215,7 +215,7 @@ def test_duplicate_names_are_found_after_variable_expansion() -> None:
 def test_rendered_error_names_the_file_on_every_line() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(CONF / "many-problems.yml", env={})
-    lines = info.value.render().splitlines()
+    lines = info.value.message().splitlines()
     assert lines[0] == f"{CONF / 'many-problems.yml'}: 6 problems in config"
     assert all(line.startswith(f"  {CONF / 'many-problems.yml'}: ") for line in lines[1:])
 
@@ -265,7 +265,7 @@ def test_secret_values_never_appear_in_error_messages() -> None:
     text = "chargers:\n  - name: a\n    url: http://192.0.2.1\n    auth: {bearer: {token: hunter2, token_file: x}}\n"
     with pytest.raises(ConfigError) as info:
         parse_config(text)
-    assert "hunter2" not in info.value.render()
+    assert "hunter2" not in info.value.message()
 
 
 @pytest.mark.parametrize(
@@ -280,7 +280,7 @@ def test_a_wrongly_typed_inline_secret_is_named_but_never_shown(auth: str, key: 
     text = f"chargers:\n  - name: a\n    url: http://192.0.2.1\n    auth: {auth}\n"
     with pytest.raises(ConfigError) as info:
         parse_config(text)
-    rendered = info.value.render()
+    rendered = info.value.message()
     assert f"chargers[0] (a): {key}: must be a string, got a" in rendered
     assert "73019561" not in rendered
 
@@ -394,7 +394,7 @@ def test_a_thousand_problems_are_summed_up_after_the_first_hundred() -> None:
     text = "chargers:\n" + "".join(f"  - {{name: c{i}, url: 'ftp://x'}}\n" for i in range(1000))
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="big.yml")
-    lines = info.value.render().splitlines()
+    lines = info.value.message().splitlines()
     assert lines[0] == "big.yml: 1000 problems in config"
     assert len(lines) == 102
     assert lines[-1] == "  big.yml: ... and 900 more problems"

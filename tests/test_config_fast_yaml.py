@@ -40,7 +40,7 @@ def outcome(text: str) -> tuple[str, str]:
     try:
         return "data", repr(yamlfile.load_yaml(text, "t.yml", max_chars=4 * 1024 * 1024))
     except ConfigError as exc:
-        return "error", exc.render()
+        return "error", exc.message()
 
 
 def assert_same_as_pure(text: str) -> None:

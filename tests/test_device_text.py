@@ -12,7 +12,7 @@ import pytest
 
 from exporter.config import ChargerConfig, Config
 from exporter.scrape.devicetext import MAX_DEVICE_TEXT, device_text
-from exporter.serve.app import HEALTH
+from exporter.serve.app import EXPORTER
 from tests.support.fleet import MakeClient, SimulatedFleet
 from tests.support.samples import get, scrape
 
@@ -73,7 +73,7 @@ async def test_junk_after_a_body_becomes_a_short_clean_detail(
     samples = await scrape(client)
     assert get(samples, "pulsatrix_up", charger="odd") == 0.0
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0
-    error = client.app[HEALTH].status["odd"].last_error
+    error = client.app[EXPORTER].health.status["odd"].last_error
     assert error is not None
     detail = error.split(": invalid_payload: ", 1)[1]
     assert detail.startswith("bad HTTP response: Bad status line:\\n  Expected HTTP/")
@@ -94,7 +94,7 @@ async def test_escape_codes_in_a_reason_phrase_are_escaped(
     odd = ChargerConfig("odd", await raw_charger(reply), timeout=2.0)
     client = await exporter_client(Config(chargers=(odd,)))
     await scrape(client)
-    error = client.app[HEALTH].status["odd"].last_error
+    error = client.app[EXPORTER].health.status["odd"].last_error
     phrase = "\\x1b[2J\\x1b[31mgo away" + "R" * (MAX_DEVICE_TEXT - 1 - 22) + "…"
     assert error == f"limits: http_status: HTTP 503 {phrase}"
     assert_clean(caplog.text + await (await client.get("/")).text())

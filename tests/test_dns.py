@@ -11,7 +11,7 @@ import pytest
 
 from exporter.config import ChargerConfig, Config
 from exporter.scrape.dns import FAILED_TTL, PoolResolver
-from exporter.serve.app import FLEET
+from exporter.serve.app import EXPORTER
 from tests.support.fleet import MakeClient, MakeFleet
 from tests.support.samples import get, scrape
 
@@ -85,7 +85,7 @@ async def test_a_failed_lookup_is_remembered_for_30_seconds(
     )
     now = [100.0]
     client = await exporter_client(Config(chargers=chargers))
-    resolver = client.app[FLEET].resolver
+    resolver = client.app[EXPORTER].fleet.resolver
     assert isinstance(resolver, PoolResolver)
     resolver.clock = lambda: now[0]
     for polled in (1.0, 2.0, 3.0):

@@ -18,7 +18,7 @@ import yaml
 
 from exporter.config import load_config
 from exporter.scrape.results import ENDPOINTS
-from exporter.serve.app import FLEET, HEALTH, RELOADER, RUNTIME, create_app
+from exporter.serve.app import EXPORTER, create_app
 from exporter.simulator import SimAuth, create_simulator_app, set_fault
 from tests.support.fleet import ClientFactory, ExporterClient, MakeFleet, ServerFactory, SimulatedFleet
 from tests.support.samples import Samples, get, scrape
@@ -178,13 +178,13 @@ async def test_every_fault_is_survived_reported_logged_once_and_leaks_nothing(
 
     app = r.client.app
     reprs = [
-        repr(app[FLEET]),
-        repr(app[FLEET].config),
-        repr(list(app[FLEET].pollers.values())),
-        repr([p.client for p in app[FLEET].pollers.values()]),
-        repr(app[HEALTH].status),
-        repr(app[RUNTIME]),
-        repr(app[RELOADER]),
+        repr(app[EXPORTER].fleet),
+        repr(app[EXPORTER].fleet.config),
+        repr(list(app[EXPORTER].fleet.pollers.values())),
+        repr([p.client for p in app[EXPORTER].fleet.pollers.values()]),
+        repr(app[EXPORTER].health.status),
+        repr(app[EXPORTER]),
+        repr(app[EXPORTER].reloader),
     ]
     everything = "\n".join([*pages, *reprs, caplog.text, *(repr(rec.exc_info) for rec in caplog.records)])
     for form in SECRET_FORMS:

@@ -216,7 +216,7 @@ def check_parsed(endpoint: str, body: bytes) -> None:
     except PayloadError as exc:
         assert exc.reason in ("invalid_json", "invalid_payload")
         return
-    for key, value in parsed.reading.items():
+    for key, value in parsed.values.items():
         assert key in BY_NAME or key in INPUTS
         if isinstance(value, float):
             assert not math.isinf(value), key  # NaN only for a limit that is not set
@@ -259,7 +259,7 @@ def test_pathological_bodies_become_reasons_not_crashes() -> None:
             assert exc.reason == reason
         else:
             assert reason is None
-            assert parsed.reading == {}
+            assert parsed.values == {}
             assert [p.field for p in parsed.problems] == ["frequency"]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.config import ChargerConfig, Config
-from exporter.serve.app import FLEET, GC_THRESHOLDS, create_app
+from exporter.serve.app import EXPORTER, GC_THRESHOLDS, create_app
 from tests.support.fleet import ClientFactory
 
 
@@ -24,7 +24,7 @@ async def test_started_app_freezes_its_start_up_objects(aiohttp_client: ClientFa
     gc.unfreeze()
     config = Config(chargers=(ChargerConfig("garage", "http://192.0.2.1"),))
     client = await aiohttp_client(create_app(config, tune_gc=True))
-    assert client.app is not None and client.app[FLEET].pollers  # the charger pollers existed before the freeze
+    assert client.app is not None and client.app[EXPORTER].fleet.pollers  # the pollers existed before the freeze
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == GC_THRESHOLDS
     assert (await client.get("/-/ready")).status == 200

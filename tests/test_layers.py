@@ -18,6 +18,7 @@ EXPORTER = ROOT / "exporter"
 ALLOWED: dict[str, set[str]] = {
     "exporter.catalogue": set(),
     "exporter.memory": set(),
+    "exporter.eventloop": set(),
     "exporter.config": set(),
     "exporter.scrape": {"exporter", "exporter.catalogue", "exporter.config"},
     "exporter.serve": {"exporter", "exporter.catalogue", "exporter.config", "exporter.scrape"},

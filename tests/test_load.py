@@ -17,7 +17,7 @@ import time
 
 from exporter.config import Config, demo_config
 from exporter.serve.app import create_app
-from exporter.simulator import STATS, start_simulator
+from exporter.simulator import SIMULATOR, start_simulator
 from tests.support.fleet import ClientFactory
 from tests.support.samples import get, parse
 
@@ -43,7 +43,8 @@ async def test_four_scrapers_of_200_chargers_hold(aiohttp_client: ClientFactory)
     _enough_file_descriptors()
     runner, base_url, names = await start_simulator("127.0.0.1", 0, n=CHARGERS, seed=3, faults=True)
     try:
-        sim = runner.app[STATS]
+        sim = runner.app[SIMULATOR].stats
+        assert sim is not None
         config: Config = demo_config(base_url, names)
         client = await aiohttp_client(create_app(config))
         loop = asyncio.get_running_loop()

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import bcrypt
 import pytest
 
-from exporter.cli import _MalformedRequestFilter, setup_logging
+from exporter.cli import setup_logging
 from exporter.config import Secret
 from exporter.serve.auth import BasicAuthGate
+from exporter.serve.serverlog import MalformedRequestFilter
 from tests.support.auth import serve_protected
 from tests.support.fleet import ServerFactory
 
@@ -24,7 +25,7 @@ def cli_logging() -> Iterator[None]:
     setup_logging("debug")  # as the command does (basicConfig itself is a no-op under pytest)
     yield
     logger = logging.getLogger("aiohttp.server")
-    for installed in [f for f in logger.filters if isinstance(f, _MalformedRequestFilter)]:
+    for installed in [f for f in logger.filters if isinstance(f, MalformedRequestFilter)]:
         logger.removeFilter(installed)
 
 
@@ -57,7 +58,7 @@ async def test_a_flood_of_malformed_requests_is_logged_once_per_minute_with_a_co
 ) -> None:
     caplog.set_level(logging.DEBUG)
     logger = logging.getLogger("aiohttp.server")
-    installed = next(f for f in logger.filters if isinstance(f, _MalformedRequestFilter))
+    installed = next(f for f in logger.filters if isinstance(f, MalformedRequestFilter))
     now = [1000.0]
     installed.clock = lambda: now[0]
     auth = BasicAuthGate((("prometheus", Secret(bcrypt.hashpw(b"x", bcrypt.gensalt(rounds=4)).decode())),))

@@ -48,14 +48,14 @@ def test_openapi_sample_payloads_parse_completely() -> None:
     ch = parse_endpoint("charging", (OPENAPI / "charging.json").read_bytes())
     lim = parse_endpoint("limits", (OPENAPI / "limits.json").read_bytes())
     # Values in the metrics' units (kWh → J, ms → s), keyed by metric name (or by input name, see parse.INPUTS).
-    assert conf.reading == {
+    assert conf.values == {
         "power_domain": "Daheim",
         "controller_name": "Garage",
         "pulsatrix_has_phase_rotation": False,
         "pulsatrix_has_phase_shutoff": True,
         "pulsatrix_effective_current_limit_amperes": 32.0,
     }
-    assert tx.reading == {
+    assert tx.values == {
         "state": "Idle",
         "started_time": 1699359776.0,
         "ended_time": 1699359816.0,
@@ -68,7 +68,7 @@ def test_openapi_sample_payloads_parse_completely() -> None:
         "stop_reason": "DeAuthorized",
         "allocation_source": "OCPP Profile",
     }
-    assert ch.reading == {
+    assert ch.values == {
         VOLTS: (234.1605072, 234.0818024, 234.2052612),
         AMPS: (8.13, 8.2, 8.09),
         "pulsatrix_active_power_watts": 2036.600098,
@@ -79,7 +79,7 @@ def test_openapi_sample_payloads_parse_completely() -> None:
         "pulsatrix_available_current_amperes": 18.0,
         "pulsatrix_signaled_current_amperes": 18.0,
     }
-    assert lim.reading == {
+    assert lim.values == {
         "pulsatrix_api_limit_enabled": True,
         CURRENT_LIMIT: 15.5,
         POWER_LIMIT: 10000.0,
@@ -96,18 +96,18 @@ def test_openapi_sample_payloads_parse_completely() -> None:
     ],
 )
 def test_name_variants(payload: dict[str, str], expected: tuple[str, str]) -> None:
-    reading = parse_configuration(payload).reading
+    reading = parse_configuration(payload).values
     assert (reading["power_domain"], reading["controller_name"]) == expected
 
 
 @pytest.mark.parametrize("key", ["hasPhaseStShutoff", "hasPhaseShutoff", "hasPhaseSTShutoff"])
 def test_phase_shutoff_flag_variants(key: str) -> None:
-    assert parse_configuration({key: True}).reading == {"pulsatrix_has_phase_shutoff": True}
-    assert parse_configuration({key: False}).reading == {"pulsatrix_has_phase_shutoff": False}
+    assert parse_configuration({key: True}).values == {"pulsatrix_has_phase_shutoff": True}
+    assert parse_configuration({key: False}).values == {"pulsatrix_has_phase_shutoff": False}
 
 
 def test_phase_turnon_flag() -> None:
-    assert parse_configuration({"hasPhaseSTTurnon": True}).reading == {"pulsatrix_has_phase_turnon": True}
+    assert parse_configuration({"hasPhaseSTTurnon": True}).values == {"pulsatrix_has_phase_turnon": True}
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_wrong_types_and_overflowing_conversions_are_skipped_and_reported(
     endpoint: str, payload: dict[str, object], message: str
 ) -> None:
     parsed = parse_values(endpoint, payload)
-    assert parsed.reading == {}
+    assert parsed.values == {}
     assert parsed.problems == (Problem(next(iter(payload)), message),)
 
 
@@ -151,7 +151,7 @@ def test_every_limits_field_name_of_the_device_document_is_read() -> None:
             "setPhaseRotation": False,
         }
     )
-    assert prose.reading == {
+    assert prose.values == {
         "pulsatrix_api_limit_enabled": False,
         CURRENT_LIMIT: 10.0,
         POWER_LIMIT: 4000.0,
@@ -165,7 +165,7 @@ def test_every_limits_field_name_of_the_device_document_is_read() -> None:
 def test_fields_moved_between_configuration_and_transaction() -> None:
     # Some firmware reports effectiveAmperageLimit (and sessionId) in transaction instead of configuration.
     tx = parse_transaction({"effectiveAmperageLimit": 16.0, "sessionId": "018b-..."})
-    assert tx.reading == {"pulsatrix_effective_current_limit_amperes": 16.0}
+    assert tx.values == {"pulsatrix_effective_current_limit_amperes": 16.0}
     assert tx.problems == ()
 
 
@@ -173,7 +173,7 @@ def test_nan_literal_from_the_device() -> None:
     body = b'{"amperageLimit":NaN,"powerLimit":NaN,"timeout": 300000}'
     parsed = parse_endpoint("limits", body)
     # NaN means "not set": kept (the limit is reported, pulsatrix_api_limit_active says 0), never a sample
-    assert parsed.reading == {
+    assert parsed.values == {
         CURRENT_LIMIT: pytest.approx(math.nan, nan_ok=True),
         POWER_LIMIT: pytest.approx(math.nan, nan_ok=True),
         TIMEOUT: 300.0,
@@ -185,18 +185,18 @@ def test_nan_literal_from_the_device() -> None:
 def test_c_style_nan_tokens_are_accepted(token: str) -> None:
     body = f'{{"amperageLimit": {token}, "powerLimit":{token},"timeout":5000}}'.encode()
     parsed = parse_endpoint("limits", body)
-    assert parsed.reading == {CURRENT_LIMIT: NAN, POWER_LIMIT: NAN, TIMEOUT: 5.0}
+    assert parsed.values == {CURRENT_LIMIT: NAN, POWER_LIMIT: NAN, TIMEOUT: 5.0}
 
 
 def test_limits_missing_or_null_are_not_reported() -> None:
-    assert CURRENT_LIMIT not in parse_limits({"enabled": True, "timeout": 1000}).reading
-    assert CURRENT_LIMIT not in parse_limits({"amperageLimit": None}).reading
-    assert parse_limits({"powerLimit": "NaN"}).reading == {POWER_LIMIT: NAN}
+    assert CURRENT_LIMIT not in parse_limits({"enabled": True, "timeout": 1000}).values
+    assert CURRENT_LIMIT not in parse_limits({"amperageLimit": None}).values
+    assert parse_limits({"powerLimit": "NaN"}).values == {POWER_LIMIT: NAN}
 
 
 def test_negative_meter_readings_are_skipped_and_reported() -> None:
     parsed = parse_charging({"energyImported": -1.5})
-    assert parsed.reading == {}
+    assert parsed.values == {}
     assert parsed.problems == (Problem("energyImported", "negative meter reading"),)
 
 
@@ -224,7 +224,7 @@ def test_null_and_wrong_types_skip_only_that_value() -> None:
         "allocatedAmperage": 16,
     }
     parsed = parse_charging(payload)
-    assert parsed.reading == {
+    assert parsed.values == {
         VOLTS: (230.1, None, None),
         AMPS: (6.0, 6.1, 6.2),
         "pulsatrix_allocated_current_amperes": 16.0,
@@ -240,9 +240,9 @@ def test_null_and_wrong_types_skip_only_that_value() -> None:
 
 def test_missing_fields_are_silent() -> None:
     parsed = parse_charging({"voltage": [230.0]})
-    assert parsed.reading == {VOLTS: (230.0,)}
+    assert parsed.values == {VOLTS: (230.0,)}
     assert parsed.problems == ()
-    assert parse_transaction({}).reading == {}
+    assert parse_transaction({}).values == {}
     assert parse_configuration({}).problems == ()
 
 
@@ -252,25 +252,25 @@ def test_missing_fields_are_silent() -> None:
 )
 def test_one_and_two_phase_arrays_and_empty_objects(voltage: object, expected: tuple[float, ...] | None) -> None:
     parsed = parse_charging({"voltage": voltage})
-    assert parsed.reading.get(VOLTS) == expected
+    assert parsed.values.get(VOLTS) == expected
     assert parsed.problems == ()
 
 
 def test_more_than_three_entries_keeps_three_and_reports() -> None:
     parsed = parse_charging({"amperage": [1.0, 2.0, 3.0, 4.0]})
-    assert parsed.reading[AMPS] == (1.0, 2.0, 3.0)
+    assert parsed.values[AMPS] == (1.0, 2.0, 3.0)
     assert parsed.problems == (Problem("amperage", "4 entries, only the first 3 are phases"),)
 
 
 def test_array_of_wrong_type_is_reported() -> None:
     parsed = parse_charging({"voltage": 230.0})
-    assert parsed.reading == {}
+    assert parsed.values == {}
     assert parsed.problems == (Problem("voltage", "expected an array, got a number"),)
 
 
 def test_infinity_is_skipped_and_reported() -> None:
     parsed = parse_endpoint("charging", b'{"frequency": Infinity, "lastActivePower": -inf}')
-    assert parsed.reading == {}
+    assert parsed.values == {}
     assert {p.field for p in parsed.problems} == {"frequency", "lastActivePower"}
 
 
@@ -285,7 +285,7 @@ def test_unknown_enum_values_pass_through() -> None:
             "allocationSourceName": "Solar",
         }
     )
-    assert tx.reading == {
+    assert tx.values == {
         "state": "AWAITING_AUTHORIZATION",
         "vehicle_status": "X9",
         "charge_controller_status": "C2",
@@ -297,12 +297,12 @@ def test_unknown_enum_values_pass_through() -> None:
 
 
 def test_used_phases_is_a_string_of_three_characters() -> None:
-    assert parse_transaction({"usedPhasesSession": "100"}).reading == {"used_phases": "100"}
+    assert parse_transaction({"usedPhasesSession": "100"}).values == {"used_phases": "100"}
 
 
 def test_overlong_label_string_is_rejected() -> None:
     parsed = parse_transaction({"state": "x" * 65})
-    assert parsed.reading == {}
+    assert parsed.values == {}
     assert parsed.problems[0].field == "state"
 
 
@@ -315,7 +315,7 @@ def test_overlong_label_string_is_rejected() -> None:
     ],
 )
 def test_limits_variants(body: bytes, expected: tuple[float | None, ...]) -> None:
-    reading = parse_endpoint("limits", body).reading
+    reading = parse_endpoint("limits", body).values
     assert (reading.get(CURRENT_LIMIT), reading.get(POWER_LIMIT), reading.get(TIMEOUT)) == expected
 
 
@@ -325,7 +325,7 @@ def test_limits_null_is_counted() -> None:
 
 def test_websocket_envelope_is_unwrapped() -> None:
     body = json.dumps({"topic": "charging", "message": {"frequency": 50.01}}).encode()
-    assert parse_endpoint("charging", body).reading == {"pulsatrix_grid_frequency_hertz": 50.01}
+    assert parse_endpoint("charging", body).values == {"pulsatrix_grid_frequency_hertz": 50.01}
 
 
 def test_utf8_bom_is_accepted() -> None:

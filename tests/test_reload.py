@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import load_config
-from exporter.serve.app import FLEET, RELOADER, create_app
+from exporter.serve.app import EXPORTER, create_app
 from exporter.serve.reload import Reloader
 from exporter.simulator import SimAuth, set_fault
 from tests.support.fleet import (
@@ -42,8 +42,8 @@ async def test_a_valid_reload_adds_keeps_and_removes_chargers(
     client = await start(aiohttp_client, path)
     set_fault(fleet.sim.chargers["carport"], "http_500", ["limits"])
     await scrape(client)
-    kept = client.app[FLEET].pollers["garage"]
-    session = client.app[FLEET].session
+    kept = client.app[EXPORTER].fleet.pollers["garage"]
+    session = client.app[EXPORTER].fleet.session
     before = await scrape(client, "/-/metrics")
 
     write_config(path, fleet, ["garage", "visitor-bay"])
@@ -54,8 +54,8 @@ async def test_a_valid_reload_adds_keeps_and_removes_chargers(
     samples = await scrape(client)
     assert get(samples, "pulsatrix_up", charger="visitor-bay") == 1.0  # added
     assert not [key for key in samples if ("charger", "carport") in key[1]]  # removed: no stale series at all
-    assert client.app[FLEET].pollers["garage"] is kept  # unchanged: same client, cache and connections
-    assert client.app[FLEET].session is session
+    assert client.app[EXPORTER].fleet.pollers["garage"] is kept  # unchanged: same client, cache and connections
+    assert client.app[EXPORTER].fleet.session is session
     # The simulated chargers share one host and port, so one pool: the 8 sockets of the first scrape served the
     # scrape after the reload too (a new session would have opened new ones).
     assert fleet.stats.connections_seen() == 8
@@ -127,7 +127,7 @@ async def test_sighup_reloads_the_config_and_the_secret_files(
     assert get(samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="limits", reason="unauthorized")
 
     secret.write_text("new-password\n")  # the config file itself is unchanged
-    reloader = client.app[RELOADER]
+    reloader = client.app[EXPORTER].reloader
     stamp = reloader.success_time
     await sighup_and_wait(reloader)
     assert reloader.success_time != stamp, "SIGHUP did not reload"
@@ -146,9 +146,9 @@ async def test_reload_over_http_is_refused_without_web_enable_lifecycle_and_sigh
         "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload over HTTP, or send "
         "it SIGHUP\n"
     )
-    assert list(client.app[FLEET].pollers) == ["garage"]  # nothing was re-read
-    await sighup_and_wait(client.app[RELOADER])
-    assert list(client.app[FLEET].pollers) == ["garage", "carport"]
+    assert list(client.app[EXPORTER].fleet.pollers) == ["garage"]  # nothing was re-read
+    await sighup_and_wait(client.app[EXPORTER].reloader)
+    assert list(client.app[EXPORTER].fleet.pollers) == ["garage", "carport"]
 
 
 async def test_reload_without_a_config_file_says_so(fleet: SimulatedFleet, aiohttp_client: ClientFactory) -> None:
@@ -205,12 +205,12 @@ async def test_a_new_keepalive_gets_a_new_pool_and_the_old_one_closes_after_its_
     path.write_text(path.read_text().replace("timeout: 2", "timeout: 0.5"))
     client = await start(aiohttp_client, path)
     await scrape(client)
-    old = client.app[FLEET].session
+    old = client.app[EXPORTER].fleet.session
     assert old is not None
     write_config(path, fleet, ["garage"], min_interval=60, keepalive_timeout=100)
     path.write_text(path.read_text().replace("timeout: 2", "timeout: 0.5"))
     assert (await client.post("/-/reload")).status == 200
-    assert client.app[FLEET].session is not old
+    assert client.app[EXPORTER].fleet.session is not old
     samples = await scrape(client)
     assert fleet.stats.hits[("garage", "charging")] == 1  # the cached reading moved to the new pool's poller
     assert get(samples, "pulsatrix_up", charger="garage") == 1.0
@@ -230,10 +230,10 @@ async def test_a_new_max_concurrency_applies_to_the_chargers_a_reload_keeps(
         set_fault(charger, "latency", seconds=0.2)
     path = write_config(tmp_path / "pulsatrix.yml", fleet, fleet.names)
     client = await start(aiohttp_client, path)
-    before = dict(client.app[FLEET].pollers)
+    before = dict(client.app[EXPORTER].fleet.pollers)
     write_config(path, fleet, fleet.names, max_concurrency=1)
     assert (await client.post("/-/reload")).status == 200
-    assert client.app[FLEET].pollers == before  # same chargers, same pool: the pollers are kept ...
+    assert client.app[EXPORTER].fleet.pollers == before  # same chargers, same pool: the pollers are kept ...
     samples = await scrape(client)
     assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in fleet.names)  # 3 x 0.2 s < 2 s
     assert fleet.stats.max_chargers_in_flight == 1  # ... and polled one at a time from the next scrape on
@@ -266,12 +266,12 @@ async def test_concurrent_reload_requests_coalesce_into_at_most_two_reloads(
     release.set()
     answers = [(await request).status for request in [first, *flood]]
     texts = [(await (await request).text()).split(", 0 with auth")[0] for request in [first, *flood]]
-    assert client.app[RELOADER].runs == 2
+    assert client.app[EXPORTER].reloader.runs == 2
     assert answers == [200] * 20
     assert texts[0] == f"config reloaded: {path}: OK, 1 charger (garage)"
     assert texts[1:] == [f"config reloaded: {path}: OK, 2 chargers (garage, carport)"] * 19
-    assert list(client.app[FLEET].pollers) == ["garage", "carport"]
+    assert list(client.app[EXPORTER].fleet.pollers) == ["garage", "carport"]
     write_config(path, fleet, ["carport"])
     last = await (await client.post("/-/reload")).text()
     assert last.startswith(f"config reloaded: {path}: OK, 1 charger (carport), ")
-    assert client.app[RELOADER].runs == 3  # once idle, a request runs its own reload at once
+    assert client.app[EXPORTER].reloader.runs == 3  # once idle, a request runs its own reload at once

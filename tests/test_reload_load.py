@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
-from exporter.serve.app import FLEET, RELOADER, create_app
+from exporter.serve.app import EXPORTER, create_app
 from exporter.simulator import SimAuth, set_fault
 from tests.support.fleet import ClientFactory, MakeFleet, SimulatedFleet, start, write_config
 from tests.support.samples import chargers_in, get, parse, scrape
@@ -37,10 +37,10 @@ async def test_a_reload_that_replaces_the_pool_joins_the_poll_in_flight(
     set_fault(fleet.sim.chargers["garage"], "latency", seconds=0.6)
     first = asyncio.ensure_future(client.get("/metrics"))
     await asyncio.sleep(0.2)  # garage's poll is in flight
-    old = client.app[FLEET].pollers["garage"]
+    old = client.app[EXPORTER].fleet.pollers["garage"]
     write_config(path, fleet, ["garage"], min_interval=60, keepalive_timeout=100)
     assert (await client.post("/-/reload")).status == 200
-    assert client.app[FLEET].pollers["garage"] is not old
+    assert client.app[EXPORTER].fleet.pollers["garage"] is not old
     second = await client.get("/metrics")
     for response in (await first, second):
         assert get(parse(await response.text()), "pulsatrix_up", charger="garage") == 1.0
@@ -87,7 +87,7 @@ async def test_reloads_under_load_never_fail_a_scrape_nor_leak(
     client = await aiohttp_client(create_app(load_config(path), enable_lifecycle=True))
     await scrape(client)
     fds_before = open_fds()
-    reloader = client.app[RELOADER]
+    reloader = client.app[EXPORTER].reloader
     statuses: list[int] = []
     done = asyncio.Event()
 
@@ -137,7 +137,7 @@ async def test_reloads_under_load_never_fail_a_scrape_nor_leak(
     assert chargers_in(final) == set(names), "exactly the configured chargers, no stale series of removed ones"
     assert all(get(final, "pulsatrix_up", charger=n) == 1.0 for n in names)
 
-    fleet_state = client.app[FLEET]
+    fleet_state = client.app[EXPORTER].fleet
     for _ in range(100):  # bounded: 10 s; replaced pools close after their polls' longest timeout + 1 s
         if not fleet_state._retired:
             break

@@ -13,7 +13,7 @@ import pytest
 
 from exporter.config import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONCURRENCY, Config, ConfigError, parse_config
 from exporter.scrape.results import ENDPOINTS, Reason
-from exporter.serve.app import FLEET, HEALTH
+from exporter.serve.app import EXPORTER
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
 from tests.support.samples import get, parse, scrape
@@ -134,7 +134,7 @@ async def test_by_default_hanging_chargers_never_queue_the_healthy_ones(
         set_fault(fleet.sim.chargers[name], "latency", seconds=3.0)
     chargers = tuple(replace(c, timeout=1.0) for c in fleet.config().chargers)
     client = await exporter_client(Config(chargers=chargers))  # no max_concurrency given
-    assert client.app[FLEET].config.max_concurrency is DEFAULT_MAX_CONCURRENCY is None
+    assert client.app[EXPORTER].fleet.config.max_concurrency is DEFAULT_MAX_CONCURRENCY is None
     samples = await scrape(client)
     assert all(get(samples, "pulsatrix_up", charger=name) == 1.0 for name in healthy)
     throttled = [key for key, value in samples.items() if ("reason", "throttled") in key[1] and value > 0]
@@ -155,7 +155,7 @@ async def test_waiting_for_a_polling_slot_counts_against_the_deadline(
     for name in fleet.names:
         duration = get(samples, "pulsatrix_scrape_duration_seconds", charger=name)
         assert duration is not None and duration < 1.5
-    errors = [client.app[HEALTH].status[name].last_error or "" for name in fleet.names if name not in up]
+    errors = [client.app[EXPORTER].health.status[name].last_error or "" for name in fleet.names if name not in up]
     assert any("no free polling slot before the deadline (max_concurrency)" in e for e in errors), errors
     assert sum(fleet.stats.hits[(name, "charging")] for name in fleet.names) == 2  # the third never asked
 
@@ -183,7 +183,7 @@ async def test_a_charger_starved_of_a_polling_slot_is_throttled_not_timed_out(
     assert sorted(map(sorted, reasons.values())) == [[], ["throttled"], ["timeout"]], reasons
     (starved,) = [name for name, failed in reasons.items() if failed == {"throttled"}]
     assert fleet.stats.hits[(starved, "charging")] == 0
-    status = client.app[HEALTH].status[starved].last_error or ""
+    status = client.app[EXPORTER].health.status[starved].last_error or ""
     assert status.startswith("limits: throttled: no free polling slot before the deadline (max_concurrency)"), status
     for charger in fleet.sim.chargers.values():
         set_fault(charger, "latency", seconds=0.0)
@@ -204,7 +204,7 @@ async def test_a_scrape_that_joins_a_poll_still_waiting_for_a_slot_is_told_throt
     client = await exporter_client(Config(chargers=chargers, max_concurrency=1))
     metrics = asyncio.ensure_future(client.get("/metrics"))
     await asyncio.sleep(0.1)  # the /metrics scrape holds the slot for the first; the second waits for it
-    (reading,) = await client.app[FLEET].read([client.app[FLEET].pollers[second]], 0.3)
+    (reading,) = await client.app[EXPORTER].fleet.read([client.app[EXPORTER].fleet.pollers[second]], 0.3)
     assert {e.reason for e in reading.result.endpoints.values()} == {Reason.THROTTLED}
     assert (await metrics).status == 200
     assert fleet.stats.hits[(second, "charging")] == 1  # the poll it joined got its slot in the end
@@ -277,7 +277,7 @@ async def test_an_exporter_bug_is_reported_as_exporter_error(
         samples, "pulsatrix_scrape_errors_total", charger="garage", endpoint="charging", reason="invalid_payload"
     )
     assert blamed is None  # the charger is not blamed for the exporter's bug
-    assert client.app[FLEET].session is not None
+    assert client.app[EXPORTER].fleet.session is not None
 
 
 async def test_a_bug_building_metrics_is_counted_as_exporter_error_and_logged_once(

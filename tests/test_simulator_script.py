@@ -159,7 +159,7 @@ def test_a_bad_script_names_the_file_the_key_and_what_is_wrong(tmp_path: Path) -
     )
     with pytest.raises(ScriptError) as info:
         load_script(path)
-    assert info.value.render().splitlines() == [
+    assert info.value.message().splitlines() == [
         f"{path}: 7 problems in session script",
         f"  {path}: chargers[0].sessions[0].duration: must be above 0 and at most 315360000, got 0",
         f"  {path}: chargers[0].sessions[1].phases: unknown key (expected after, duration, power)",

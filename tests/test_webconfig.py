@@ -44,7 +44,7 @@ def web_config_text(extra_tls: str = "") -> str:
 def problems(text: str, base_dir: Path) -> list[str]:
     with pytest.raises(WebConfigError) as info:
         parse_web_config(text, source="web.yml", base_dir=base_dir)
-    rendered = info.value.render()
+    rendered = info.value.message()
     assert rendered.splitlines()[0].startswith("web.yml: ") and " in web config" in rendered.splitlines()[0]
     assert HASH not in rendered and PASSWORD not in rendered
     return info.value.problems

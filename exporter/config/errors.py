@@ -26,9 +26,10 @@ class ConfigError(Exception):
         # Every problem is one line whatever the file held: control characters are escaped, long values cut.
         self.source = escape(source)
         self.problems = [escape(p) if len(p) <= 500 else escape(p[:500]) + "…" for p in problems]
-        super().__init__(self.render())
+        super().__init__(self.message())
 
-    def render(self) -> str:
+    def message(self) -> str:
+        """The problems, one line each under a head line naming the file and how many there are."""
         n = len(self.problems)
         head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in {self.kind}"
         lines = [head, *(f"  {self.source}: {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])]

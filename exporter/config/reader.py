@@ -1,6 +1,6 @@
 """The readers a config schema is written with: :class:`Reader` walks the raw YAML tree of one file, converts
 values and collects every problem with its key path (``chargers[1].url``), so that a file's problems are reported
-all at once. :mod:`exporter.config` and :mod:`exporter.config.web` build their schemas on it.
+all at once. :mod:`exporter.config.schema` and :mod:`exporter.config.web` build their schemas on it.
 
 Secrets are wrapped in :class:`Secret` so that they never show up in a ``repr``, a log line or an error message.
 """

@@ -30,10 +30,10 @@ MAX_TIMEOUT = 300.0
 # kept this long.
 MAX_MIN_INTERVAL = 3600.0
 MAX_CONCURRENCY = 100_000
-# Chargers polled at once unless the config says otherwise. At N = 1,000 (bench/fleet.py, 2 cores) 256 took the
-# exporter's RSS from ~125 to ~100 MiB and its CPU per scrape down by ~10 %, and with 200 ms replies its wall from
-# 1.6 to 1.2-1.3 s: thousands of requests in flight at once cost memory and CPU and gain nothing once the CPU is
-# busy. Chargers that hang hold their slot until their timeout: a fleet where more may hang at once sets more.
+# Chargers polled at once unless the config says otherwise. A bound saves memory in a scrape of a thousand chargers
+# (docs/benchmark/fleet.md with max_concurrency 256, fleet-unbounded.md without): thousands of requests in flight
+# at once cost memory and gain nothing once the CPU is busy. Chargers that hang hold their slot until their
+# timeout: a fleet where more may hang at once sets more.
 DEFAULT_MAX_CONCURRENCY: int | None = None  # all at once: hanging chargers never queue healthy ones (README)
 DEFAULT_KEEPALIVE = 300.0
 MAX_KEEPALIVE = 3600.0
@@ -123,6 +123,28 @@ class Config:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ChargerDefaults:
+    """What a charger gets for a key it does not set: from the file's ``defaults:`` (and its top-level ``timeout``
+    and ``min_interval``), then from its group. Labels merge key by key (the charger's own win); ``auth`` and
+    ``tls`` are taken whole; a default ``tls`` applies to https:// chargers only."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    min_interval: float = 0.0
+    labels: tuple[tuple[str, str], ...] = ()
+    auth: BasicAuth | BearerAuth | None = None
+    tls: TLSConfig | None = None
+
+
+DEFAULT_KEYS = ("timeout", "min_interval", "labels", "auth", "tls")
+CHARGER_KEYS = ("name", "url", *DEFAULT_KEYS)
+TOP_KEYS = ("timeout", "chargers", "min_interval", "max_concurrency", "keepalive_timeout", "defaults", "groups")
+
+
+def merge_labels(base: tuple[tuple[str, str], ...], own: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({**dict(base), **dict(own)}.items()))
+
+
 class _ConfigReader(Reader):
     """The config file's schema, section by section, on the shared readers."""
 
@@ -141,9 +163,7 @@ class _ConfigReader(Reader):
         top = self.mapping("(top level)", raw)
         if top is None:
             return None
-        self.keys(
-            "", top, ["timeout", "chargers", "min_interval", "max_concurrency", "keepalive_timeout"], ["chargers"]
-        )
+        self.keys("", top, TOP_KEYS, [] if "groups" in top else ["chargers"])
         timeout = DEFAULT_TIMEOUT
         if "timeout" in top:
             timeout = self.number("timeout", top["timeout"], minimum=0, maximum=MAX_TIMEOUT) or DEFAULT_TIMEOUT
@@ -157,7 +177,14 @@ class _ConfigReader(Reader):
                 self.number("keepalive_timeout", top["keepalive_timeout"], minimum=0, maximum=MAX_KEEPALIVE)
                 or DEFAULT_KEEPALIVE
             )
-        chargers = self.chargers(top, timeout, min_interval or 0.0)
+        defaults = ChargerDefaults(timeout=timeout, min_interval=min_interval or 0.0)
+        if "defaults" in top:
+            for key in ("timeout", "min_interval"):
+                if key in top and isinstance(top["defaults"], Mapping) and key in top["defaults"]:
+                    self.error(f"defaults.{key}", f"is also set at the top level ('{key}'); set it in one place")
+            defaults = self.defaults("defaults", top["defaults"], defaults)
+        timeout, min_interval = defaults.timeout, defaults.min_interval
+        chargers = self.all_chargers(top, defaults)
         if self.problems:
             return None
         return Config(
@@ -169,40 +196,95 @@ class _ConfigReader(Reader):
             keepalive_timeout=keepalive,
         )
 
-    def chargers(self, top: Mapping[str, Any], timeout: float, min_interval: float) -> tuple[ChargerConfig, ...]:
-        """The charger list, each charger read with the file's defaults; names must be unique."""
+    def defaults(self, path: str, value: Any, base: ChargerDefaults) -> ChargerDefaults:
+        """A ``defaults:`` block (or a group's own keys) read over ``base``."""
+        obj = self.mapping(path, value)
+        if obj is None:
+            return base
+        return self.defaults_from(path, obj, base, DEFAULT_KEYS)
+
+    def defaults_from(
+        self, path: str, obj: Mapping[str, Any], base: ChargerDefaults, allowed: Sequence[str]
+    ) -> ChargerDefaults:
+        if allowed == DEFAULT_KEYS:
+            self.keys(path, obj, allowed, [])
+        timeout = base.timeout
+        if "timeout" in obj:
+            timeout = self.number(join(path, "timeout"), obj["timeout"], minimum=0, maximum=MAX_TIMEOUT) or timeout
+        min_interval = base.min_interval
+        if "min_interval" in obj:
+            min_interval = self.interval(join(path, "min_interval"), obj["min_interval"]) or 0.0
+        labels = base.labels
+        if "labels" in obj:
+            labels = merge_labels(base.labels, self.labels(join(path, "labels"), obj["labels"]))
+        auth = self.auth(join(path, "auth"), obj["auth"]) if "auth" in obj else base.auth
+        tls = self.tls(join(path, "tls"), obj["tls"]) if "tls" in obj else base.tls
+        return ChargerDefaults(timeout, min_interval, labels, auth, tls)
+
+    def all_chargers(self, top: Mapping[str, Any], defaults: ChargerDefaults) -> tuple[ChargerConfig, ...]:
+        """The top-level charger list and every group's, each charger read with its defaults; names unique across
+        all of them; at least one charger in the file."""
+        seen: dict[str, str] = {}
         chargers: list[ChargerConfig] = []
-        raw_chargers = top.get("chargers")
-        if "chargers" not in top:
-            return ()
+        if "chargers" in top:
+            chargers += self.chargers("chargers", top["chargers"], defaults, seen, empty_ok="groups" in top)
+        if "groups" in top:
+            groups = top["groups"]
+            if not isinstance(groups, list):
+                self.error("groups", f"must be a list of groups (each with 'chargers'), got {describe(groups)}")
+                return tuple(chargers)
+            if not groups:
+                self.error("groups", "must list at least one group")
+            for i, group in enumerate(groups):
+                path = f"groups[{i}]"
+                obj = self.mapping(path, group)
+                if obj is None:
+                    continue
+                self.keys(path, obj, ["chargers", *DEFAULT_KEYS], ["chargers"])
+                group_defaults = self.defaults_from(path, obj, defaults, ["chargers", *DEFAULT_KEYS])
+                if "chargers" in obj:
+                    chargers += self.chargers(f"{path}.chargers", obj["chargers"], group_defaults, seen)
+            if not chargers and not self.problems:
+                self.error("groups", "the groups list no charger; the file needs at least one")
+        return tuple(chargers)
+
+    def chargers(
+        self,
+        where: str,
+        raw_chargers: Any,
+        defaults: ChargerDefaults,
+        seen: dict[str, str],
+        *,
+        empty_ok: bool = False,
+    ) -> list[ChargerConfig]:
+        """One charger list, each charger read with ``defaults``; ``seen`` maps names to where they were first
+        used, across lists."""
+        chargers: list[ChargerConfig] = []
         if not isinstance(raw_chargers, list):
-            self.error("chargers", f"must be a list of chargers, got {describe(raw_chargers)}")
+            self.error(where, f"must be a list of chargers, got {describe(raw_chargers)}")
         elif not raw_chargers:
-            self.error("chargers", "must list at least one charger")
+            if not empty_ok:
+                self.error(where, "must list at least one charger")
         else:
-            seen: dict[str, int] = {}
             for i, item in enumerate(raw_chargers):
-                path = f"chargers[{i}]"
+                path = f"{where}[{i}]"
                 before = len(self.problems)
-                charger = self.charger(path, item, timeout, min_interval)
+                charger = self.charger(path, item, defaults)
                 # The name after ${VAR} expansion; for a charger with other errors, its literal name.
                 raw_name = item.get("name") if isinstance(item, Mapping) else None
                 name = charger.name if charger is not None else raw_name
                 duplicate = False
                 if isinstance(name, str) and (charger is not None or "$" not in name):
                     if name in seen:
-                        self.error(
-                            f"{path}.name",
-                            f"duplicate charger name '{name}' (also used by chargers[{seen[name]}])",
-                        )
+                        self.error(f"{path}.name", f"duplicate charger name '{name}' (also used by {seen[name]})")
                         duplicate = True
                     else:
-                        seen[name] = i
+                        seen[name] = path
                 if len(self.problems) != before:
                     self.name_charger(path, charger.name if charger is not None else self.quiet_name(item), before)
                 if charger is not None and not duplicate:
                     chargers.append(charger)
-        return tuple(chargers)
+        return chargers
 
     def name_charger(self, path: str, name: str | None, since: int) -> None:
         """Problems inside a charger name it, as an operator searches a long file: ``chargers[5] (bay-12): url: …``
@@ -222,14 +304,12 @@ class _ConfigReader(Reader):
         name = Reader(self.source, self.env, self.base_dir).string("name", item["name"])
         return name if name is not None and NAME_RE.fullmatch(name) else None
 
-    def charger(
-        self, path: str, raw: Any, default_timeout: float, default_min_interval: float = 0.0
-    ) -> ChargerConfig | None:
+    def charger(self, path: str, raw: Any, defaults: ChargerDefaults) -> ChargerConfig | None:
         obj = self.mapping(path, raw)
         if obj is None:
             return None
         before = len(self.problems)
-        self.keys(path, obj, ["name", "url", "timeout", "labels", "auth", "tls", "min_interval"], ["name", "url"])
+        self.keys(path, obj, CHARGER_KEYS, ["name", "url"])
         name = self.string(f"{path}.name", obj["name"]) if "name" in obj else None
         if name is not None and not NAME_RE.fullmatch(name):
             self.error(
@@ -239,17 +319,21 @@ class _ConfigReader(Reader):
             )
             name = None
         url = self.url(f"{path}.url", obj["url"]) if "url" in obj else None
-        timeout = default_timeout
+        timeout = defaults.timeout
         if "timeout" in obj:
             timeout = self.number(f"{path}.timeout", obj["timeout"], minimum=0, maximum=MAX_TIMEOUT) or timeout
-        min_interval = default_min_interval
+        min_interval = defaults.min_interval
         if "min_interval" in obj:
             min_interval = self.interval(f"{path}.min_interval", obj["min_interval"]) or 0.0
-        labels = self.labels(f"{path}.labels", obj["labels"]) if "labels" in obj else ()
-        auth = self.auth(f"{path}.auth", obj["auth"]) if "auth" in obj else None
+        labels = defaults.labels
+        if "labels" in obj:
+            labels = merge_labels(defaults.labels, self.labels(f"{path}.labels", obj["labels"]))
+        auth = self.auth(f"{path}.auth", obj["auth"]) if "auth" in obj else defaults.auth
         tls = self.tls(f"{path}.tls", obj["tls"]) if "tls" in obj else None
         if tls is not None and url is not None and not url.startswith("https:"):
             self.error(f"{path}.tls", "is only used with an https:// URL")
+        if tls is None and url is not None and url.startswith("https:"):
+            tls = defaults.tls  # a default tls is for the https:// chargers among those it covers
         if len(self.problems) != before or name is None or url is None:
             return None
         return ChargerConfig(
@@ -418,6 +502,7 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "ChargerConfig",
+    "ChargerDefaults",
     "Config",
     "ConfigError",
     "Secret",

@@ -14,9 +14,10 @@ bcrypt hashes), so one file and one habit serve them all. Supported here::
       prometheus: $2y$10$...           # bcrypt hash, any cost (htpasswd -nBC 10 "" | tr -d ':\\n')
 
 Errors name the file and the key like config errors do, and never show a hash. The file is read at start (and by
-``--check-config``) and again on every reload (:class:`exporter.serve.tls.LiveWebConfig`: a broken one keeps the running
-one). The certificate and key are picked up when they change on disk (:class:`exporter.serve.tls.RenewingTLS`), as
-exporter-toolkit does: no restart, no connection dropped. The users are checked by :mod:`exporter.serve.auth`.
+``--check-config``) and again on every reload (:class:`exporter.serve.webconfig.LiveWebConfig`: a broken one keeps
+the running one). The certificate and key are picked up when they change on disk
+(:class:`exporter.serve.webconfig.RenewingTLS`), as exporter-toolkit does: no restart, no connection dropped. The
+users are checked by :mod:`exporter.serve.auth`.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's scanner, parser and composer (C; on a 10,000-charger file the pure ones take 80 % of the load)
+    """libyaml's scanner, parser and composer (C; the pure-Python ones make a load several times slower:
+    docs/benchmark/config_load.md)
     with the same duplicate-key check as :class:`_UniqueKeyLoader`; the depth and node limits are checked on the
     composed tree by :func:`_fits`. No wrapper around construct_object (280,000 calls for 10,000 chargers): a value
     that does not convert raises, and the pure loader words it."""

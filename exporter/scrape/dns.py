@@ -1,7 +1,7 @@
 """Host-name lookups for the chargers' URLs, in threads of their own: :class:`PoolResolver`.
 
 aiohttp's default resolver runs ``getaddrinfo()`` in the event loop's default thread pool (``min(32, CPUs + 4)``
-threads: 6 on a 2-core machine), shared with everything else that uses it, and caches no failure. A DNS server that
+threads), shared with everything else that uses it, and caches no failure. A DNS server that
 never answers for some names holds one thread per lookup until the C library gives up (5 s per try and server,
 often 10-30 s in all), and every scrape starts new ones: 12 such chargers made 3 healthy host-name chargers time out
 on 3 scrapes in a row (~20 s). Here:
@@ -51,7 +51,6 @@ class PoolResolver(AbstractResolver):
         self._known: set[str] = set()  # names whose last lookup answered
         self._failed: dict[tuple[str, int, int], tuple[float, OSError]] = {}  # key -> (until, the error)
         self._inflight: dict[tuple[str, int, int], asyncio.Future[list[tuple[Any, ...]]]] = {}
-        self.lookups = 0  # getaddrinfo() calls started (for tests and curiosity)
 
     def __repr__(self) -> str:
         return f"PoolResolver({len(self._inflight)} lookups in flight, {len(self._failed)} failures cached)"
@@ -79,7 +78,6 @@ class PoolResolver(AbstractResolver):
         host, port, family = key
         pool = self._known_pool if host in self._known else self._other_pool
         lookup = self._getaddrinfo or socket.getaddrinfo  # looked up now, so that a patched socket module counts
-        self.lookups += 1
         future = asyncio.get_running_loop().run_in_executor(
             pool, lambda: lookup(host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
         )

@@ -14,6 +14,7 @@ format.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -23,15 +24,34 @@ from typing import Final
 
 from exporter import __version__
 from exporter.catalogue import (
+    API_CURRENT_LIMIT,
+    API_LIMIT_ACTIVE,
+    API_POWER_LIMIT,
+    BUILD_INFO,
     BY_NAME,
     CATALOGUE,
+    CHARGE_CONTROLLER_STATUS,
+    CHARGER_INFO,
+    ENDPOINT_UP,
     ENERGY_IMPORTED,
+    FETCH_ERRORS,
+    INVALID_VALUES,
+    LAST_ERROR_TIME,
+    POLL_DURATION,
+    POLL_FAILURES,
+    POLLS,
+    READING_AGE,
+    RELOAD_SUCCESS_TIME,
+    RELOAD_SUCCESSFUL,
     SESSION_ACTIVE,
     SESSION_END,
     SESSION_ENERGY,
     SESSION_INFO,
     SESSION_METER_START,
     SESSION_START,
+    STATE,
+    UP,
+    VEHICLE_STATUS,
     MetricSpec,
 )
 from exporter.config import ChargerConfig
@@ -136,7 +156,7 @@ def _merged(result: ChargerResult) -> Values:
     """The charger's values of all endpoints; a value found in two endpoints is taken from the first."""
     merged: Values = {}
     for endpoint in ENDPOINTS:
-        values = result.reading(endpoint)
+        values = result.values(endpoint)
         if values:
             for key, value in values.items():
                 merged.setdefault(key, value)
@@ -153,13 +173,13 @@ def _text(values: Values, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def add_scrape_health(fam: Families, result: ChargerResult, labels: Labels) -> None:
-    fam.add("pulsatrix_up", labels, 1.0 if result.up else 0.0)
+def add_poll_health(fam: Families, result: ChargerResult, labels: Labels) -> None:
+    fam.add(UP, labels, 1.0 if result.up else 0.0)
     for endpoint in ENDPOINTS:
         outcome = result.endpoints.get(endpoint)
         up = 1.0 if outcome is not None and outcome.ok else 0.0
-        fam.add_labelled("pulsatrix_endpoint_up", labels, ("endpoint",), (endpoint,), up)
-    fam.add("pulsatrix_scrape_duration_seconds", labels, round(result.duration, 6))
+        fam.add_labelled(ENDPOINT_UP, labels, ("endpoint",), (endpoint,), up)
+    fam.add(POLL_DURATION, labels, round(result.duration, 6))
 
 
 def add_direct(fam: Families, labels: Labels, values: Values) -> None:
@@ -169,9 +189,9 @@ def add_direct(fam: Families, labels: Labels, values: Values) -> None:
         if value is None:
             continue
         if isinstance(value, tuple):
-            for phase, reading in zip(PHASES, value, strict=False):
-                if reading is not None:
-                    fam.add_labelled(spec.name, labels, ("phase",), (phase,), reading)
+            for phase, number in zip(PHASES, value, strict=False):
+                if number is not None:
+                    fam.add_labelled(spec.name, labels, ("phase",), (phase,), number)
         elif isinstance(value, bool):
             fam.add(spec.name, labels, 1.0 if value else 0.0)
         elif isinstance(value, float) and not math.isnan(value):  # NaN: a limit that is not set
@@ -193,20 +213,20 @@ def _enum(
 
 def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Values) -> None:
     """The metrics computed from more than one value, or with a label taken from the device."""
-    if result.reading("configuration") is not None:
+    if result.values("configuration") is not None:
         fam.add_labelled(
-            "pulsatrix_charger_info",
+            CHARGER_INFO,
             labels,
             ("power_domain", "controller_name"),
             (_text(values, "power_domain") or "", _text(values, "controller_name") or ""),
             1.0,
             stable=False,
         )
-    _enum(fam, "pulsatrix_state", labels, "state", _text(values, "state"), STATE_SETS)
-    _enum(fam, "pulsatrix_vehicle_status", labels, "status", _text(values, "vehicle_status"), VEHICLE_SETS)
+    _enum(fam, STATE, labels, "state", _text(values, "state"), STATE_SETS)
+    _enum(fam, VEHICLE_STATUS, labels, "status", _text(values, "vehicle_status"), VEHICLE_SETS)
     _enum(
         fam,
-        "pulsatrix_charge_controller_status",
+        CHARGE_CONTROLLER_STATUS,
         labels,
         "status",
         _text(values, "charge_controller_status"),
@@ -237,10 +257,10 @@ def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Va
             1.0,
             stable=False,
         )
-    limits = [values.get(key) for key in ("pulsatrix_api_current_limit_amperes", "pulsatrix_api_power_limit_watts")]
+    limits = [values.get(key) for key in (API_CURRENT_LIMIT, API_POWER_LIMIT)]
     if any(isinstance(v, float) for v in limits):  # reported (a number or NaN); missing or null is unknown
         active = any(isinstance(v, float) and not math.isnan(v) for v in limits)
-        fam.add("pulsatrix_api_limit_active", labels, 1.0 if active else 0.0)
+        fam.add(API_LIMIT_ACTIVE, labels, 1.0 if active else 0.0)
 
 
 def device_families(
@@ -251,7 +271,7 @@ def device_families(
     fam = Families()
     for result in results:
         labels = charger_labels(result.charger)
-        add_scrape_health(fam, result, labels)
+        add_poll_health(fam, result, labels)
         try:
             values = _merged(result)
             add_direct(fam, labels, values)
@@ -271,14 +291,14 @@ def health_families(health: ExporterHealth, chargers: Iterable[ChargerConfig]) -
     for charger in chargers:
         labels = charger_labels(charger)
         counters = health.counters[charger.name]
-        fam.add("pulsatrix_scrapes_total", labels, counters.scrapes)
-        fam.add("pulsatrix_scrape_failures_total", labels, counters.failures)
+        fam.add(POLLS, labels, counters.polls)
+        fam.add(POLL_FAILURES, labels, counters.failures)
         for key, count in counters.errors.items():
-            fam.add_labelled("pulsatrix_scrape_errors_total", labels, pair, key, count)
+            fam.add_labelled(FETCH_ERRORS, labels, pair, key, count)
         for key, when in counters.last_error.items():
-            fam.add_labelled("pulsatrix_last_error_timestamp_seconds", labels, pair, key, when)
+            fam.add_labelled(LAST_ERROR_TIME, labels, pair, key, when)
         for key, count in sorted(counters.invalid_values.items()):
-            fam.add_labelled("pulsatrix_invalid_values_total", labels, ("endpoint", "field"), key, count)
+            fam.add_labelled(INVALID_VALUES, labels, ("endpoint", "field"), key, count)
     return list(fam)
 
 
@@ -286,31 +306,40 @@ def reading_age_families(readings: Iterable[tuple[ChargerConfig, float]]) -> lis
     """How old each charger's reading is: 0 for a fresh poll, more when served again within its min_interval."""
     fam = Families()
     for charger, age in readings:
-        fam.add("pulsatrix_reading_age_seconds", charger_labels(charger), round(age, 3))
+        fam.add(READING_AGE, charger_labels(charger), round(age, 3))
     return list(fam)
 
 
 def reload_families(successful: bool, success_time: float) -> list[Family]:
     """The config reload status, named after Prometheus' own."""
     fam = Families()
-    fam.add("pulsatrix_exporter_config_last_reload_successful", NO_LABELS, 1.0 if successful else 0.0)
-    fam.add("pulsatrix_exporter_config_last_reload_success_timestamp_seconds", NO_LABELS, success_time)
+    fam.add(RELOAD_SUCCESSFUL, NO_LABELS, 1.0 if successful else 0.0)
+    fam.add(RELOAD_SUCCESS_TIME, NO_LABELS, success_time)
     return list(fam)
 
 
 @functools.cache
-def _build_info() -> tuple[Family, ...]:
+def _build_info(event_loop: str) -> tuple[Family, ...]:
     fam = Families()
     fam.add_labelled(
-        "pulsatrix_exporter_build_info",
+        BUILD_INFO,
         NO_LABELS,
-        ("version", "python_version"),
-        (__version__, platform.python_version()),
+        ("version", "python_version", "event_loop"),
+        (__version__, platform.python_version(), event_loop),
         1.0,
     )
     return tuple(fam)
 
 
+def event_loop_name() -> str:
+    """The running event loop's implementation: ``uvloop`` or ``asyncio`` (``none`` outside a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "none"
+    return type(loop).__module__.partition(".")[0]
+
+
 def build_info_families() -> list[Family]:
     """The build info: the same for the life of the process, so built once (nothing downstream changes a family)."""
-    return list(_build_info())
+    return list(_build_info(event_loop_name()))

@@ -54,8 +54,8 @@ def _ssl_for(charger: ChargerConfig) -> ssl.SSLContext | bool:
 
 @functools.lru_cache(maxsize=32)
 def _ca_context(ca_file: str, mtime_ns: int, size: int) -> ssl.SSLContext:
-    """One context per CA file (and version of it), shared by the chargers that name it: loading a bundle takes
-    ~20 ms on the event loop and ~0.8 MiB per context (the system bundle), for each charger and at every reload."""
+    """One context per CA file (and version of it), shared by the chargers that name it: loading a bundle blocks
+    the event loop and holds memory per context, for each charger and at every reload."""
     return ssl.create_default_context(cafile=ca_file)
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exporter.catalogue import INVALID_VALUES
 from exporter.config import ChargerConfig
 from exporter.scrape.logonce import OncePerKind
 from exporter.scrape.results import ChargerResult, Reason
@@ -27,8 +28,8 @@ FDS_LOG_INTERVAL = 60.0
 
 @dataclass(slots=True)
 class ChargerStatus:
-    up: bool | None = None  # None: not scraped yet
-    last_scrape: float | None = None  # Unix time
+    up: bool | None = None  # None: not polled yet
+    last_poll: float | None = None  # Unix time
     last_error: str | None = None  # "endpoint: reason: detail", safe to show
     last_error_time: float | None = None
     # The last poll's failures, endpoint -> "reason: detail" (safe to show), and how many endpoints answered in it:
@@ -39,7 +40,7 @@ class ChargerStatus:
 
 @dataclass(slots=True)
 class ChargerCounters:
-    scrapes: float = 0.0  # polls of the charger; with failures, starts at 0 so that increase() sees the first
+    polls: float = 0.0  # polls of the charger; with failures, starts at 0 so that increase() sees the first
     failures: float = 0.0  # polls in which at least one endpoint failed
     errors: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, reason) -> count
     invalid_values: dict[tuple[str, str], float] = field(default_factory=dict)  # (endpoint, field) -> count
@@ -49,7 +50,7 @@ class ChargerCounters:
 class ExporterHealth:
     def __init__(self, chargers: Sequence[ChargerConfig]) -> None:
         self.chargers = {c.name: c for c in chargers}
-        # Error series exist per (endpoint, reason) that occurred; scrapes and failures start at 0 for increase().
+        # Error series exist per (endpoint, reason) that occurred; polls and failures start at 0 for increase().
         self.counters = {c.name: ChargerCounters() for c in chargers}
         self.status = {c.name: ChargerStatus() for c in chargers}
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
@@ -73,6 +74,14 @@ class ExporterHealth:
                 self.status[charger.name] = ChargerStatus()
         self.chargers = {c.name: c for c in chargers}
 
+    def tracks(self, name: str) -> bool:
+        """Whether charger ``name`` is configured (a reload may have removed it since a poll began)."""
+        return name in self.counters
+
+    def statuses(self) -> Mapping[str, ChargerStatus]:
+        """Each configured charger's last status, by name."""
+        return self.status
+
     def record(self, results: Iterable[ChargerResult], now: float | None = None) -> None:
         """Count one completed poll per result; call it once per poll, never for a reading served again."""
         now = time.time() if now is None else now
@@ -85,11 +94,11 @@ class ExporterHealth:
         counters = self.counters[name]
         status = self.status[name]
         status.up = result.up
-        status.last_scrape = now
+        status.last_poll = now
         status.failing = {ep: f"{o.reason}: {o.detail}" for ep, o in result.endpoints.items() if o.reason is not None}
         status.answered = sum(1 for outcome in result.endpoints.values() if outcome.ok)
         self._log_transition(name, result)
-        counters.scrapes += 1
+        counters.polls += 1
         if not result.up:
             counters.failures += 1
         for endpoint, outcome in result.endpoints.items():
@@ -106,11 +115,12 @@ class ExporterHealth:
                 if (name, endpoint, problem.field) not in self._logged_values:
                     self._logged_values.add((name, endpoint, problem.field))
                     log.warning(
-                        "charger %s: %s.%s skipped: %s (logged once; counted in pulsatrix_invalid_values_total)",
+                        "charger %s: %s.%s skipped: %s (logged once; counted in %s)",
                         name,
                         endpoint,
                         problem.field,
                         problem.message,
+                        INVALID_VALUES,
                     )
 
     def exporter_error(self, result: ChargerResult, exc: Exception) -> None:

@@ -55,7 +55,7 @@ class PayloadError(Exception):
 
 
 Value = float | str | bool | tuple[float | None, ...]
-Values = dict[str, Value]  # one endpoint's reading: metric name (or input key below) -> value in the metric's unit
+Values = dict[str, Value]  # one endpoint's values: metric name (or input key below) -> value in the metric's unit
 
 # Device values that are not exported as they are but feed labels and derived metrics (state sets, info metrics,
 # the session metrics). The values exported as they are, each with its source, are in exporter.catalogue.

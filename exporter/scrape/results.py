@@ -66,7 +66,7 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class Parsed(Generic[T]):
-    reading: T
+    values: T
     problems: tuple[Problem, ...] = ()
 
 
@@ -93,6 +93,7 @@ class ChargerResult:
     def up(self) -> bool:
         return all(result.ok for result in self.endpoints.values())
 
-    def reading(self, endpoint: str) -> Any:
+    def values(self, endpoint: str) -> Any:
+        """The values parsed from ``endpoint``'s reply, or None when it failed."""
         result = self.endpoints.get(endpoint)
-        return result.parsed.reading if result is not None and result.parsed is not None else None
+        return result.parsed.values if result is not None and result.parsed is not None else None

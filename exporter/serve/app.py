@@ -1,9 +1,10 @@
-"""The aiohttp application: routes, shared state and the per-scrape pipeline.
+"""The running exporter: :class:`Exporter` owns the aiohttp application, its state and its handlers.
 
-``/metrics`` and ``/probe`` read the chargers first (all concurrently, through :mod:`exporter.scrape.poll`, which
+``/metrics`` and ``/probe`` poll the chargers first (all concurrently, through :mod:`exporter.scrape.poll`, which
 coalesces concurrent polls, serves readings younger than ``min_interval`` again and updates the long-lived health
-state once per poll), then render a registry built for this one request. Nothing is fetched inside ``collect()``.
-``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.serve.reload`).
+state once per poll), then render a registry built for this one scrape. Nothing is fetched inside ``collect()``.
+``SIGHUP`` and ``POST /-/reload`` re-read the config file (:mod:`exporter.serve.reload`) and the web config
+(:mod:`exporter.serve.webconfig`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import gzip
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -31,31 +31,12 @@ from exporter.scrape.exposition import exposition, gzip_accepted
 from exporter.scrape.families import Family, build_info_families, device_families, health_families, reading_age_families
 from exporter.scrape.health import ExporterHealth
 from exporter.scrape.poll import Fleet, Poller, Reading
-from exporter.serve.landing import render_index
+from exporter.serve.auth import BasicAuthGate
+from exporter.serve.landing import index_page
 from exporter.serve.reload import Reloader
+from exporter.serve.webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter.app")
-
-
-@dataclass(slots=True)
-class Runtime:
-    """What exists only while the app runs: the threads that render expositions (its own pool: the default one is
-    shared with whatever else uses it, and nothing must hold up a reply) and reloads in progress. The
-    HTTP session and the chargers' pollers live in the :class:`Fleet` (``app[FLEET]``)."""
-
-    render_pool: ThreadPoolExecutor | None = None
-    ready: bool = False
-    last_render: dict[str, float] = field(default_factory=dict)  # route path -> seconds its last render took
-    reloads: set[asyncio.Task[tuple[bool, str]]] = field(default_factory=set)
-
-
-# The running config is app[FLEET].config: a reload replaces it, so it is not kept under a key of its own.
-FLEET = web.AppKey("fleet", Fleet)
-HEALTH = web.AppKey("health", ExporterHealth)
-RUNTIME = web.AppKey("runtime", Runtime)
-RELOADER = web.AppKey("reloader", Reloader)
-OWN_REGISTRY = web.AppKey("own_registry", CollectorRegistry)
-LIFECYCLE = web.AppKey("lifecycle", bool)  # --web.enable-lifecycle: POST /-/reload allowed
 
 # A young-generation collection every 10,000 allocations instead of 700: a scrape of 1,000 chargers keeps ~100,000
 # objects alive at once (requests in flight, readings), which the default turns into thousands of collections.
@@ -68,6 +49,13 @@ MIN_SCRAPE_TIMEOUT = 1.0
 SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for rendering and transfer ...
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
 MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
+RENDER_THREADS = 2
+LIFECYCLE_DISABLED = (
+    "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload over HTTP, or send it "
+    "SIGHUP\n"
+)
+
+Cleanup = Callable[[web.Application], Awaitable[None]]
 
 
 def scrape_budget(request: web.Request, last_render: float) -> float | None:
@@ -86,184 +74,6 @@ def scrape_budget(request: web.Request, last_render: float) -> float | None:
     return max(timeout - margin, 0.05)
 
 
-async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-    runtime = app[RUNTIME]
-    fleet = app[FLEET]
-    fleet.start()
-    runtime.render_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
-    hup = _install_sighup(app)
-    runtime.ready = True
-    log.info("polling %d charger(s) from %s", len(fleet.config.chargers), fleet.config.source)
-    try:
-        yield
-    finally:
-        runtime.ready = False
-        if hup:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        for task in list(runtime.reloads):
-            task.cancel()
-        app[RELOADER].cancel()
-        await fleet.close()
-        runtime.render_pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _install_sighup(app: web.Application) -> bool:
-    """SIGHUP reloads the config, as for Prometheus itself (without a handler it would end the process)."""
-
-    def on_hup() -> None:
-        log.info("SIGHUP: reloading the config")
-        _start_reload(app)
-
-    try:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
-    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, not the main thread)
-        log.debug("cannot handle SIGHUP here; POST /-/reload still reloads the config")
-        return False
-    return True
-
-
-def _start_reload(app: web.Application) -> asyncio.Task[tuple[bool, str]]:
-    runtime = app[RUNTIME]
-    task = asyncio.create_task(app[RELOADER].reload(runtime.render_pool), name="config reload")
-    runtime.reloads.add(task)
-    task.add_done_callback(runtime.reloads.discard)
-    return task
-
-
-async def _tune_gc(_: web.Application) -> None:
-    """Once started: what exists now (modules, config, one client per charger) lives as long as the process, so
-    the garbage collector need never look at it again (gc.freeze); and it runs less often. At N = 1,000 this
-    takes about a third off the exporter's CPU per scrape (bench/fleet.py)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-async def _not_ready(app: web.Application) -> None:
-    app[RUNTIME].ready = False  # shutting down: say so on /-/ready while in-flight requests finish
-
-
-async def _scrape(request: web.Request, pollers: Sequence[Poller]) -> list[Reading]:
-    app = request.app
-    last_render = app[RUNTIME].last_render.get(request.path, 0.0)  # /metrics renders far more than /probe
-    return await app[FLEET].read(pollers, scrape_budget(request, last_render))
-
-
-def _device_families(app: web.Application, readings: Sequence[Reading]) -> list[Family]:
-    """This scrape's families, built on the event loop, so that the render thread only reads them."""
-    health = app[HEALTH]
-    results = [r.result for r in readings]
-    # A charger removed by a reload during this scrape has no counters any more: it is not exported again.
-    chargers = [r.charger for r in results if r.charger.name in health.counters]
-    return [
-        *device_families(results, on_error=health.exporter_error),
-        *reading_age_families((r.result.charger, r.age) for r in readings),
-        *health_families(health, chargers),
-    ]
-
-
-async def _render(
-    request: web.Request, families: Sequence[Family], started: float, extra: CollectorRegistry | None = None
-) -> web.StreamResponse:
-    """Render in the render threads: for thousands of chargers it takes long enough to stall other requests. A
-    small exposition (a probe: one charger) is rendered right here, where it costs less than the thread hop."""
-    runtime = request.app[RUNTIME]
-    accept = ",".join(request.headers.getall("Accept", []))
-    headers: dict[str, str] = {}
-    # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
-    gzipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-
-    def render() -> tuple[bytes, str]:
-        body, content_type = exposition(families, accept, extra)
-        # Level 1: a third of level 6's CPU for 1,000 chargers (25 vs 75 ms), 13 % more bytes (256 vs 227 KiB).
-        return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
-
-    if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
-        body, headers["Content-Type"] = render()
-    else:
-        body, headers["Content-Type"] = await asyncio.get_running_loop().run_in_executor(runtime.render_pool, render)
-    runtime.last_render[request.path] = time.perf_counter() - started
-    return web.Response(body=body, headers=headers)
-
-
-async def handle_metrics(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    readings = await _scrape(request, list(app[FLEET].pollers.values()))
-    started = time.perf_counter()
-    families = [*_device_families(app, readings), *own_families(app[RELOADER])]
-    return await _render(request, families, started, extra=app[OWN_REGISTRY])
-
-
-async def handle_probe(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    target = request.query.get("target", "")
-    if not target:
-        raise web.HTTPBadRequest(text="missing 'target' parameter: the name of a configured charger\n")
-    poller = app[FLEET].pollers.get(target)
-    if poller is None:
-        # Never an open proxy: only configured charger *names* are accepted, and nothing is fetched otherwise.
-        raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
-    readings = await _scrape(request, [poller])
-    started = time.perf_counter()
-    return await _render(request, _device_families(app, readings), started)
-
-
-LIFECYCLE_DISABLED = (
-    "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload over HTTP, or send it "
-    "SIGHUP\n"
-)
-
-
-async def handle_reload(request: web.Request) -> web.Response:
-    """Re-read the config file: 200 with a summary, or 500 with every problem (the running config stays). Refused
-    with 403 unless ``--web.enable-lifecycle`` (as Prometheus does): anyone who reaches the port could otherwise
-    make the exporter re-read its files and secrets at will."""
-    if not request.app[LIFECYCLE]:
-        raise web.HTTPForbidden(text=LIFECYCLE_DISABLED)
-    ok, message = await asyncio.shield(_start_reload(request.app))
-    if not ok:
-        raise web.HTTPInternalServerError(text=message + "\n")
-    return web.Response(text=f"config reloaded: {message}\n")
-
-
-async def handle_own_metrics(request: web.Request) -> web.StreamResponse:
-    """The exporter's own metrics only (build info, process): contacts no charger, so it is cheap to scrape as
-    the exporter's liveness target next to a /probe job."""
-    app = request.app
-    return await _render(request, own_families(app[RELOADER]), time.perf_counter(), extra=app[OWN_REGISTRY])
-
-
-async def handle_sd(request: web.Request) -> web.Response:
-    """Prometheus HTTP service discovery: one target group per charger, for the /probe pattern."""
-    groups = []
-    for charger in request.app[FLEET].config.chargers:
-        labels = {"__meta_pulsatrix_charger": charger.name}
-        labels.update({f"__meta_pulsatrix_label_{k}": v for k, v in charger.labels})
-        groups.append({"targets": [charger.name], "labels": labels})
-    return web.json_response(groups)
-
-
-async def handle_healthy(_: web.Request) -> web.Response:
-    return web.Response(text="Healthy.\n")
-
-
-async def handle_ready(request: web.Request) -> web.Response:
-    if not request.app[RUNTIME].ready:
-        raise web.HTTPServiceUnavailable(text="Not ready.\n")
-    return web.Response(text="Ready.\n")
-
-
-async def handle_index(request: web.Request) -> web.Response:
-    """The status page (:mod:`exporter.serve.landing`): each charger Up / Partial / Down / Unmonitored, with its
-    errors."""
-    app = request.app
-    config = app[FLEET].config
-    page = render_index(config.chargers, app[HEALTH].status, version=__version__, source=config.source, now=time.time())
-    return web.Response(text=page, content_type="text/html")
-
-
 def own_families(reloader: Reloader) -> list[Family]:
     """The exporter's own metrics that it builds itself: build info and the reload status (read now)."""
     return [*build_info_families(), *reloader.families()]
@@ -278,6 +88,222 @@ def own_registry() -> CollectorRegistry:
     return registry
 
 
+class Exporter:
+    """The running exporter: the aiohttp :attr:`app`, whose handlers are this object's methods, and what exists
+    while it runs.
+
+    Everything it works with arrives through the constructor: the ``fleet`` (the chargers' pollers and the HTTP
+    session; the running config is ``fleet.config``, which a reload replaces), their ``health``, the ``reloader``,
+    the ``registry`` of the metrics prometheus_client collects, and, with ``--web.config.file``, the basic-auth
+    ``gate`` in front of every route (the live web config gives it its users; the reloader re-reads that config).
+    ``lifecycle`` (``--web.enable-lifecycle``) allows ``POST /-/reload``; ``tune_gc`` tunes the process's garbage
+    collector once started; ``cleanups`` close what the caller started for the app (the demo's in-process
+    simulator). Only the app's lifecycle changes its state: the render threads (a pool of its own: the default one
+    is shared with whatever else uses it, and nothing must hold up a reply), readiness, each route's last render
+    time and the reloads in progress.
+    """
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        health: ExporterHealth,
+        reloader: Reloader,
+        registry: CollectorRegistry,
+        *,
+        gate: BasicAuthGate | None = None,
+        lifecycle: bool = False,
+        tune_gc: bool = False,
+        cleanups: Sequence[Cleanup] = (),
+    ) -> None:
+        self.fleet = fleet
+        self.health = health
+        self.reloader = reloader
+        self.registry = registry
+        self.lifecycle = lifecycle
+        self.render_pool: ThreadPoolExecutor | None = None
+        self.ready = False
+        self.last_render: dict[str, float] = {}  # route path -> seconds its last render took
+        self.reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+        self.app = web.Application(middlewares=[gate.middleware] if gate is not None else [])
+        self.app[EXPORTER] = self
+        self.app.cleanup_ctx.append(self._running)
+        if tune_gc:
+            self.app.on_startup.append(self._tune_gc)  # after cleanup_ctx's start-up: the clients exist by then
+        self.app.on_shutdown.append(self._not_ready)
+        if gate is not None:
+            self.app.on_cleanup.append(gate.close)
+        self.app.on_cleanup.extend(cleanups)
+        self.app.router.add_get("/", self.handle_index)
+        self.app.router.add_get("/metrics", self.handle_metrics)
+        self.app.router.add_get("/probe", self.handle_probe)
+        self.app.router.add_get("/sd", self.handle_sd)
+        self.app.router.add_get("/-/metrics", self.handle_own_metrics)
+        self.app.router.add_get("/-/healthy", self.handle_healthy)
+        self.app.router.add_get("/-/ready", self.handle_ready)
+        self.app.router.add_post("/-/reload", self.handle_reload)
+
+    def __repr__(self) -> str:
+        return f"Exporter({self.fleet!r}, ready={self.ready}, reloads={len(self.reloads)})"
+
+    async def _running(self, _: web.Application) -> AsyncIterator[None]:
+        fleet = self.fleet
+        fleet.start()
+        self.render_pool = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="render")
+        hup = self._install_sighup()
+        self.ready = True
+        log.info("polling %d charger(s) from %s", len(fleet.config.chargers), fleet.config.source)
+        try:
+            yield
+        finally:
+            self.ready = False
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            for task in list(self.reloads):
+                task.cancel()
+            self.reloader.cancel()
+            await fleet.close()
+            self.render_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _install_sighup(self) -> bool:
+        """SIGHUP reloads the config, as for Prometheus itself (without a handler it would end the process)."""
+
+        def on_hup() -> None:
+            log.info("SIGHUP: reloading the config")
+            self._start_reload()
+
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
+        except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, not the main thread)
+            log.debug("cannot handle SIGHUP here; POST /-/reload still reloads the config")
+            return False
+        return True
+
+    def _start_reload(self) -> asyncio.Task[tuple[bool, str]]:
+        task = asyncio.create_task(self.reloader.reload(self.render_pool), name="config reload")
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
+        return task
+
+    async def _tune_gc(self, _: web.Application) -> None:
+        """Once started: what exists now (modules, config, one client per charger) lives as long as the process, so
+        the garbage collector need never look at it again (gc.freeze); and it runs less often. Together a large share
+        of the CPU a scrape of many chargers costs (docs/benchmark/client_paths.md, with and without them)."""
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+    async def _not_ready(self, _: web.Application) -> None:
+        self.ready = False  # shutting down: say so on /-/ready while in-flight requests finish
+
+    async def _poll(self, request: web.Request, pollers: Sequence[Poller]) -> list[Reading]:
+        """This scrape's reading of each of ``pollers``' chargers, within the scrape's budget."""
+        last_render = self.last_render.get(request.path, 0.0)  # /metrics renders far more than /probe
+        return await self.fleet.read(pollers, scrape_budget(request, last_render))
+
+    def _device_families(self, readings: Sequence[Reading]) -> list[Family]:
+        """This scrape's families, built on the event loop, so that the render thread only reads them."""
+        health = self.health
+        results = [r.result for r in readings]
+        # A charger removed by a reload during this scrape has no counters any more: it is not exported again.
+        chargers = [r.charger for r in results if health.tracks(r.charger.name)]
+        return [
+            *device_families(results, on_error=health.exporter_error),
+            *reading_age_families((r.result.charger, r.age) for r in readings),
+            *health_families(health, chargers),
+        ]
+
+    async def _render(
+        self,
+        request: web.Request,
+        families: Sequence[Family],
+        started: float,
+        extra: CollectorRegistry | None = None,
+    ) -> web.StreamResponse:
+        """Render in the render threads: for thousands of chargers it takes long enough to stall other requests. A
+        small exposition (a probe: one charger) is rendered right here, where it costs less than the thread hop."""
+        accept = ",".join(request.headers.getall("Accept", []))
+        headers: dict[str, str] = {}
+        # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
+        gzipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+
+        def render() -> tuple[bytes, str]:
+            body, content_type = exposition(families, accept, extra)
+            # Level 1: well under half of level 6's CPU for some more bytes (docs/benchmark/gzip-level.md).
+            return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
+
+        if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
+            body, headers["Content-Type"] = render()
+        else:
+            loop = asyncio.get_running_loop()
+            body, headers["Content-Type"] = await loop.run_in_executor(self.render_pool, render)
+        self.last_render[request.path] = time.perf_counter() - started
+        return web.Response(body=body, headers=headers)
+
+    async def handle_metrics(self, request: web.Request) -> web.StreamResponse:
+        readings = await self._poll(request, list(self.fleet.pollers.values()))
+        started = time.perf_counter()
+        families = [*self._device_families(readings), *own_families(self.reloader)]
+        return await self._render(request, families, started, extra=self.registry)
+
+    async def handle_probe(self, request: web.Request) -> web.StreamResponse:
+        target = request.query.get("target", "")
+        if not target:
+            raise web.HTTPBadRequest(text="missing 'target' parameter: the name of a configured charger\n")
+        poller = self.fleet.pollers.get(target)
+        if poller is None:
+            # Never an open proxy: only configured charger *names* are accepted, and nothing is fetched otherwise.
+            raise web.HTTPNotFound(text=f"unknown target {target[:64]!r}: not a configured charger name\n")
+        readings = await self._poll(request, [poller])
+        started = time.perf_counter()
+        return await self._render(request, self._device_families(readings), started)
+
+    async def handle_reload(self, _: web.Request) -> web.Response:
+        """Re-read the config file: 200 with a summary, or 500 with every problem (the running config stays).
+        Refused with 403 unless ``--web.enable-lifecycle`` (as Prometheus does): anyone who reaches the port could
+        otherwise make the exporter re-read its files and secrets at will."""
+        if not self.lifecycle:
+            raise web.HTTPForbidden(text=LIFECYCLE_DISABLED)
+        ok, message = await asyncio.shield(self._start_reload())
+        if not ok:
+            raise web.HTTPInternalServerError(text=message + "\n")
+        return web.Response(text=f"config reloaded: {message}\n")
+
+    async def handle_own_metrics(self, request: web.Request) -> web.StreamResponse:
+        """The exporter's own metrics only (build info, process): contacts no charger, so it is cheap to scrape as
+        the exporter's liveness target next to a /probe job."""
+        return await self._render(request, own_families(self.reloader), time.perf_counter(), extra=self.registry)
+
+    async def handle_sd(self, _: web.Request) -> web.Response:
+        """Prometheus HTTP service discovery: one target group per charger, for the /probe pattern."""
+        groups = []
+        for charger in self.fleet.config.chargers:
+            labels = {"__meta_pulsatrix_charger": charger.name}
+            labels.update({f"__meta_pulsatrix_label_{k}": v for k, v in charger.labels})
+            groups.append({"targets": [charger.name], "labels": labels})
+        return web.json_response(groups)
+
+    async def handle_healthy(self, _: web.Request) -> web.Response:
+        return web.Response(text="Healthy.\n")
+
+    async def handle_ready(self, _: web.Request) -> web.Response:
+        if not self.ready:
+            raise web.HTTPServiceUnavailable(text="Not ready.\n")
+        return web.Response(text="Ready.\n")
+
+    async def handle_index(self, _: web.Request) -> web.Response:
+        """The status page (:mod:`exporter.serve.landing`): each charger Up / Partial / Down / Unmonitored, with its
+        errors."""
+        config = self.fleet.config
+        statuses = self.health.statuses()
+        page = index_page(config.chargers, statuses, version=__version__, source=config.source, now=time.time())
+        return web.Response(text=page, content_type="text/html")
+
+
+EXPORTER = web.AppKey("exporter", Exporter)
+
+
 def create_app(
     config: Config,
     *,
@@ -285,38 +311,34 @@ def create_app(
     resolver: AbstractResolver | None = None,
     tune_gc: bool = False,
     enable_lifecycle: bool = False,
+    web_config: LiveWebConfig | None = None,
+    cleanups: Sequence[Cleanup] = (),
 ) -> web.Application:
-    """Wire routes and state.
+    """Build the :class:`Exporter` for ``config`` and return its app.
 
     ``config_path`` is the file that SIGHUP and ``POST /-/reload`` re-read; by default the file ``config`` was
     loaded from (its ``source``), none for an in-memory config such as the demo's (a reload then says so).
     ``resolver`` replaces aiohttp's host-name resolver (tests use it). ``tune_gc`` tunes the process's garbage
     collector once started (the command line sets it: it owns the process). ``enable_lifecycle``
     (``--web.enable-lifecycle``) allows ``POST /-/reload``; without it the endpoint answers 403 (SIGHUP always
-    reloads).
+    reloads). ``web_config`` (``--web.config.file``) puts its basic-auth gate in front of every route, and is read
+    again on each reload; the gate is there even without users: a reload may add them (until then it lets every
+    request pass). ``cleanups`` run when the app stops.
     """
     if config_path is None and not config.source.startswith("<"):
         config_path = config.source
-    app = web.Application()
     health = ExporterHealth(config.chargers)
     fleet = Fleet(config, health, resolver)
-    reloader = Reloader(Path(config_path) if config_path is not None else None, fleet)
-    app[HEALTH] = health
-    app[FLEET] = fleet
-    app[RELOADER] = reloader
-    app[OWN_REGISTRY] = own_registry()
-    app[LIFECYCLE] = enable_lifecycle
-    app[RUNTIME] = Runtime()
-    app.cleanup_ctx.append(_runtime_ctx)
-    if tune_gc:
-        app.on_startup.append(_tune_gc)  # after cleanup_ctx's start-up: the clients exist by then
-    app.on_shutdown.append(_not_ready)
-    app.router.add_get("/", handle_index)
-    app.router.add_get("/metrics", handle_metrics)
-    app.router.add_get("/probe", handle_probe)
-    app.router.add_get("/sd", handle_sd)
-    app.router.add_get("/-/metrics", handle_own_metrics)
-    app.router.add_get("/-/healthy", handle_healthy)
-    app.router.add_get("/-/ready", handle_ready)
-    app.router.add_post("/-/reload", handle_reload)
-    return app
+    also = (web_config.reload,) if web_config is not None else ()
+    reloader = Reloader(Path(config_path) if config_path is not None else None, fleet, also=also)
+    exporter = Exporter(
+        fleet,
+        health,
+        reloader,
+        own_registry(),
+        gate=web_config.gate if web_config is not None else None,
+        lifecycle=enable_lifecycle,
+        tune_gc=tune_gc,
+        cleanups=cleanups,
+    )
+    return exporter.app

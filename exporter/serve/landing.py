@@ -98,7 +98,7 @@ def _errors(status: ChargerStatus, now: float) -> str:
 def _row(charger: ChargerConfig, status: ChargerStatus, word: str, now: float) -> str:
     name = html.escape(charger.name)
     labels = " ".join(f"<span class='label'>{html.escape(f'{k}={v}')}</span>" for k, v in charger.labels)
-    polled = _time(status.last_scrape, now) if status.last_scrape is not None else "<span class='muted'>never</span>"
+    polled = _time(status.last_poll, now) if status.last_poll is not None else "<span class='muted'>never</span>"
     return (
         f"<tr><td class='nowrap'><a href='probe?target={html.escape(quote(charger.name))}'>{name}</a></td>"
         f"<td class='{word}' title='{MEANING[word]}'>{word}</td><td>{labels}</td><td>{polled}</td>"
@@ -106,7 +106,7 @@ def _row(charger: ChargerConfig, status: ChargerStatus, word: str, now: float) -
     )
 
 
-def render_index(
+def index_page(
     chargers: Sequence[ChargerConfig], statuses: Mapping[str, ChargerStatus], *, version: str, source: str, now: float
 ) -> str:
     """The whole page: banner (demo mode), summary, when it was rendered, and one row per charger, worst first."""

@@ -11,8 +11,8 @@ own metrics of the same name do.
 Requests coalesce (a flood of ``POST /-/reload`` or SIGHUPs): at most one reload runs and at most one more waits
 behind it. A request that arrives while a reload runs is served by the next one, which starts after it and reads
 the file as it is then, so it covers every request that came in meanwhile; a request that arrives while that next
-one still waits joins it. Twenty concurrent POSTs cost at most two reloads, not twenty (one reload of a
-5,000-charger config costs ~3 s of CPU).
+one still waits joins it. Twenty concurrent POSTs cost at most two reloads, not twenty (a reload of thousands of
+chargers costs seconds of CPU: docs/benchmark/config_load.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -81,7 +81,10 @@ def describe_changes(old: Config, new: Config) -> str:
 
 
 class Reloader:
-    def __init__(self, path: Path | None, fleet: Fleet) -> None:
+    """Re-reads ``path`` into ``fleet``, then runs each of ``also`` (the web config's re-read: a line each), one
+    reload at a time."""
+
+    def __init__(self, path: Path | None, fleet: Fleet, also: Sequence[Callable[[], str]] = ()) -> None:
         self.path = path
         self.fleet = fleet
         self.successful = True  # the config the exporter started with was valid, or it would not have started
@@ -89,8 +92,8 @@ class Reloader:
         self._running: asyncio.Task[tuple[bool, str]] | None = None  # the reload reading or applying now
         self._queued: asyncio.Task[tuple[bool, str]] | None = None  # the one that starts when it ends
         self.runs = 0  # reloads actually run (for tests and curiosity)
-        # Called after each config reload, applied or not (the command line's web config re-read): a line each.
-        self.also: list[Callable[[], str]] = []
+        # Called after each config reload, applied or not (the web config's re-read): a line each.
+        self.also = tuple(also)
 
     def __repr__(self) -> str:
         return f"Reloader({str(self.path) if self.path else None!r})"
@@ -155,7 +158,7 @@ class Reloader:
                 exc.source,
                 "; ".join(exc.problems),
             )
-            return False, exc.render()
+            return False, exc.message()
         except Exception as exc:  # a bug while reading: say so, keep running
             self.successful = False
             log.exception("config reload failed, the running config stays")

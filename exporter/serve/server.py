@@ -149,6 +149,7 @@ def run(
     max_connections: int,
     fd_limit: int,
     on_listening: Callable[[], None] = lambda: None,
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> None:
     """Serve until SIGINT or SIGTERM, as :func:`aiohttp.web.run_app` does, with the port's connections capped."""
 
@@ -173,7 +174,7 @@ def run(
         finally:
             await runner.cleanup()
 
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     main = loop.create_task(serve())
     try:
         asyncio.set_event_loop(loop)

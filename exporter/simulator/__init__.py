@@ -25,23 +25,25 @@ from exporter.simulator.device import (
     ENDPOINTS,
     IDLE,
     POWER_FACTOR,
+    SITE_CAPACITY_W,
     SITES,
     SUSPENDED,
     SimCharger,
     SimLimits,
+    SiteLoadManager,
     make_chargers,
+    site_of,
 )
 from exporter.simulator.faults import FAULTS, TRANSPORT_FAULTS, set_fault
 from exporter.simulator.script import Script, ScriptedCharger, ScriptedSession, ScriptError, load_script, parse_script
 from exporter.simulator.server import (
-    SCRIPT,
     SIM_BACKLOG,
     base_url,
     config_snippet,
     create_simulator_app,
     start_simulator,
 )
-from exporter.simulator.stats import STATS, SimStats
+from exporter.simulator.stats import SimStats
 
 __all__ = [
     "CHARGING",
@@ -52,11 +54,10 @@ __all__ = [
     "FAULTS",
     "IDLE",
     "POWER_FACTOR",
-    "SCRIPT",
     "SIMULATOR",
     "SIM_BACKLOG",
     "SITES",
-    "STATS",
+    "SITE_CAPACITY_W",
     "SUSPENDED",
     "TRANSPORT_FAULTS",
     "Script",
@@ -68,6 +69,7 @@ __all__ = [
     "SimLimits",
     "SimStats",
     "Simulator",
+    "SiteLoadManager",
     "base_url",
     "config_snippet",
     "create_simulator_app",
@@ -75,5 +77,6 @@ __all__ = [
     "make_chargers",
     "parse_script",
     "set_fault",
+    "site_of",
     "start_simulator",
 ]

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from exporter.simulator.device import ENDPOINTS, SimCharger
-from exporter.simulator.stats import DEVICE_GET_ROUTE
+from exporter.simulator.device import ENDPOINTS, SimCharger, SiteLoadManager
+from exporter.simulator.script import ScriptRun
+from exporter.simulator.stats import DEVICE_GET_ROUTE, SimStats
 
 
 @dataclass(slots=True)
@@ -37,12 +38,16 @@ class SimAuth:
 
 @dataclass(slots=True)
 class Simulator:
-    """The chargers one simulator app serves, its auth and its clock (Unix seconds; sped up in script mode)."""
+    """One simulator app's state: the chargers it serves, its auth and its clock (Unix seconds; sped up in script
+    mode); with a script, the scripted run it drives; with the fault routes, the statistics of what it is asked."""
 
     chargers: dict[str, SimCharger]
     auth: SimAuth = field(default_factory=SimAuth)
     clock: Callable[[], float] = time.time
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    load: SiteLoadManager | None = None  # the sites' load management (generated chargers; not scripted ones)
+    script: ScriptRun | None = None
+    stats: SimStats | None = None
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -75,7 +80,10 @@ def endpoint_for(request: web.Request) -> str:
 
 def answer(sim: Simulator, charger: SimCharger, endpoint: str) -> web.Response:
     """The device's reply for ``endpoint`` now."""
-    charger.advance(sim.clock())
+    now = sim.clock()
+    if sim.load is not None:
+        sim.load.advance(now)
+    charger.advance(now)
     if endpoint == "limits":
         return web.Response(body=charger.limits_body(), content_type="application/json")
     body = {

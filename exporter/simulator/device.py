@@ -28,6 +28,10 @@ from typing import Any, Final
 ENDPOINTS: Final = ("configuration", "transaction", "charging", "limits")
 DEMO_NAMES: Final = ("garage", "carport", "visitor-bay")
 SITES: Final = ("home", "depot-north", "depot-south")
+# Each site's grid connection in watts, as deploy/prometheus/sites.yml gives it to the dashboards (a test keeps the
+# two equal): the simulated load manager shares it among the site's charging chargers, as a real one does.
+SITE_CAPACITY_W: Final = {"home": 22_000.0, "depot-north": 250_000.0, "depot-south": 150_000.0}
+MIN_CURRENT: Final = 6.0  # IEC 61851: a charger cannot signal less; below it the load manager pauses the charger
 
 # Device faults change the values the charger reports (transport faults: exporter.simulator.faults).
 DEVICE_FAULTS: Final = (
@@ -99,6 +103,11 @@ class SimCharger:
     next_flap: float = 0.0
     fault_seconds: float = 0.0
     down_until: float = 0.0  # reboot: wall-clock time at which it answers again
+    site_share: float = math.inf  # amperes per phase the site's load manager allows (inf: no site limit)
+
+    @property
+    def site(self) -> str:
+        return site_of(self.index)
 
     # --- simulation ------------------------------------------------------------------------------------
 
@@ -106,7 +115,8 @@ class SimCharger:
         low, high = DURATIONS[state]
         return self.rng.uniform(low, high) / self.speed
 
-    def _enter(self, state: str, now: float) -> None:
+    def enter(self, state: str, now: float) -> None:
+        """Go to ``state`` at ``now`` (a new session starts with CONNECTED)."""
         if state == CONNECTED:
             self.started_time = int(now)
             self.ended_time = 0
@@ -130,7 +140,11 @@ class SimCharger:
             target = min(target, lim.current)
         if not math.isnan(lim.power):
             target = min(target, lim.power / (230.0 * max(1, self.used_phases.count("1"))))
-        return 0.0 if target < 6.0 else target
+        target = min(target, self.site_share)
+        return 0.0 if target < MIN_CURRENT else target
+
+    def phases_in_use(self) -> int:
+        return sum(1 for p in range(self.grid_phases) if self.used_phases[p] == "1")
 
     def advance(self, now: float) -> None:
         """Step the simulation up to ``now`` (wall-clock seconds), one second of simulated time at a time."""
@@ -154,13 +168,13 @@ class SimCharger:
         held = self.fault in ("stall", "imbalance")
         if held and self.state != CHARGING:
             if not self.started_time or self.ended_time:
-                self._enter(CONNECTED, now)
+                self.enter(CONNECTED, now)
             self.state = CHARGING
         if not held and self.fault != "vehicle_error" and now >= self.state_until:
             nxt = NEXT.get(self.state, IDLE)
             if self.state == CHARGING and not self.limits.enabled:
                 nxt = CHARGING
-            self._enter(nxt, now)
+            self.enter(nxt, now)
         if self.state == CHARGING and self.limits.enabled is False:
             self.state = "SuspendedEVSE"
         elif self.state == "SuspendedEVSE" and self.limits.enabled:
@@ -220,7 +234,7 @@ class SimCharger:
         controller = f"{self.name.replace('-', ' ').title()} Wallbox"
         if self.generation == 1:
             body: dict[str, Any] = {
-                "pdName": SITES[self.index % len(SITES)],
+                "pdName": self.site,
                 "ctrlrName": controller,
                 "sessionId": f"018ba9bc-5ebe-b235-{self.index:04x}-{self.started_time:012x}",
                 "effectiveAmperageLimit": int(self.max_current),
@@ -229,7 +243,7 @@ class SimCharger:
             body["hasPhaseSTShutoff" if self.grid_phases == 1 else "hasPhaseStShutoff"] = self.grid_phases == 3
             return body
         return {
-            "powerDomainName": SITES[self.index % len(SITES)],
+            "powerDomainName": self.site,
             "controllerName": controller,
             "hasPhaseRotation": False,
             "hasPhaseShutoff": True,
@@ -316,8 +330,20 @@ class SimCharger:
         return None
 
 
+def site_of(index: int) -> str:
+    """The demo's site of the charger at ``index``: the first is the home wallbox, the others alternate between the
+    two depots (so the three-charger demo has one charger on each site)."""
+    return SITES[0] if index == 0 else SITES[1 + (index - 1) % 2]
+
+
+# Where in its cycle each charger starts: spread over the fleet by the golden ratio, so that neither a site nor a
+# firmware generation charges in step (a draw from the charger's random generator would change its later draws).
+GOLDEN: Final = 0.6180339887
+
+
 def make_chargers(n: int, speed: float = 1.0, seed: int = 1, now: float | None = None) -> list[SimCharger]:
-    """N chargers with varied firmware, phase count and a staggered start state."""
+    """N chargers with varied firmware, phase count and a start state and point in it that differ from charger to
+    charger (and not with the site)."""
     now = time.time() if now is None else now
     names = [*DEMO_NAMES[:n]] + [f"bay-{i:04d}" for i in range(len(DEMO_NAMES), n)]
     chargers = []
@@ -333,12 +359,59 @@ def make_chargers(n: int, speed: float = 1.0, seed: int = 1, now: float | None =
             speed=speed,
             energy_kwh=round(rng.uniform(50, 9800), 6),
         )
-        # Stagger: a third of the fleet is charging at start, others idle or suspended.
+        # Stagger: about a third of the fleet is charging at start, the others idle or suspended, each at its own
+        # point of that state (the first three as ever: Charging, Idle, Suspended).
         charger.last_step = now
-        start_state = (CHARGING, IDLE, SUSPENDED)[i % 3]
+        phase = (i * GOLDEN) % 1.0
+        start_state = (CHARGING, IDLE, SUSPENDED)[(i + i // 3) % 3]
         if start_state != IDLE:
-            charger._enter(CONNECTED, now - 600)
-        charger._enter(start_state, now)
+            charger.enter(CONNECTED, now - 600 - phase * 1800 / speed)
+        charger.enter(start_state, now)
+        charger.state_until = now + (charger.state_until - now) * (1.0 - phase)
         charger.advance(now)
         chargers.append(charger)
     return chargers
+
+
+class SiteLoadManager:
+    """Shares each site's capacity (:data:`SITE_CAPACITY_W`) among the chargers whose vehicles ask for current
+    (connected or charging), as a site's dynamic load management does: an equal current per phase for each, or,
+    where that would be below the 6 A a charger can signal, 6 A for as many as fit (in name order) and a pause for
+    the rest. It steps the whole fleet through simulated time one second at a time and shares again every second,
+    so a vehicle that starts charging gets its share within a second."""
+
+    HEADROOM = 0.95  # shares are computed on this much of the capacity: the phases' noise stays below it
+
+    def __init__(self, chargers: list[SimCharger], capacity: dict[str, float] | None = None) -> None:
+        self.capacity = dict(SITE_CAPACITY_W if capacity is None else capacity)
+        self.chargers = sorted(chargers, key=lambda c: c.name)
+        self.sites: dict[str, list[SimCharger]] = {}
+        for charger in self.chargers:
+            self.sites.setdefault(charger.site, []).append(charger)
+        self.clock = max((c.last_step for c in chargers), default=0.0)
+
+    def advance(self, now: float) -> None:
+        """Bring every charger to ``now`` (whole seconds), sharing each site's capacity before each second."""
+        while self.clock + 1.0 <= now:
+            self.clock += 1.0
+            for site, chargers in self.sites.items():
+                if site in self.capacity:
+                    self._share(self.capacity[site], chargers)
+            for charger in self.chargers:
+                charger.advance(self.clock)
+
+    def _share(self, watts: float, chargers: list[SimCharger]) -> None:
+        wanting = [c for c in chargers if c.state in (CHARGING, CONNECTED)]
+        volt_amps = [230.0 * POWER_FACTOR * max(1, c.phases_in_use()) for c in wanting]
+        budget = watts * self.HEADROOM
+        share = budget / sum(volt_amps) if wanting else math.inf
+        for charger in chargers:  # one that starts charging before the next share gets no more than the others
+            charger.site_share = share
+        if share < MIN_CURRENT:
+            for charger, va in zip(wanting, volt_amps, strict=True):
+                fits = budget >= MIN_CURRENT * va
+                charger.site_share = MIN_CURRENT if fits else 0.0
+                budget -= MIN_CURRENT * va if fits else 0.0
+            for charger in chargers:
+                if charger.state not in (CHARGING, CONNECTED):
+                    charger.site_share = 0.0

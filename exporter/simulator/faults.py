@@ -100,7 +100,7 @@ async def _transport_fault(request: web.Request, charger: SimCharger, endpoint: 
             return _drop(request)
         charger.fault = "none"  # back up: a new session starts, the meter carries on where it was
         charger.advance(now)
-        charger._enter(CONNECTED, now)
+        charger.enter(CONNECTED, now)
         return None
     if charger.fault == "latency":
         with contextlib.suppress(TimeoutError):

@@ -310,7 +310,7 @@ class ScriptedSimCharger(SimCharger):
         self._step_phases(now, lambda p: self.drawn if p < self.grid_phases else 0.0)
         self.power = power
 
-    def _enter(self, state: str, now: float) -> None:
+    def enter(self, state: str, now: float) -> None:
         """Only the script starts and stops sessions (a reboot fault does not start one here)."""
 
     def _target_current(self) -> float:

@@ -14,14 +14,13 @@ from typing import Any, Final
 from aiohttp import web
 
 from exporter.simulator.api import SIMULATOR, SimAuth, Simulator, add_device_routes, require_auth
-from exporter.simulator.device import SimCharger, make_chargers
+from exporter.simulator.device import SimCharger, SiteLoadManager, make_chargers
 from exporter.simulator.faults import add_fault_routes
 from exporter.simulator.script import Script, ScriptRun, SimClock, load_script, start_run
-from exporter.simulator.stats import mount_stats
+from exporter.simulator.stats import SimStats, mount_stats
 
 # An exporter opens 4 connections per charger at once; a simulator of many chargers needs a deep accept queue.
 SIM_BACKLOG: Final = 4096
-SCRIPT = web.AppKey("simulator-script", ScriptRun)
 
 
 def base_url(host: str, port: int) -> str:
@@ -57,7 +56,9 @@ async def _on_shutdown(app: web.Application) -> None:
 async def _drive_script(app: web.Application) -> AsyncIterator[None]:
     """Advance the scripted chargers when a session is due to start or stop, so that the session log is written
     as it happens whether or not anyone polls; close the log when the app stops."""
-    run, sim = app[SCRIPT], app[SIMULATOR]
+    sim = app[SIMULATOR]
+    run = sim.script
+    assert run is not None  # noqa: S101 - only mounted with a script
     speed = getattr(sim.clock, "speed", 1.0)
 
     async def drive() -> None:
@@ -96,7 +97,7 @@ def create_simulator_app(
     simulator's auth.
 
     ``faults=True`` (tests, ``simulate --faults``) adds the fault routes and counts every request
-    (:data:`exporter.simulator.stats.STATS`); without it (``--demo``) the app is the device API alone.
+    (:attr:`Simulator.stats`); without it (``--demo``) the app is the device API alone.
 
     ``script`` (a :class:`~exporter.simulator.script.Script` or the path of a script file, which raises
     :class:`~exporter.simulator.script.ScriptError`) serves only the scripted chargers; the clock then runs ``speed``
@@ -104,12 +105,13 @@ def create_simulator_app(
     ``session_log`` (JSON lines) as it happens. Without a script, ``speed`` divides the generated session durations.
     """
     app = web.Application(middlewares=[require_auth])
+    run: ScriptRun | None = None
     if script is not None:
         if chargers is not None:
             raise ValueError("script and chargers are two ways to say which chargers to serve; pass one")
         parsed = script if isinstance(script, Script) else load_script(script)
         clock = clock or SimClock(speed)
-        run = app[SCRIPT] = start_run(parsed, clock(), seed=seed, session_log=session_log)
+        run = start_run(parsed, clock(), seed=seed, session_log=session_log)
         sims: list[SimCharger] = list(run.chargers)
         app.cleanup_ctx.append(_drive_script)
     elif session_log is not None:
@@ -117,9 +119,13 @@ def create_simulator_app(
     else:
         clock = clock or time.time
         sims = list(chargers) if chargers is not None else make_chargers(n, speed=speed, seed=seed, now=clock())
-    app[SIMULATOR] = Simulator(chargers={c.name: c for c in sims}, auth=auth or SimAuth(), clock=clock)
-    if faults:
-        mount_stats(app, app[SIMULATOR].chargers)
+    stats = SimStats() if faults else None
+    load = SiteLoadManager(sims) if script is None and chargers is None else None
+    sim = app[SIMULATOR] = Simulator(
+        chargers={c.name: c for c in sims}, auth=auth or SimAuth(), clock=clock, load=load, script=run, stats=stats
+    )
+    if stats is not None:
+        mount_stats(app, stats, sim.chargers)
         add_fault_routes(app)
     else:
         add_device_routes(app)
@@ -137,7 +143,5 @@ async def start_simulator(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=SIM_BACKLOG)
     await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    bound_port = runner.addresses[0][1] if runner.addresses else port
     return runner, base_url(host, bound_port), list(app[SIMULATOR].chargers)

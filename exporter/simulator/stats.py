@@ -67,13 +67,9 @@ class SimStats:
             self._chargers_busy -= 1
 
 
-STATS = web.AppKey("simulator-stats", SimStats)
-
-
-def mount_stats(app: web.Application, chargers: Container[str]) -> SimStats:
-    """Count what ``app`` (a simulator app serving ``chargers``) is asked: the first middleware, outside the auth
-    check, so that refused requests count too."""
-    stats = app[STATS] = SimStats()
+def mount_stats(app: web.Application, stats: SimStats, chargers: Container[str]) -> None:
+    """Count in ``stats`` what ``app`` (a simulator app serving ``chargers``) is asked: the first middleware, outside
+    the auth check, so that refused requests count too."""
 
     @web.middleware
     async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -92,4 +88,3 @@ def mount_stats(app: web.Application, chargers: Container[str]) -> SimStats:
             stats.end(name, endpoint)
 
     app.middlewares.insert(0, count_requests)
-    return stats

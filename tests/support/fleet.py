@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import Config, demo_config, load_config
 from exporter.serve.app import create_app
-from exporter.simulator import SIMULATOR, STATS, SimStats, Simulator
+from exporter.simulator import SIMULATOR, SimStats, Simulator
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 ExporterClient = TestClient[web.Request, web.Application]
@@ -36,7 +36,9 @@ class SimulatedFleet:
 
     @property
     def stats(self) -> SimStats:
-        return self.app[STATS]
+        stats = self.app[SIMULATOR].stats
+        assert stats is not None, "the fleet's simulator counts requests (faults=True)"
+        return stats
 
     @property
     def names(self) -> list[str]:

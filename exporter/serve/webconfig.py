@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from exporter.config import Secret
 from exporter.config.web import TLSServerConfig, WebConfig, WebConfigError, load_web_config
+from exporter.serve.auth import BasicAuthGate
 
 log = logging.getLogger("exporter.webconfig")
 
@@ -95,20 +95,16 @@ class RenewingTLS:
 class LiveWebConfig:
     """The web config the exporter serves with, read again on reload (``SIGHUP``, ``POST /-/reload``).
 
-    ``basic_auth_users`` and the certificate and key files take effect at once (``set_users`` is the auth gate's);
-    switching TLS on or off, or changing its other settings (client auth, versions), needs a restart and is said so.
-    A file with a problem keeps the running web config.
+    ``basic_auth_users`` take effect at once in :attr:`gate` (the basic-auth middleware that checks them: given, or
+    made from ``config``'s users), and so do the certificate and key files; switching TLS on or off, or changing its
+    other settings (client auth, versions), needs a restart and is said so. A file with a problem keeps the running
+    web config.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        config: WebConfig,
-        set_users: Callable[[tuple[tuple[str, Secret], ...]], None] | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, config: WebConfig, gate: BasicAuthGate | None = None) -> None:
         self.path = path
         self.config = config
-        self.set_users = set_users
+        self.gate = gate if gate is not None else BasicAuthGate(config.users)
         self.tls = (
             RenewingTLS(config.tls, config.ssl_context)
             if config.tls is not None and config.ssl_context is not None
@@ -125,7 +121,7 @@ class LiveWebConfig:
             new = load_web_config(self.path)
         except WebConfigError as exc:
             log.error("web config reload rejected, the running one stays: %s: %s", exc.source, "; ".join(exc.problems))
-            return f"web config rejected, the running one stays: {exc.render()}"
+            return f"web config rejected, the running one stays: {exc.message()}"
         old = self.config
         notes = []
         if (new.tls is None) != (old.tls is None) or (
@@ -137,8 +133,7 @@ class LiveWebConfig:
             new = replace(new, tls=old.tls, ssl_context=old.ssl_context)
         elif self.tls is not None and new.tls is not None:
             self.tls.use(new.tls)
-        if self.set_users is not None:
-            self.set_users(new.users)
+        self.gate.set_users(new.users)
         self.config = new
         message = new.summary() + (f" ({'; '.join(notes)})" if notes else "")
         (log.warning if notes else log.info)("web config reloaded: %s", message)
