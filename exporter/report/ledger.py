@@ -285,6 +285,8 @@ def summarize(
         flags.append("meter_reset")
     if any(s.status == "incomplete" for s in started):
         flags.append("incomplete")
+    if any("device_clock" in s.flags for s in started):
+        flags.append("device_clock")
     first, last = (readings[0], readings[-1]) if readings else (None, None)
     return Summary(
         energy_kwh=round(energy, 6),

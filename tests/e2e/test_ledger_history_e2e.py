@@ -189,8 +189,8 @@ def test_summaries_split_each_kwh_once_and_the_rules_agree_with_the_raw_series(s
     assert energy == {
         ("home", "", "home"): (36.7, 3, ""),  # the HA pair's two copies counted once
         ("long", "", "depot"): (66.6, 1, ""),  # 18 h of its 37 at 3.7 kW
-        ("clock", "", "depot"): (11.0, 1, ""),
-        ("zero", "", "depot"): (33.0, 2, ""),
+        ("clock", "", "depot"): (11.0, 1, "device_clock"),
+        ("zero", "", "depot"): (33.0, 2, "device_clock"),
         ("swap", "", "depot"): (22.0, 3, "meter_reset"),  # what ran on the old meter after its last reading: left out
         ("relabel", "", "north"): (22.0, 2, ""),  # to the first scrape that carried site=south (12:05)
         ("relabel", "", "south"): (22.0, 1, ""),
