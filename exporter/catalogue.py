@@ -119,6 +119,7 @@ POLL_FAILURES: Final = "pulsatrix_scrape_failures_total"
 LAST_ERROR_TIME: Final = "pulsatrix_last_error_timestamp_seconds"
 INVALID_VALUES: Final = "pulsatrix_invalid_values_total"
 BUILD_INFO: Final = "pulsatrix_exporter_build_info"
+CONNECTIONS_REFUSED: Final = "pulsatrix_exporter_connections_refused_total"
 RELOAD_SUCCESSFUL: Final = "pulsatrix_exporter_config_last_reload_successful"
 RELOAD_SUCCESS_TIME: Final = "pulsatrix_exporter_config_last_reload_success_timestamp_seconds"
 
@@ -379,7 +380,8 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "exporter",
         "Failed endpoint fetches by reason: timeout, connect, http_status, unauthorized, invalid_json, "
         "invalid_payload, exporter_error (an exporter bug), exporter_fds (the exporter ran out of file "
-        "descriptors), throttled (no polling slot before the deadline). A series appears with the first error of "
+        "descriptors), throttled (no polling slot before the deadline), scrape_timeout (the scrape's timeout ran "
+        "out before the charger's own). A series appears with the first error of "
         "its endpoint and reason; "
         "alert on pulsatrix_scrape_failures_total, which starts at 0.",
         ("endpoint", "reason"),
@@ -425,6 +427,17 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
         "exporter",
         "Version of the exporter and of the Python it runs on, and the event loop it runs on (uvloop or asyncio).",
         ("version", "python_version", "event_loop"),
+        per_charger=False,
+    ),
+    _m(
+        CONNECTIONS_REFUSED,
+        "counter",
+        "connections",
+        "exporter",
+        "Connections to the exporter's port refused at the cap (--web.max-connections) because every connection "
+        "was busy and their client address held its share, or busy ones closed to make room for another address "
+        "(each address gets a share of the cap; an IPv6 one counts by its /64). Rising while your scrapers are "
+        "the only clients: raise --web.max-connections.",
         per_charger=False,
     ),
     _m(

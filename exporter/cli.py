@@ -419,6 +419,8 @@ def _serve(
     fd_limit = raise_fd_limit()
     cap = max_connections or default_max_connections(fd_limit, charger_sockets)
     needed = cap + charger_sockets + RESERVED_FDS
+    if max_connections is None:  # the default follows the chargers polled: all of them, or a sharded replica's share
+        cap = default_max_connections(fd_limit, 0)
     if needed > fd_limit:
         log.warning(
             "fd limit %d is below the %d this exporter may need (%d connections to its port, %d to the chargers, "
@@ -452,7 +454,7 @@ def _serve(
         sockets,
         ssl_context=ssl_context,
         shutdown_timeout=shutdown_timeout,
-        max_connections=cap,
+        max_connections=max_connections,  # None: the default, recomputed as chargers are polled (sharded replicas)
         fd_limit=fd_limit,
         new_loop=loop.new_loop,
     )

@@ -565,7 +565,9 @@ def exporter_health() -> list[Panel]:
             "Endpoint fetches per second that failed because of the exporter, not the charger, by reason and "
             "charger: throttled (no max_concurrency slot before the deadline: raise max_concurrency or the "
             "timeout, or add a replica), exporter_error (a bug: see the exporter's log), exporter_fds (out of "
-            "file descriptors). Flat at 0 on a healthy exporter; PulsatrixExporterSideErrors alerts on them.",
+            "file descriptors), scrape_timeout (Prometheus' scrape_timeout ran out before the charger's own "
+            "timeout: raise scrape_timeout or lower the chargers' timeout). Flat at 0 on a healthy exporter; "
+            "PulsatrixExporterSideErrors alerts on them.",
             "cps",
             [
                 Query(

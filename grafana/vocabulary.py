@@ -38,10 +38,11 @@ RED_STATES: Final = f"{FAULT_STATES}|Unavailable"
 # --- reasons -----------------------------------------------------------------------------------------------------
 
 # The `reason`s of pulsatrix_scrape_errors_total that are the exporter's problem, not the charger's
-# (exporter.scrape.results Reason): no max_concurrency slot before the deadline, a bug, no file descriptor left. The
-# charger was not even asked (or its answer was lost in the exporter): dashboards show them apart from the device's
-# reasons, the charger alerts do not count them against the charger, and PulsatrixExporterSideErrors reports them.
-EXPORTER_REASONS: Final = ("throttled", "exporter_error", "exporter_fds")
+# (exporter.scrape.results Reason): no max_concurrency slot before the deadline, a bug, no file descriptor left, the
+# scrape's timeout ran out before the charger's own. The charger was not even asked (or its answer was lost in the
+# exporter, or not waited for): dashboards show them apart from the device's reasons, the charger alerts do not
+# count them against the charger, and PulsatrixExporterSideErrors reports them.
+EXPORTER_REASONS: Final = ("throttled", "exporter_error", "exporter_fds", "scrape_timeout")
 EXPORTER_REASONS_RE: Final = "|".join(EXPORTER_REASONS)
 
 # --- grid limits -------------------------------------------------------------------------------------------------

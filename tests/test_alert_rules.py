@@ -318,4 +318,4 @@ def test_alertmanager_groups_by_site_and_only_no_data_alerts_mute_readings() -> 
 
 def test_the_exporter_side_reasons_are_reasons_the_exporter_gives() -> None:
     assert set(EXPORTER_REASONS) <= set(REASONS)
-    assert {"throttled", "exporter_error", "exporter_fds"} == set(EXPORTER_REASONS)
+    assert {"throttled", "exporter_error", "exporter_fds", "scrape_timeout"} == set(EXPORTER_REASONS)

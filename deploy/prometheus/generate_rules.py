@@ -242,7 +242,8 @@ def exporter_group() -> dict[str, Any]:
             fleet_alert(
                 "PulsatrixExporterSideErrors",
                 # Fetches that failed because of the exporter, not the charger: throttled (no max_concurrency
-                # slot before the deadline), exporter_error (a bug), exporter_fds (no file descriptor left). One
+                # slot before the deadline), exporter_error (a bug), exporter_fds (no file descriptor left),
+                # scrape_timeout (the scrape's timeout ran out before the charger's own). One
                 # alert per job and reason, whatever the number of chargers; the charger alerts leave these out.
                 "sum by (job, reason) (\n"
                 f'  increase({metric.FETCH_ERRORS}{{reason=~"{EXPORTER_REASONS_RE}"}}[15m])\n'
@@ -253,7 +254,8 @@ def exporter_group() -> dict[str, Any]:
                 "In the last 15 minutes, {{ $value | humanize }} endpoint fetches of job {{ $labels.job }} failed "
                 "with reason {{ $labels.reason }}, the exporter's doing, not the chargers' (throttled: no "
                 "max_concurrency slot before the deadline; exporter_error: a bug, see the log; exporter_fds: out of "
-                "file descriptors). Those chargers' own alerts wait meanwhile.",
+                "file descriptors; scrape_timeout: the scrape's timeout ran out before the charger's own, raise "
+                "scrape_timeout). Those chargers' own alerts wait meanwhile.",
             ),
             charger_alert(
                 "PulsatrixProbeFailing",

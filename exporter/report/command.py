@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from exporter.report.client import Auth, PromClient, QueryError
+from exporter.report.client import MAX_ANSWER_BYTES, Auth, PromClient, QueryError, answer_size
 from exporter.report.output import render
 from exporter.report.periods import UsageError, period_from_args
 from exporter.report.queries import fetch_history
@@ -96,7 +96,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how far back a sample still counts (300; above your scrape interval)",
     )
-    p.add_argument("--timeout", type=_duration, default=120.0, metavar="SECONDS", help="per query (120)")
+    p.add_argument("--timeout", type=_duration, default=120.0, metavar="SECONDS", help="per whole request (120)")
+    p.add_argument(
+        "--max-answer-size",
+        type=answer_size,
+        default=MAX_ANSWER_BYTES,
+        metavar="SIZE",
+        help=f"refuse an answer larger than this (default {MAX_ANSWER_BYTES >> 20}MiB; e.g. 1GiB)",
+    )
     p.add_argument(
         "--source",
         choices=("auto", "rules", "raw"),
@@ -186,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--replica-label: {name!r} is not a label name")
         auth = auth_from_args(args)
         try:
-            client = PromClient(args.prometheus, auth, timeout=args.timeout)
+            client = PromClient(args.prometheus, auth, timeout=args.timeout, max_bytes=args.max_answer_size)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     except UsageError as exc:

@@ -53,6 +53,7 @@ class ExporterHealth:
         # Error series exist per (endpoint, reason) that occurred; polls and failures start at 0 for increase().
         self.counters = {c.name: ChargerCounters() for c in chargers}
         self.status = {c.name: ChargerStatus() for c in chargers}
+        self.generation = 0  # changes with every status change: the status page rendered for it is still true
         self._failing: dict[str, frozenset[tuple[str, str]]] = {}  # charger -> (endpoint, reason) failing now
         self._logged_values: set[tuple[str, str, str]] = set()
         self._bugs = OncePerKind(log)
@@ -73,6 +74,7 @@ class ExporterHealth:
                 self.counters[charger.name] = ChargerCounters()
                 self.status[charger.name] = ChargerStatus()
         self.chargers = {c.name: c for c in chargers}
+        self.generation += 1
 
     def tracks(self, name: str) -> bool:
         """Whether charger ``name`` is configured (a reload may have removed it since a poll began)."""
@@ -85,6 +87,7 @@ class ExporterHealth:
     def record(self, results: Iterable[ChargerResult], now: float | None = None) -> None:
         """Count one completed poll per result; call it once per poll, never for a reading served again."""
         now = time.time() if now is None else now
+        self.generation += 1
         for result in results:
             if result.charger.name in self.counters:  # else removed by a reload while it was being polled
                 self._record_one(result, now)

@@ -27,11 +27,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from exporter.config import ChargerConfig, Config
 from exporter.scrape.dns import PoolResolver
@@ -44,6 +46,8 @@ from exporter.scrape.results import ENDPOINTS, ChargerFetch, ChargerResult, Endp
 log = logging.getLogger("exporter.poll")
 
 THROTTLED_DETAIL = "no free polling slot before the deadline (max_concurrency): the charger was not contacted"
+SCRAPE_TIMEOUT_DETAIL = "no answer before the scrape's timeout ran out (the charger's own timeout had not)"
+INLINE_PARSE_BYTES = 64 * 1024  # a charger's bodies up to this size are parsed on the event loop (~1 ms)
 
 
 class Deadline:
@@ -111,6 +115,18 @@ class Reading:
     age: float = 0.0  # seconds since the reading was taken when served from the cache; 0 for a fresh poll
 
 
+def budget_cut(fetched: ChargerFetch) -> ChargerFetch:
+    """The endpoints that timed out under a deadline before the charger's own timeout: ``scrape_timeout``, the
+    scrape's budget (Prometheus' scrape timeout) ran out, not the charger's time."""
+    if not any(f.reason is Reason.TIMEOUT for f in fetched.endpoints.values()):
+        return fetched
+    cut = EndpointFetch("", reason=Reason.SCRAPE_TIMEOUT, detail=SCRAPE_TIMEOUT_DETAIL)
+    endpoints = {
+        ep: replace(cut, endpoint=ep) if f.reason is Reason.TIMEOUT else f for ep, f in fetched.endpoints.items()
+    }
+    return replace(fetched, endpoints=endpoints)
+
+
 def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration: float) -> ChargerResult:
     """A result in which every endpoint failed for the same reason."""
     return ChargerResult(
@@ -124,16 +140,24 @@ def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration:
 class Poller:
     """One charger's polls: at most one in flight, the last one kept for ``min_interval``."""
 
-    def __init__(self, client: ChargerClient, health: ExporterHealth, limiter: asyncio.Semaphore | None) -> None:
+    def __init__(
+        self,
+        client: ChargerClient,
+        health: ExporterHealth,
+        limiter: asyncio.Semaphore | None,
+        parse_pool: Executor | None = None,
+    ) -> None:
         self.client = client
         self.charger = client.charger
         self.health = health  # where each completed poll is recorded, once
         self.limiter = limiter  # max_concurrency's slots, shared by the fleet's pollers; the fleet swaps it on reload
+        self.parse_pool = parse_pool  # the fleet's threads for large bodies (None: always on the event loop)
         self._task: asyncio.Task[ChargerResult] | None = None
         self._deadline = Deadline(0.0)  # of the poll in flight
         self._poll_limit = 0.0  # the latest its deadline may be pushed to: its start + the charger's timeout
         self._last: ChargerResult | None = None
         self._last_started = 0.0  # event-loop time at which the last completed poll started
+        self.polled = False  # ever asked to poll (its connections may be open): the fleet counts its sockets
         self._queued = False  # the poll in flight still waits for a max_concurrency slot
         self._bugs = OncePerKind(log)
 
@@ -155,14 +179,16 @@ class Poller:
         if other._last is not None and other._last_started > self._last_started:  # the poll kept its reading
             self._last, self._last_started = other._last, other._last_started
 
-    async def read(self, deadline: float) -> Reading:
+    async def read(self, deadline: float, own: float | None = None) -> Reading:
+        """The reading for a scrape that ends by ``deadline``; ``own`` is when the charger's own timeout would run
+        out for it (now + its timeout by default): a poll ended before that was cut short by the scrape."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._last is not None and now - self._last_started < self.charger.min_interval:
             return Reading(self._last, age=max(now - self._last_started, 0.0))
         task = self._task
         if task is None:
-            task = self._start(deadline)
+            task = self._start(deadline, now + self.charger.timeout if own is None else own)
         else:  # a scrape with more time: the poll gets it too, so that it does not time out for us too early
             self._deadline.extend(min(deadline, self._poll_limit))
         poll_deadline = self._deadline
@@ -175,16 +201,22 @@ class Poller:
             if self._queued and self._task is task:  # that poll has not even reached the charger yet
                 detail = THROTTLED_DETAIL
                 return Reading(failed_result(self.charger, Reason.THROTTLED, detail, loop.time() - now))
-            detail = "no answer before the deadline (a poll started by another scrape was still running)"
-            return Reading(failed_result(self.charger, Reason.TIMEOUT, detail, loop.time() - now))
+            # The poll has more time than this scrape (up to the charger's own timeout): the scrape's budget ran out.
+            detail = "the scrape's timeout ran out first (a poll started by another scrape was still running)"
+            return Reading(failed_result(self.charger, Reason.SCRAPE_TIMEOUT, detail, loop.time() - now))
 
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
-    def _start(self, deadline: float) -> asyncio.Task[ChargerResult]:
+    def in_flight(self) -> asyncio.Task[ChargerResult] | None:
+        """The poll running now, if any."""
+        task = self._task
+        return task if task is not None and not task.done() else None
+
+    def _start(self, deadline: float, own: float) -> asyncio.Task[ChargerResult]:
         self._deadline = Deadline(deadline)
-        self._poll_limit = max(deadline, asyncio.get_running_loop().time() + self.charger.timeout)
+        self._poll_limit = max(deadline, own)
         task = asyncio.create_task(self._poll(self._deadline, self._poll_limit), name=f"poll {self.charger.name}")
         self._task = task
         task.add_done_callback(self._done)
@@ -201,7 +233,9 @@ class Poller:
         started = loop.time()
         try:
             fetched = await self._fetch(deadline)
-            result = parse_charger(fetched)
+            if deadline.when < limit:  # the scrape's budget, not the charger's own timeout, ended the poll
+                fetched = budget_cut(fetched)
+            result = await self._parse(fetched)
         except Exception as exc:  # a bug in the exporter must not look like the charger's fault, nor stop others
             self._bugs.error(self.charger.name, exc, "charger %s: unexpected error while polling", self.charger.name)
             detail = f"exporter error: {type(exc).__name__}"
@@ -209,7 +243,7 @@ class Poller:
         reasons = {e.reason for e in result.endpoints.values()}
         # A timeout under a scrape's short budget is not the charger's answer for min_interval; nor is a poll that
         # never got a polling slot (throttled): the charger was not even asked.
-        cut_short = Reason.THROTTLED in reasons or (deadline.when < limit and Reason.TIMEOUT in reasons)
+        cut_short = Reason.THROTTLED in reasons or Reason.SCRAPE_TIMEOUT in reasons
         if not cut_short:
             self._last, self._last_started = result, started
         try:
@@ -217,6 +251,14 @@ class Poller:
         except Exception:
             log.exception("charger %s: cannot record the poll", self.charger.name)
         return result
+
+    async def _parse(self, fetched: ChargerFetch) -> ChargerResult:
+        """Parse on the event loop, or in the parse threads when the bodies are large: decoding 1 MiB (the cap) of
+        JSON with ``NaN`` literals to repair takes ~0.1 s, which must not stall every other request."""
+        pool = self.parse_pool
+        if pool is None or sum(len(f.body) for f in fetched.endpoints.values() if f.body) <= INLINE_PARSE_BYTES:
+            return parse_charger(fetched)
+        return await asyncio.get_running_loop().run_in_executor(pool, parse_charger, fetched)
 
     async def _fetch(self, deadline: Deadline) -> ChargerFetch:
         limiter = self.limiter
@@ -243,11 +285,23 @@ class Poller:
             limiter.release()
 
 
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """What a pooled connection is kept for: scheme, host and port (chargers behind one address share them)."""
+    parsed = URL(url)
+    return parsed.scheme, parsed.host, parsed.port
+
+
 class Fleet:
     """The chargers being served: a :class:`Poller` per configured charger, on one shared HTTP session.
 
     :meth:`apply` swaps in a reloaded config: unchanged chargers keep their poller (its client, cached reading
-    and connections), new ones get one, removed ones are dropped (scrapes already waiting for them finish).
+    and connections), new ones get one, removed ones are dropped (scrapes already waiting for them finish). A
+    reload that leaves connections no charger can use any more (a charger removed or moved to a host and port no
+    other charger has, or a pool much larger than the new config needs) starts a new HTTP session and closes the
+    old one once the polls still using it have ended: its idle connections would otherwise hold their file
+    descriptors for ``keepalive_timeout`` (200 chargers moved under a 1,024-fd limit left 147 of them failing with
+    ``exporter_fds`` for minutes; a shrink from 3,000 chargers to 10 left 9,325 fds open). The chargers kept then
+    reconnect once.
     """
 
     def __init__(self, config: Config, health: ExporterHealth, resolver: AbstractResolver | None) -> None:
@@ -262,11 +316,14 @@ class Fleet:
         self.resolver: AbstractResolver = resolver if resolver is not None else PoolResolver()
         self._session_shape: tuple[int, float] = (0, 0.0)  # (connection limit, keep-alive) of the session
         self._retired: set[asyncio.Task[None]] = set()
+        self.parse_pool: ThreadPoolExecutor | None = None  # started with the fleet, for large bodies
+        self._polled = 0  # pollers of this session that were ever asked to poll
 
     def __repr__(self) -> str:
         return f"Fleet({len(self.pollers)} chargers from {self.config.source!r})"
 
     def start(self) -> None:
+        self.parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self.apply(self.config)
 
     def apply(self, config: Config) -> None:
@@ -276,11 +333,14 @@ class Fleet:
             connection_limit(len(config.chargers), config.max_concurrency),
             config.keepalive_timeout,
         )
-        new_session = self.session is None or shape[0] > self._session_shape[0] or shape[1] != self._session_shape[1]
+        new_session = self.session is None or shape[0] != self._session_shape[0] or shape[1] != self._session_shape[1]
+        if not new_session:  # are there idle connections that no charger of the new config can reuse?
+            origins = {_origin(charger.url) for charger in config.chargers}
+            new_session = any(_origin(p.charger.url) not in origins for p in old.values())
         session = self.session
         if session is None or new_session:
             if session is not None:
-                self._retire(session, max((c.timeout for c in self.config.chargers), default=0.0))
+                self._retire(session, list(old.values()))
             session = self.session = make_session(
                 len(config.chargers),
                 self.resolver,
@@ -295,28 +355,49 @@ class Fleet:
         for charger in config.chargers:
             kept = old.get(charger.name)
             if kept is not None and kept.charger == charger and not new_session:
-                kept.limiter = self.limiter
+                kept.limiter, kept.parse_pool = self.limiter, self.parse_pool
                 pollers[charger.name] = kept
                 continue
-            poller = Poller(ChargerClient(charger, session), self.health, self.limiter)
+            poller = Poller(ChargerClient(charger, session), self.health, self.limiter, self.parse_pool)
             if kept is not None and kept.charger == charger:
                 poller.adopt(kept)
             pollers[charger.name] = poller
         self.pollers = pollers
         self.config = config
         self.health.apply(config.chargers)
+        if new_session:  # the new pollers' connections are yet to be made; so are the adopted polls'
+            for poller in pollers.values():
+                poller.polled = False
+        self._polled = sum(poller.polled for poller in pollers.values())
+
+    def sockets_in_use(self) -> int:
+        """The sockets to chargers the exporter may hold now: one per endpoint of each charger polled since the
+        session started (kept alive between scrapes), within the session's pool. An ``/sd``-sharded replica polls
+        only its share of the configured chargers."""
+        return min(len(ENDPOINTS) * self._polled, self._session_shape[0])
 
     async def read(self, pollers: Sequence[Poller], budget: float | None) -> list[Reading]:
         """A reading of each charger, concurrently; each under its own deadline (its timeout, capped by budget)."""
         now = asyncio.get_running_loop().time()
-        return list(await asyncio.gather(*(p.read(now + max(deadline_after(p.charger, budget), 0.0)) for p in pollers)))
+        for poller in pollers:
+            if not poller.polled:
+                poller.polled = True
+                self._polled += 1
+        return list(
+            await asyncio.gather(
+                *(p.read(now + max(deadline_after(p.charger, budget), 0.0), now + p.charger.timeout) for p in pollers)
+            )
+        )
 
-    def _retire(self, session: aiohttp.ClientSession, grace: float) -> None:
-        """Close a replaced session once the polls that may still use it are over."""
+    def _retire(self, session: aiohttp.ClientSession, pollers: Sequence[Poller]) -> None:
+        """Close a replaced session once the polls that may still use it are over (each ends by its deadline)."""
 
         async def close_later() -> None:
+            await asyncio.sleep(0)  # scrapes that were about to start a poll on it have started it by now
+            polls = {task for task in (p.in_flight() for p in pollers) if task is not None}
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(grace + 1.0)
+                if polls:
+                    await asyncio.wait(polls)
             await session.close()
 
         task = asyncio.create_task(close_later(), name="close replaced HTTP session")
@@ -333,3 +414,5 @@ class Fleet:
             await self.session.close()
         if self._own_resolver:
             await self.resolver.close()
+        if self.parse_pool is not None:
+            self.parse_pool.shutdown(wait=False, cancel_futures=True)

@@ -24,7 +24,7 @@ T = TypeVar("T")
 class Reason(StrEnum):
     """Why an endpoint gave no usable reply: the ``reason`` label of the error metrics, in one place."""
 
-    TIMEOUT = "timeout"  # no complete answer before the charger's deadline
+    TIMEOUT = "timeout"  # no complete answer before the charger's own timeout ran out
     CONNECT = "connect"  # connection refused or reset, DNS or TLS failure
     HTTP_STATUS = "http_status"  # an HTTP status other than 200 (and other than 401/403)
     UNAUTHORIZED = "unauthorized"  # HTTP 401 or 403: credentials missing, wrong, or the API is switched off
@@ -33,6 +33,9 @@ class Reason(StrEnum):
     EXPORTER_ERROR = "exporter_error"  # a bug in the exporter, never the charger's fault
     EXPORTER_FDS = "exporter_fds"  # the exporter ran out of file descriptors (EMFILE/ENFILE), not the charger's fault
     THROTTLED = "throttled"  # waited for a max_concurrency polling slot past the deadline: never contacted
+    # Cut off by the scrape's budget (Prometheus' scrape timeout) before the charger's own timeout ran out: the
+    # exporter's doing (or the scrape config's), never counted against the charger
+    SCRAPE_TIMEOUT = "scrape_timeout"
 
 
 REASONS: Final = tuple(reason.value for reason in Reason)

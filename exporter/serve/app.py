@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -34,6 +35,7 @@ from exporter.scrape.poll import Fleet, Poller, Reading
 from exporter.serve.auth import BasicAuthGate
 from exporter.serve.landing import index_page
 from exporter.serve.reload import Reloader
+from exporter.serve.replies import Reply, SharedReplies, send
 from exporter.serve.webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter.app")
@@ -50,6 +52,8 @@ SCRAPE_MARGIN = 0.5  # seconds kept free below Prometheus' scrape timeout for re
 RENDER_SAFETY = 1.5  # ... or this many times the last render time, if that is longer ...
 MAX_MARGIN_SHARE = 0.25  # ... but never more than this share of the scrape timeout
 RENDER_THREADS = 2
+INLINE_GZIP_BYTES = 64 * 1024  # a status page up to this size (~150 chargers) is compressed on the event loop
+INDEX_FRESH_FOR = 1.0  # seconds an unchanged status page is served again (it says when it was rendered)
 LIFECYCLE_DISABLED = (
     "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload over HTTP, or send it "
     "SIGHUP\n"
@@ -124,6 +128,7 @@ class Exporter:
         self.ready = False
         self.last_render: dict[str, float] = {}  # route path -> seconds its last render took
         self.reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+        self.replies = SharedReplies()  # /metrics being assembled, shared by the scrapes that arrive meanwhile
         self.app = web.Application(middlewares=[gate.middleware] if gate is not None else [])
         self.app[EXPORTER] = self
         self.app.cleanup_ctx.append(self._running)
@@ -219,6 +224,16 @@ class Exporter:
         started: float,
         extra: CollectorRegistry | None = None,
     ) -> web.StreamResponse:
+        reply = await self._rendered(request, families, started, extra)
+        return web.Response(body=reply.body, headers=reply.headers)
+
+    async def _rendered(
+        self,
+        request: web.Request,
+        families: Sequence[Family],
+        started: float,
+        extra: CollectorRegistry | None = None,
+    ) -> Reply:
         """Render in the render threads: for thousands of chargers it takes long enough to stall other requests. A
         small exposition (a probe: one charger) is rendered right here, where it costs less than the thread hop."""
         accept = ",".join(request.headers.getall("Accept", []))
@@ -239,13 +254,23 @@ class Exporter:
             loop = asyncio.get_running_loop()
             body, headers["Content-Type"] = await loop.run_in_executor(self.render_pool, render)
         self.last_render[request.path] = time.perf_counter() - started
-        return web.Response(body=body, headers=headers)
+        return Reply(body, headers)
 
     async def handle_metrics(self, request: web.Request) -> web.StreamResponse:
-        readings = await self._poll(request, list(self.fleet.pollers.values()))
-        started = time.perf_counter()
-        families = [*self._device_families(readings), *own_families(self.reloader)]
-        return await self._render(request, families, started, extra=self.registry)
+        """Every charger. Concurrent scrapes share one assembly (:mod:`exporter.serve.replies`): 100 at once cost
+        about what one does, and the reply goes out a piece at a time."""
+        budget = scrape_budget(request, self.last_render.get(request.path, 0.0))
+        deadline = None if budget is None else asyncio.get_running_loop().time() + budget
+        _, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
+        key = (content_type, gzip_accepted(",".join(request.headers.getall("Accept-Encoding", []))))
+
+        async def assemble() -> Reply:
+            readings = await self.fleet.read(list(self.fleet.pollers.values()), budget)
+            started = time.perf_counter()
+            families = [*self._device_families(readings), *own_families(self.reloader)]
+            return await self._rendered(request, families, started, extra=self.registry)
+
+        return await send(request, await self.replies.get(key, deadline, assemble))
 
     async def handle_probe(self, request: web.Request) -> web.StreamResponse:
         target = request.query.get("target", "")
@@ -292,13 +317,31 @@ class Exporter:
             raise web.HTTPServiceUnavailable(text="Not ready.\n")
         return web.Response(text="Ready.\n")
 
-    async def handle_index(self, _: web.Request) -> web.Response:
+    async def handle_index(self, request: web.Request) -> web.StreamResponse:
         """The status page (:mod:`exporter.serve.landing`): each charger Up / Partial / Down / Unmonitored, with its
-        errors."""
-        config = self.fleet.config
-        statuses = self.health.statuses()
-        page = index_page(config.chargers, statuses, version=__version__, source=config.source, now=time.time())
-        return web.Response(text=page, content_type="text/html")
+        errors; gzipped for a client that takes it (10,000 chargers: 3.4 MB of HTML, ~80 KB gzipped), compressed in
+        the render threads when it is large. Pages asked for within a second, with no poll completed meanwhile,
+        share one rendering and one body."""
+        gzipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
+
+        async def assemble() -> Reply:
+            config = self.fleet.config
+            statuses = self.health.statuses()
+            page = index_page(config.chargers, statuses, version=__version__, source=config.source, now=time.time())
+            body = page.encode()
+            headers = {"Content-Type": "text/html; charset=utf-8", "Vary": "Accept-Encoding"}
+            if gzipped:
+                headers["Content-Encoding"] = "gzip"
+                if len(body) <= INLINE_GZIP_BYTES:
+                    body = gzip.compress(body, compresslevel=6)
+                else:
+                    loop = asyncio.get_running_loop()
+                    body = await loop.run_in_executor(self.render_pool, gzip.compress, body, 6)
+            return Reply(body, headers)
+
+        # Served again only while no poll or reload has changed what it shows since.
+        key = ("/", gzipped, self.health.generation)
+        return await send(request, await self.replies.get(key, None, assemble, fresh_for=INDEX_FRESH_FOR))
 
 
 EXPORTER = web.AppKey("exporter", Exporter)

@@ -23,18 +23,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import math
 import resource
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from prometheus_client.core import CounterMetricFamily
 
+from exporter.catalogue import BY_NAME
+from exporter.serve.app import EXPORTER
 from exporter.serve.bind import DEFAULT_MAX_CONNECTIONS, RESERVED_FDS
 
 log = logging.getLogger("exporter.serve")
@@ -42,6 +46,7 @@ log = logging.getLogger("exporter.serve")
 MIN_MAX_CONNECTIONS: Final = 16
 KEEPALIVE_TIMEOUT: Final = 30.0  # aiohttp's default is 75 s; a 15 s scrape interval still reuses its connection
 ACCEPT_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+REFUSED_METRIC: Final = "pulsatrix_exporter_connections_refused_total"
 
 
 def raise_fd_limit() -> int:
@@ -65,18 +70,71 @@ def default_max_connections(fd_limit: int, charger_sockets: int) -> int:
     return max(MIN_MAX_CONNECTIONS, min(DEFAULT_MAX_CONNECTIONS, fd_limit - RESERVED_FDS - charger_sockets))
 
 
-class ConnectionCap:
-    """At most ``limit`` connections to the port; at the cap the oldest connection without a request in
-    progress makes room, and a new connection is refused only when all of them are busy."""
+def client_key(transport: asyncio.BaseTransport) -> str:
+    """Whose connection this is, for the per-client budget: the peer's IP address, an IPv6 one by its /64 (one host
+    or network usually holds a whole /64; an IPv4-mapped one as IPv4)."""
+    peer = transport.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    try:
+        address = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return str(host) or "?"  # a Unix socket, or something the loop could not name
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: dict[RequestHandler, asyncio.Transport] = {}  # oldest first
+
+class ConnectionCap:
+    """At most :attr:`limit` connections to the port, shared fairly between client addresses.
+
+    At the cap, a new connection from address A is taken in place of, in this order: the oldest connection of A
+    without a request in progress (A replacing its own idle keep-alive); else one of the address B holding the most
+    connections, when B holds more than one more than A: B's oldest idle connection, or else B's oldest busy one
+    (*cut*: its request gets no answer). Otherwise it is *refused*: A already holds its share and all of it is busy.
+    So 300 clients of one address re-requesting a hung charger cannot keep a scraper at another address out, and
+    idle clients never keep anyone out. Refusals and cuts are counted (:meth:`collect`, the exporter's
+    ``pulsatrix_exporter_connections_refused_total``) and logged at most once per :attr:`LOG_INTERVAL` with a count.
+
+    Closing a connection aiohttp has only just accepted is deferred by two turns of the event loop: until its request
+    handler has started (Python < 3.12 starts it one turn later), otherwise aborting it logs "Task exception was
+    never retrieved ... AssertionError" from aiohttp's handler (36,911 lines in 30 s under 260 busy clients).
+
+    ``limit`` is fixed (``--web.max-connections``) or, by default (None), :func:`default_max_connections` of
+    ``fd_limit`` and the chargers' sockets as they are now (``charger_sockets``): an ``/sd``-sharded replica that
+    holds a 10,000-charger config but polls only its share keeps room for 256 connections.
+    """
+
+    LOG_INTERVAL = 60.0
+
+    def __init__(
+        self,
+        limit: int | None,
+        *,
+        fd_limit: int = 1 << 20,
+        charger_sockets: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self._fixed = limit
+        self._fd_limit = fd_limit
+        self._charger_sockets = charger_sockets
+        self._open: dict[RequestHandler, tuple[asyncio.Transport, str]] = {}  # oldest first
+        self._by_client: dict[str, dict[RequestHandler, asyncio.Transport]] = {}  # each oldest first
         self.closed_idle = 0  # idle connections closed to make room (for tests and curiosity)
-        self.refused = 0
+        self.refused = 0  # new connections refused: every connection busy, and their address holds its share
+        self.cut = 0  # busy connections closed to make room for another address
+        self.clock = time.monotonic
+        self._logged_at = -math.inf
+        self._unlogged: dict[str, int] = {}  # address -> refused or cut since the last line
 
     def __repr__(self) -> str:
-        return f"ConnectionCap({len(self._open)} of {self.limit})"
+        return f"ConnectionCap({len(self._open)} of {self.limit}, {len(self._by_client)} clients)"
+
+    @property
+    def limit(self) -> int:
+        if self._fixed is not None:
+            return self._fixed
+        return default_max_connections(self._fd_limit, self._charger_sockets())
 
     def install(self, server: web.Server) -> None:
         """Wrap ``server``'s connection bookkeeping (each aiohttp connection reports to it)."""
@@ -84,29 +142,93 @@ class ConnectionCap:
 
         def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
             made(handler, transport)
-            if len(self._open) >= self.limit and not self._close_oldest_idle():
+            key = client_key(transport)
+            if len(self._open) >= self.limit and not self._make_room(key):
                 self.refused += 1
-                transport.abort()
+                self._note(key)
+                transport.pause_reading()  # its request, if sent already, is never handled
+                _abort_soon(transport)
                 return
-            self._open[handler] = transport
+            self._open[handler] = (transport, key)
+            self._by_client.setdefault(key, {})[handler] = transport
 
         def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
-            self._open.pop(handler, None)
+            self._forget(handler)
             lost(handler, exc)
 
         server.connection_made = connection_made  # type: ignore[method-assign]
         server.connection_lost = connection_lost  # type: ignore[method-assign]
 
-    def _close_oldest_idle(self) -> bool:
-        for handler, transport in self._open.items():
+    def _make_room(self, key: str) -> bool:
+        own = self._by_client.get(key, {})
+        if self._close(own, idle_only=True):
+            return True
+        biggest = max(self._by_client, key=lambda k: len(self._by_client[k]), default=None)
+        if biggest is None or biggest == key or len(self._by_client[biggest]) <= len(own) + 1:
+            return False
+        theirs = self._by_client[biggest]
+        if self._close(theirs, idle_only=True):
+            return True
+        self.cut += 1
+        self._note(biggest)
+        return self._close(theirs, idle_only=False)
+
+    def _close(self, connections: dict[RequestHandler, asyncio.Transport], *, idle_only: bool) -> bool:
+        """Close the oldest of ``connections`` (without a request in progress, with ``idle_only``)."""
+        for handler, transport in connections.items():
             # aiohttp sets this from the request's first byte handled to the response's last byte written;
             # without it (another aiohttp), every connection counts as busy and the cap only refuses.
-            if not getattr(handler, "_request_in_progress", True):
-                del self._open[handler]
+            if idle_only and getattr(handler, "_request_in_progress", True):
+                continue
+            self._forget(handler)
+            if idle_only:
                 self.closed_idle += 1
-                transport.abort()  # at once: its descriptor is needed now
-                return True
+            _abort_soon(transport)
+            return True
         return False
+
+    def _forget(self, handler: RequestHandler) -> None:
+        entry = self._open.pop(handler, None)
+        if entry is None:
+            return
+        key = entry[1]
+        theirs = self._by_client.get(key)
+        if theirs is not None:
+            theirs.pop(handler, None)
+            if not theirs:
+                del self._by_client[key]
+
+    def _note(self, key: str) -> None:
+        """Count one refused or cut connection of ``key``; one log line per LOG_INTERVAL, with the count."""
+        self._unlogged[key] = self._unlogged.get(key, 0) + 1
+        now = self.clock()
+        if now - self._logged_at < self.LOG_INTERVAL:
+            return
+        total = sum(self._unlogged.values())
+        top, most = max(self._unlogged.items(), key=lambda item: item[1])
+        log.warning(
+            "connection cap of %d reached: %d connection(s) refused or cut since the last such line, %d of them "
+            "from %s (each client address gets a share of the cap; raise --web.max-connections if these are your "
+            "scrapers)",
+            self.limit,
+            total,
+            most,
+            top,
+        )
+        self._logged_at, self._unlogged = now, {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """``pulsatrix_exporter_connections_refused_total``, for the exporter's own registry."""
+        spec = BY_NAME[REFUSED_METRIC]
+        family = CounterMetricFamily(REFUSED_METRIC.removesuffix("_total"), spec.help)
+        family.add_metric([], float(self.refused + self.cut))
+        yield family
+
+
+def _abort_soon(transport: asyncio.Transport) -> None:
+    """Abort after aiohttp's handler of the connection has started (see :class:`ConnectionCap`)."""
+    loop = asyncio.get_running_loop()
+    loop.call_soon(loop.call_soon, transport.abort)
 
 
 class AcceptErrors:
@@ -146,12 +268,13 @@ def run(
     *,
     ssl_context: ssl.SSLContext | None,
     shutdown_timeout: float,
-    max_connections: int,
+    max_connections: int | None,
     fd_limit: int,
     on_listening: Callable[[], None] = lambda: None,
     new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, as :func:`aiohttp.web.run_app` does, with the port's connections capped."""
+    """Serve until SIGINT or SIGTERM, as :func:`aiohttp.web.run_app` does, with the port's connections capped
+    (at ``max_connections``, or by default at what ``fd_limit`` leaves after the sockets of the chargers polled)."""
 
     async def serve() -> None:
         asyncio.get_running_loop().set_exception_handler(AcceptErrors(fd_limit))
@@ -166,7 +289,15 @@ def run(
         await runner.setup()
         try:
             assert runner.server is not None  # noqa: S101 - set by setup()
-            ConnectionCap(max_connections).install(runner.server)
+            exporter = app.get(EXPORTER)
+            cap = ConnectionCap(
+                max_connections,
+                fd_limit=fd_limit,
+                charger_sockets=exporter.fleet.sockets_in_use if exporter is not None else lambda: 0,
+            )
+            cap.install(runner.server)
+            if exporter is not None:
+                exporter.registry.register(cap)  # served with the process metrics, on /metrics and /-/metrics
             for sock in sockets:  # bound by the caller, so that a bind error is reported before anything starts
                 await web.SockSite(runner, sock, ssl_context=ssl_context).start()
             on_listening()
