@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsatrix-exporter",
         description="Prometheus exporter for pulsatrix EV charging controllers. Needs a config file (--config "
-        f'FILE or ${CONFIG_ENV}); --demo instead exports built-in simulated chargers, labelled simulated="true".',
+        f"FILE or ${CONFIG_ENV}); --demo instead exports built-in simulated chargers, labelled simulated=\"true\".",
     )
     parser.add_argument("--version", action="version", version=f"pulsatrix-exporter {__version__}")
     parser.add_argument(

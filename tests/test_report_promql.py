@@ -53,8 +53,11 @@ def test_raw_samples_meter_readings_and_their_windows() -> None:
 
 
 def test_the_rules_heartbeat_and_change_series() -> None:
-    assert promql.heartbeat_covered() == (
+    assert promql.heartbeat_minute() == (
         "(sum(count_over_time(pulsatrix:ledger_recording[150s])) or vector(0)) > bool 0"
+    )
+    assert promql.heartbeat_covered() == (
+        "min_over_time(((sum(count_over_time(pulsatrix:ledger_recording[150s])) or vector(0)) > bool 0)[3600s:60s])"
     )
     assert promql.heartbeat_count(86_400) == "sum(count_over_time(pulsatrix:ledger_recording[86400s]))"
     assert promql.session_count(SITE, 3_600) == f'count(count_over_time({START}{{site="home"}}[3600s]))'

@@ -222,7 +222,9 @@ def _fits(root: yaml.Node) -> bool:
     return shape is not None and shape[0] <= MAX_NODES and shape[1] <= MAX_DEPTH
 
 
-def _shape(node: yaml.Node, depth: int, known: dict[int, tuple[int, int]], on_path: set[int]) -> tuple[int, int] | None:
+def _shape(
+    node: yaml.Node, depth: int, known: dict[int, tuple[int, int]], on_path: set[int]
+) -> tuple[int, int] | None:
     """(nodes, levels) of ``node`` with aliases expanded; None past a limit or for a recursive alias."""
     if type(node) is yaml.ScalarNode:
         return 1, 1

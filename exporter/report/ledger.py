@@ -118,25 +118,30 @@ def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> li
     ``horizon`` is the latest time the observations could reach (now, or the end of what was queried) and
     ``fresh`` how old the last look may be for a session without an end to count as still running.
     """
-    groups: dict[tuple[float, float | None], _Group] = {}
+    # the hot loop of a year's report (700,000 looks for 200 chargers): the session's key inline, a float where
+    # the device's start is plausible
+    groups: dict[object, _Group] = {}
     previous: float | None = None
-    current: tuple[float, float | None] | None = None
-    owner: dict[float, tuple[float, float | None]] = {}  # an end value belongs to the session it was first seen with
+    current: object = None
+    owner: dict[float, object] = {}  # an end value belongs to the session it was first seen with
     for ob in sorted(observations, key=lambda o: o.t):
-        sid = session_id(ob)
-        if sid is None:
+        start = ob.start
+        if start is None:
             continue
-        if ob.end is not None and owner.setdefault(ob.end, sid) != sid:
+        sid: object = start if start >= EPOCH_2010 else (start, ob.meter_start_j)
+        end = ob.end
+        if end is not None and owner.setdefault(end, sid) != sid:
             # a look back that still holds the previous session's end: this session is running
             ob = replace(ob, end=None, stop_reason="")  # noqa: PLW2901
+            end = None
         group = groups.get(sid)
         if group is None:
-            group = groups[sid] = _Group(sid[0], ob, ob, previous if current != sid else None, device_start=sid[0])
+            group = groups[sid] = _Group(start, ob, ob, previous if current != sid else None, device_start=start)
         group.last = ob
         if ob.live:
             group.live = ob
         group.reasons.append((ob.start_reason, ob.stop_reason))
-        if ob.end is not None and ob.end >= sid[0]:
+        if end is not None and end >= start:
             group.last_ended = ob
             if group.end_seen is None:
                 group.end_seen = ob.t
@@ -266,6 +271,8 @@ def summarize(
         flags.append("meter_reset")
     if any(s.status == "incomplete" for s in started):
         flags.append("incomplete")
+    if any("device_clock" in s.flags for s in started):
+        flags.append("device_clock")
     first, last = (readings[0], readings[-1]) if readings else (None, None)
     return Summary(
         energy_kwh=round(energy, 6),

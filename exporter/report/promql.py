@@ -26,6 +26,7 @@ RECORDED = {
 # reload, evaluations failing) is seen, while one late evaluation is not a gap.
 COVER_STEP = 60
 COVER_WINDOW = 150
+COVER_HOUR = 3_600
 
 
 def selector(name: str, matchers: Sequence[str]) -> str:
@@ -102,10 +103,16 @@ def meter_count(matchers: Sequence[str], seconds: float) -> str:
     return f"count_over_time({selector(METER, matchers)}[{max(1, int(seconds))}s])"
 
 
-def heartbeat_covered() -> str:
+def heartbeat_minute() -> str:
     """Per minute (a range query at a 60 s step), whether the ledger rules' heartbeat has a sample in the 150 s
     before it: 1 covered, 0 a gap (an HA pair's replicas count together: one of them recording is enough)."""
     return f"(sum(count_over_time({HEARTBEAT}[{COVER_WINDOW}s])) or vector(0)) > bool 0"
+
+
+def heartbeat_covered() -> str:
+    """Per hour (a range query at a one-hour step), whether every minute of it was covered: an hour of minutes is
+    a subquery both Prometheus and VictoriaMetrics answer, and a year is 8,760 points."""
+    return f"min_over_time(({heartbeat_minute()})[{COVER_HOUR}s:{COVER_STEP}s])"
 
 
 def heartbeat_count(span: float) -> str:

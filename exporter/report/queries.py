@@ -17,7 +17,7 @@ from exporter.report.client import PromClient
 from exporter.report.identity import Charger
 from exporter.report.ledger import Obs, Session, reconstruct, session_id
 from exporter.report.periods import Period, rfc3339
-from exporter.report.series import INFO_LABELS, METER, PARALLEL, START, Key
+from exporter.report.series import INFO_LABELS, METER, PARALLEL, START, Key, key_of
 
 DAY = 86_400.0
 FOLLOW = DAY  # the first look past the period's end; doubled until every session started in it has ended
@@ -64,6 +64,7 @@ class _Run:
     drop: frozenset[str]
     on: list[str]
     rules: bool
+    present: set[Key] = field(default_factory=set)
 
     def labels(self, key: Key) -> Key:
         return identity.charger_labels(key, self.drop)
@@ -71,11 +72,16 @@ class _Run:
 
 def label_names(client: PromClient, matchers: Sequence[str], start: float, end: float) -> list[str]:
     names: set[str] = set()
-    for metric in client.series(promql.selector(METER, matchers), start, end):
-        names.update(k for k in metric if k != "__name__")
-    for metric in client.series(promql.selector(START, matchers), start, end):
+    for metric in series_of(client, matchers, start, end):
         names.update(k for k in metric if k != "__name__")
     return sorted(names)
+
+
+def series_of(client: PromClient, matchers: Sequence[str], start: float, end: float) -> list[dict[str, str]]:
+    """The meter's and the session start's series the server has for the chargers in [start, end] (by the
+    index: Prometheus answers per block, VictoriaMetrics per day)."""
+    selectors = (promql.selector(METER, matchers), promql.selector(START, matchers))
+    return [metric for selector in selectors for metric in client.series(selector, start, end)]
 
 
 def fetch_history(
@@ -93,7 +99,8 @@ def fetch_history(
     known = label_names(client, matchers, period.start - HISTORY, now)
     history.label_names = [n for n in known if n not in drop and n not in INFO_LABELS]
     first_end = min(now, period.end + FOLLOW)
-    on = label_names(client, matchers, period.start - lookback, first_end)
+    present = series_of(client, matchers, period.start - lookback, first_end)
+    on = sorted({k for metric in present for k in metric if k != "__name__"})
     if not on:
         return history
     rules = source == "rules"
@@ -109,6 +116,8 @@ def fetch_history(
         rules = rules or whole
     history.source = "rules" if rules else "raw"
     run = _Run(client, period, matchers, lookback, now, drop, on, rules)
+    # a charger whose series the server has but whose every value was unusable (NaN): a row that says so
+    run.present = {run.labels(key_of(metric)) for metric in present}
     per_series = _observe(run, matchers, period.start, first_end)
     for key, ob in raw.latest(client.query(promql.raw_window(matchers, lookback), now), run.labels).items():
         per_series.setdefault(key, []).append(ob)
@@ -170,10 +179,13 @@ def _build(run: _Run, history: History, per_series: dict[Key, list[Obs]]) -> Non
     end_at = min(period.end, run.now)
     at_start = bounds.latest(bounds.samples(run.client, run.matchers, period.start, run.lookback, run.labels))
     at_end = bounds.latest(bounds.samples(run.client, run.matchers, end_at, run.lookback, run.labels))
-    for charger in identity.group(per_labels, also=[*at_start, *at_end]):
+    # a charger the server has series of but not one usable value (NaN everywhere): still a row, flagged
+    known = {identity.name_of(labels) for labels in (*per_labels, *at_start, *at_end)}
+    unseen = [labels for labels in run.present if identity.name_of(labels) not in known]
+    for charger in identity.group(per_labels, also=[*at_start, *at_end, *unseen]):
         obs = [ob for labels in charger.label_sets for ob in per_labels.get(labels, [])]
-        has_reading = any(s in at_start or s in at_end for s in charger.label_sets)
-        if not has_reading and not any(period.start < ob.t <= end_at for ob in obs):
+        kept = any(s in at_start or s in at_end or s in unseen for s in charger.label_sets)
+        if not kept and not any(period.start < ob.t <= end_at for ob in obs):
             continue  # a label set the rules last recorded long ago: nothing of it in this period
         sessions = reconstruct(obs, horizon=run.now, fresh=run.lookback)
         clocked = [s for s in sessions if "device_clock" in s.flags]

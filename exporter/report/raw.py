@@ -58,7 +58,7 @@ def latest(result: Iterable[dict[str, Any]], labels: Labels) -> dict[Key, Obs]:
     target was removed (a job moved to /probe) would look as current as the one that replaced it."""
     out: dict[Key, Obs] = {}
     for key, slots in snapshots(result).items():
-        if not slots:  # every sample was NaN (snapshots drops them): nothing seen
+        if not slots:  # only staleness markers or NaN
             continue
         t = max(slots)
         out[key] = obs_from(t, slots[t], labels(key), live=True)

@@ -27,28 +27,43 @@ def coverage(client: PromClient, matchers: Sequence[str], start: float, end: flo
     """How the rules' heartbeat covered [start, end] where the chargers were scraped: "all", "gaps" (a minute
     without it between two with it, or the chargers scraped before it began or after it stopped) or "none" (the
     rules never ran). Before the first and after the last heartbeat only the raw series say whether it matters:
-    a history that begins, or a server that stopped, is no gap."""
+    a history that begins, or a server that stopped, is no gap. Whole hours are asked as one point each, the
+    hour before the first covered one and the minutes after the last whole hour minute by minute."""
     if not client.query(promql.heartbeat_count(end - start), end):
         return "none"
-    step = promql.COVER_STEP
-    minutes: list[tuple[float, bool]] = []
-    t = start
-    while t < end:  # pieces of 11,000 steps (Prometheus' limit per query_range)
-        b = min(end, t + 10_999 * step)
-        for series in client.query_range(promql.heartbeat_covered(), t, b, step):
-            minutes += [(float(at), float(v) >= 1) for at, v in series.get("values", [])]
-        t = b + step
-    covered = [at for at, ok in sorted(minutes) if ok]
-    if not covered:
+    hour, minute = promql.COVER_HOUR, promql.COVER_STEP
+    # (from, to, covered) windows
+    # a week of hours per query: VictoriaMetrics evaluates the subquery's minutes for the whole range at once and
+    # refuses more than some 30,000 points per series
+    windows = _windows(client, promql.heartbeat_covered(), start + hour, end, hour, points=168)
+    tail = windows[-1][1] if windows else start
+    windows += _windows(client, promql.heartbeat_minute(), tail + minute, end, minute)
+    ok = [w for w in windows if w[2]]
+    if ok and ok[0][0] > start:  # the hour before the first covered one, minute by minute
+        windows += _windows(client, promql.heartbeat_minute(), ok[0][0] - hour + minute, ok[0][0], minute)
+        ok = sorted(w for w in windows if w[2])
+    if not ok:
         return "gaps"
-    first, last = covered[0], covered[-1]
-    if any(not ok and first < at < last for at, ok in minutes):
+    first, last = ok[0][0], max(w[1] for w in ok)
+    if any(not covered and first <= a and b <= last for a, b, covered in windows):
         return "gaps"
-    edges = [(start, first - promql.COVER_WINDOW), (last, end)]
-    for a, b in edges:
-        if b - a > step and client.query(promql.session_count(matchers, b - a), b):
+    for a, b in ((start, first), (last, end)):  # before the rules began, after they stopped
+        if b - a > minute and client.query(promql.session_count(matchers, b - a), b):
             return "gaps"
     return "all"
+
+
+def _windows(
+    client: PromClient, expr: str, first: float, last: float, step: float, points: int = 10_999
+) -> list[tuple[float, float, bool]]:
+    out: list[tuple[float, float, bool]] = []
+    t = first
+    while t <= last:  # pieces of at most 11,000 steps (Prometheus' limit per query_range)
+        b = min(last, t + (points - 1) * step)
+        for series in client.query_range(expr, t, b, step):
+            out += [(float(at) - step, float(at), float(v) >= 1) for at, v in series.get("values", [])]
+        t = b + step
+    return sorted(out)
 
 
 def recorded_observations(

@@ -17,6 +17,7 @@ from exporter.report.output import Row
 from exporter.report.periods import Period, rfc3339
 from exporter.report.pricing import Cost, total
 from exporter.report.queries import History, Part
+from exporter.report.series import Key
 
 SESSION_COLUMNS = (
     "start",
@@ -73,10 +74,16 @@ def session_rows(
     extra = _extra(history)
     columns = [NAME, *extra, *PERIOD_COLUMNS, *SESSION_COLUMNS, *_money(costs)]
     rows: list[Row] = []
+    bounds = _bounds(period)
+    heads: dict[Key, Row] = {}  # the label columns of each label set, made once
     for i, entry in enumerate(history.chargers):
         for s in ledger.in_period(entry.sessions, period.start, period.end):
-            labels = dict(s.labels or entry.charger.labels)
-            row: Row = {NAME: labels.get(NAME, ""), **{c: labels.get(c, "") for c in extra}, **_bounds(period)}
+            key = s.labels or entry.charger.labels
+            head = heads.get(key)
+            if head is None:
+                labels = dict(key)
+                head = heads[key] = {NAME: labels.get(NAME, ""), **{c: labels.get(c, "") for c in extra}, **bounds}
+            row: Row = {**head}
             row.update(_session_fields(s, period))
             if costs is not None:
                 _cost_fields(row, costs.session(i, s.start), currency)

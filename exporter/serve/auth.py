@@ -265,4 +265,5 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+
 __all__ = ["OPEN_PATHS", "BasicAuthGate", "TooManyChecks"]

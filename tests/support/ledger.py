@@ -284,3 +284,28 @@ def report_here(*args: str) -> tuple[int, list[dict[str, Any]], str]:
         code = main([*args, "--format", "json"])
     text = out.getvalue()
     return code, (json.loads(text) if code == 0 and text else []), err.getvalue()
+
+
+def backfill_prometheus(lines: Sequence[dict[str, Any]], data: Path) -> None:
+    """The same lines as OpenMetrics, written into Prometheus blocks in ``data`` (``promtool tsdb
+    create-blocks-from openmetrics``, 31-day blocks) for a Prometheus started on that directory."""
+    from tests.support.servers import promtool
+
+    families: dict[str, list[str]] = {}
+    for line in lines:
+        metric = dict(line["metric"])
+        name = metric.pop("__name__")
+        text = ",".join(f'{k}="{_om_escape(v)}"' for k, v in sorted(metric.items()))
+        out = families.setdefault(name, [])
+        out += [f"{name}{{{text}}} {v} {t / 1000:.3f}" for v, t in zip(line["values"], line["timestamps"], strict=True)]
+    om = data.parent / "history.om"
+    om.write_text(
+        "".join(f"# TYPE {name} gauge\n" + "\n".join(samples) + "\n" for name, samples in families.items()) + "# EOF\n",
+        encoding="utf-8",
+    )
+    result = promtool("tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h", str(om), str(data))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _om_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
