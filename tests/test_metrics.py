@@ -17,6 +17,7 @@ from exporter.scrape.exposition import StaticCollector
 from exporter.scrape.families import device_families, health_families
 from exporter.scrape.health import ExporterHealth
 from exporter.scrape.results import ENDPOINTS, ChargerResult, EndpointResult, Reason
+from tests.support.docs import documentation
 from tests.support.readings import result_from_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -264,7 +265,7 @@ def test_catalogue_names_follow_conventions() -> None:
 def test_readme_metric_table_is_generated_from_the_catalogue() -> None:
     from exporter.catalogue import markdown_table
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = documentation()
     start = readme.index("<!-- metrics-table:start")
     start = readme.index("\n", start) + 1
     end = readme.index("<!-- metrics-table:end -->")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.docs import documentation
+
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pulsatrix-exporter.service"
 
 # The README promises this figure ("Install"): 0 is a fully locked-down unit, 10 a plain one.
@@ -59,6 +61,6 @@ def test_unit_keeps_what_the_exporter_needs_to_run() -> None:
 
 
 def test_readme_states_the_exposure_the_unit_has() -> None:
-    readme = (UNIT.parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = documentation()
     assert "systemd-analyze security --offline=yes" in readme
     assert f"exposure {MAX_EXPOSURE:.1f}" in readme

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.support.docs import ROOT, page_with
 from tests.support.e2e import Webhook, run_monitoring
 from tests.support.fast_rules import shipped_fast_rules
 from tests.support.servers import (
@@ -166,8 +167,9 @@ def check_notification(alert: dict[str, Any], charger: str, severity: str) -> No
     assert alert["labels"]["instance"] == charger
     assert charger in alert["annotations"]["summary"]
     assert charger in alert["annotations"]["description"]
-    # CONFIG's default runbook base: the README shipped with the exporter, its alert runbook section.
-    assert alert["annotations"]["runbook_url"] == "README.md#" + alert["labels"]["alertname"].lower()
+    # CONFIG's default runbook base: the runbooks page shipped with the exporter, one heading per alert.
+    runbooks = page_with("Alert runbooks").relative_to(ROOT)
+    assert alert["annotations"]["runbook_url"] == f"{runbooks}#" + alert["labels"]["alertname"].lower()
 
 
 def test_unreachable_charger_alerts_through_alertmanager(stack: Stack) -> None:
