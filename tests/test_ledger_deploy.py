@@ -32,7 +32,14 @@ def test_compose_longterm_profile_keeps_years_in_victoriametrics() -> None:
     vm = compose["services"]["victoriametrics"]
     assert vm["profiles"] == ["longterm"]
     assert "-retentionPeriod=10y" in vm["command"] and "-httpListenAddr=:8428" in vm["command"]
+    # an HA pair's two copies become one series with one sample per scrape interval
+    assert {"-relabelConfig=/etc/victoriametrics/relabel.yml", "-dedup.minScrapeInterval=15s"} <= set(vm["command"])
+    assert "./victoriametrics/relabel.yml:/etc/victoriametrics/relabel.yml:ro" in vm["volumes"]
+    assert load(ROOT / "deploy" / "victoriametrics" / "relabel.yml") == [
+        {"action": "labeldrop", "regex": "prometheus_replica|replica"}
+    ]
     prom = compose["services"]["prometheus"]
+    assert "--storage.tsdb.retention.time=400d" in prom["command"]  # a year's report, some weeks into the next
     assert "--config.file=/etc/prometheus/${PROMETHEUS_CONFIG:-prometheus.yml}" in prom["command"]
     mounted = {v.split(":")[1] for v in prom["volumes"] if v.startswith("./")}
     assert {"/etc/prometheus/prometheus-longterm.yml", "/etc/prometheus/ledger.yml"} <= mounted

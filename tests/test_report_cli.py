@@ -69,8 +69,10 @@ class FakeAPI(BaseHTTPRequestHandler):
             at = float(form["time"][0])
             value = 1_200.0 if at < 1_772_370_000 else 1_207.5
             result = []
-            if "energy_imported" in query:
-                result = [{"metric": labels, "value": [at, str(value * 3.6e6)]}]
+            if "energy_imported" in query:  # the meter's raw samples before a bound: one, ten seconds before it
+                result = [{"metric": labels, "values": [[at - 10, str(value * 3.6e6)]]}]
+                self._send(200, {"status": "success", "data": {"resultType": "matrix", "result": result}})
+                return
             self._send(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
 
     def _send(self, code: int, doc: object) -> None:
@@ -107,12 +109,12 @@ def test_sessions_csv_has_the_issue_columns_and_the_device_values(
 ) -> None:
     url, _ = api
     code, out, err = run(capsys, "sessions", "--prometheus", url, *MARCH, "--price", "0.30")
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "pulsatrix-exporter report: source: raw\n")
     assert out.splitlines() == [
-        "charger,site,start,end,duration_s,energy_kwh,meter_start_kwh,meter_stop_kwh,start_reason,stop_reason,"
-        "status,flags,cost,currency",
-        "garage,home,2026-03-01T12:00:00+01:00,2026-03-01T13:55:00+01:00,6900,7.500,1200.000,1207.500,Authorized,"
-        "EVDisconnected,ended,,2.250,EUR",
+        "charger,site,period_start,period_end,start,end,duration_s,energy_kwh,meter_start_kwh,meter_stop_kwh,"
+        "start_reason,stop_reason,status,flags,cost,currency",
+        "garage,home,2026-03-01T00:00:00+01:00,2026-04-01T00:00:00+02:00,2026-03-01T12:00:00+01:00,"
+        "2026-03-01T13:55:00+01:00,6900,7.500,1200.000,1207.500,Authorized,EVDisconnected,ended,,2.25,EUR",
     ]
 
 
@@ -124,13 +126,20 @@ def test_json_carries_numbers_as_numbers(api: tuple[str, type[FakeAPI]], capsys:
         {
             "charger": "garage",
             "site": "home",
+            "period_start": "2026-03-01T00:00:00+01:00",
+            "period_end": "2026-04-01T00:00:00+02:00",
             "energy_kwh": 7.5,
             "sessions": 1,
             "meter_start_kwh": 1200.0,
+            "meter_start_time": "2026-02-28T23:59:50+01:00",
             "meter_end_kwh": 1207.5,
+            "meter_end_time": "2026-03-31T23:59:50+02:00",
             "flags": "",
+            "source": "raw",
         }
     ]
+    code, out, _ = run(capsys, "sessions", "--prometheus", url, *MARCH, "--format", "json", "--price", "0.3")
+    assert '"cost": 2.25, "currency": "EUR", "source": "raw"}' in out  # money with its two decimals
 
 
 def test_table_is_aligned_for_a_terminal(api: tuple[str, type[FakeAPI]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,9 +149,11 @@ def test_table_is_aligned_for_a_terminal(api: tuple[str, type[FakeAPI]], capsys:
     )
     assert code == 0
     assert out.splitlines() == [
-        "site  energy_kwh  sessions  chargers  flags   cost  currency",
-        "----  ----------  --------  --------  -----  -----  --------",
-        "home       7.500         1         1         2.250  EUR",
+        "site  period_start               period_end                 energy_kwh  sessions  chargers  flags  cost  "
+        "currency",
+        "----  -------------------------  -------------------------  ----------  --------  --------  -----  ----  "
+        "--------",
+        "home  2026-03-01T00:00:00+01:00  2026-04-01T00:00:00+02:00       7.500         1         1         2.25  EUR",
     ]
 
 
@@ -152,9 +163,10 @@ def test_a_period_without_data_prints_the_header_and_a_note(
     url, _ = api
     code, out, err = run(capsys, "sessions", "--prometheus", url, "--month", "2025-03", "--tz", "UTC")
     assert code == 0
-    assert out.splitlines()[0].startswith("charger,site,start,end,")
+    # the same columns as a month with data: monthly files line up
+    assert out.splitlines()[0].startswith("charger,site,period_start,period_end,start,end,")
     assert len(out.splitlines()) == 1
-    assert err.startswith("pulsatrix-exporter report: no sessions in 2025-03 at http://127.0.0.1:")
+    assert "pulsatrix-exporter report: no sessions in 2025-03 at http://127.0.0.1:" in err
 
 
 def test_an_unreachable_server_is_one_line_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,6 +211,7 @@ def test_refused_credentials_are_one_line_and_never_printed(
         (("--month", "2026-03", "--match", "site=depot-3"), "--match: 'site=depot-3' is not a label matcher"),
         (("--month", "2026-03", "--match", '__name__="x"'), "--match: the metric name is chosen by the report"),
         (("--year", "26"), "--year: expected YYYY, got '26'"),
+        (("--month", "2026-03", "--replica-label", "a-b"), "--replica-label: 'a-b' is not a label name"),
     ],
 )
 def test_usage_errors_exit_2_with_the_reason(

@@ -209,3 +209,87 @@ def test_periods_and_their_usage_errors() -> None:
     ):
         with pytest.raises(UsageError, match=message):
             period_from_args(*args)
+
+
+def test_a_device_clock_an_hour_ahead_is_placed_at_the_scrapes_and_split_once() -> None:
+    """An hour ahead across a month's end (a controller sending local time as Unix time): listed once, at the
+    scrapes that saw it begin and end, flagged; its kWh the device's; the months add up to the whole."""
+    jan, feb = month_period("2026-01", BERLIN), month_period("2026-02", BERLIN)
+    real = Charge(feb.start - 1_800 + 10, feb.start + 1_800 + 10, 100.0)  # 23:30:10 to 00:30:10
+    ahead = Charge(real.start + 3_600, real.end + 3_600, 100.0)  # what the device reports
+    obs = [
+        Obs(t, ob.start, ob.end, ob.meter_start_j, ob.energy_j, "Authorized", ob.stop_reason)
+        for t in range(int(jan.end - 7_200), int(feb.start + 7_200), 60)
+        if (ob := scrape([ahead], float(t) + 3_600)) is not None
+    ]
+    [s] = rows(obs, horizon=feb.start + 7_200)
+    assert s.flags == ("device_clock",) and s.energy_kwh == pytest.approx(11.0)
+    assert (s.start, s.end) == (feb.start - 1_800 + 60, feb.start + 1_800 + 60)  # the first scrapes that saw them
+    assert in_period([s], jan.start, jan.end) == [s] and in_period([s], feb.start, feb.end) == []
+    at_bound = meter([real], feb.start)
+    s_jan = summarize([s], jan.start, jan.end, 100.0 * J_PER_KWH, at_bound)
+    s_feb = summarize([s], feb.start, feb.end, at_bound, meter([real], feb.end))
+    assert s_jan.energy_kwh + s_feb.energy_kwh == pytest.approx(11.0)
+    assert "meter_reset" not in s_jan.flags + s_feb.flags
+
+
+def test_started_time_zero_sessions_are_told_apart_by_their_meter_start() -> None:
+    t0 = 1_767_225_600.0
+    first = Charge(t0 + 600, t0 + 4_200, 10.0)
+    second = Charge(t0 + 7_200, t0 + 9_000, first.stop_kwh)
+    obs = [
+        Obs(ob.t, 0.0, None if ob.end is None else ob.end, ob.meter_start_j, ob.energy_j, "Authorized", ob.stop_reason)
+        for ob in scrapes([first, second], t0, t0 + 10_800, every=60.0)
+    ]
+    one, two = rows(obs, horizon=t0 + 10_800)
+    assert (one.start, one.end, one.flags) == (t0 + 600, t0 + 4_200, ("device_clock",))
+    assert (two.start, two.end) == (t0 + 7_200, t0 + 9_000)
+    assert one.energy_kwh == pytest.approx(11.0) and two.energy_kwh == pytest.approx(5.5)
+
+
+def test_a_look_back_that_still_holds_the_previous_end_does_not_end_the_next_session() -> None:
+    """startedTime 0: the end of the previous session is no end of this one (a step's look back still has it)."""
+    t0 = 1_767_225_600.0
+    obs = [
+        Obs(t0, 0.0, t0 - 100, 1.0 * J_PER_KWH, 3.6e6, "Authorized", "Local"),
+        Obs(t0 + 300, 0.0, t0 - 100, 2.0 * J_PER_KWH, 1.0e6, "Authorized", ""),  # next session, old end in view
+    ]
+    one, two = rows(obs, horizon=t0 + 300)
+    assert one.status == "ended" and two.status == "running" and two.end is None
+
+
+def test_an_ended_session_stays_ended_and_only_the_latest_scrape_says_running() -> None:
+    t0 = 1_767_225_600.0
+    ended = Obs(t0 + 100, t0, t0 + 90, 0.0, 3.6e6, "Authorized", "Local", live=False)
+    look_back = Obs(t0 + 300, t0, None, 0.0, 1.0e6, "Authorized", "", live=False)  # a removed target's old scrape
+    [s] = rows([ended, look_back], horizon=t0 + 300)
+    assert (s.status, s.end, s.energy_kwh) == ("ended", t0 + 90, 1.0)
+    rebuilt = Obs(t0 + 200, t0 + 150, None, 0.0, None, "Authorized", "", live=False)  # a rules change, later
+    scraped = Obs(t0 + 190, t0 + 150, None, 0.0, 7.2e5, "Authorized", "", live=True)
+    [_, running] = rows([ended, scraped, rebuilt], horizon=t0 + 200)
+    assert (running.status, running.energy_kwh) == ("running", 0.2)
+
+
+def test_a_bound_without_data_before_it_is_placed_where_it_was_taken() -> None:
+    """The history begins inside the period, in the middle of a session: the session's own meter start inside
+    the period counts, and a session reading after the end's reading belongs to the next period."""
+    t0 = 1_767_225_600.0
+    s = Session(t0 + 100, t0 + 700, "ended", 50.0, 51.0, 1.0, "Authorized", "Local")
+    summary = summarize([s], t0, t0 + 3_600, 50.2 * J_PER_KWH, 51.0 * J_PER_KWH, start_time=t0 + 400, end_time=t0 + 900)
+    assert (summary.energy_kwh, summary.meter_start_kwh, summary.meter_start_time) == (1.0, 50.0, t0 + 100)
+    # the end's reading taken before the session's end: the session's stop is the next period's
+    early = summarize([s], t0, t0 + 800, 50.0 * J_PER_KWH, 50.9 * J_PER_KWH, start_time=t0 - 5, end_time=t0 + 650)
+    later = summarize([s], t0 + 800, t0 + 3_600, 50.9 * J_PER_KWH, 51.0 * J_PER_KWH, start_time=t0 + 650)
+    assert early.energy_kwh + later.energy_kwh == pytest.approx(1.0) and "meter_reset" not in early.flags
+
+
+@pytest.mark.parametrize(
+    ("kwh", "price", "cost"),
+    [(0.125, 1.0, "0.13"), (1.005, 1.0, "1.01"), (10.0, 0.352, "3.52"), (2.5, 0.001, "0.00"), (0.0, 0.3, "0.00")],
+)
+def test_money_is_rounded_to_the_cent_half_away_from_zero(kwh: float, price: float, cost: str) -> None:
+    from decimal import Decimal
+
+    from exporter.report.ledger import cost as cost_of
+
+    assert cost_of(kwh, price) == Decimal(cost) and str(cost_of(kwh, price)) == cost

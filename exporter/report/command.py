@@ -15,31 +15,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from exporter.report import ledger
 from exporter.report.client import MAX_ANSWER_BYTES, Auth, PromClient, QueryError, answer_size
-from exporter.report.output import Row, render
-from exporter.report.periods import Period, UsageError, period_from_args, rfc3339
-from exporter.report.queries import History, fetch_history
-from exporter.report.series import Key, output_labels
+from exporter.report.output import render
+from exporter.report.periods import UsageError, period_from_args
+from exporter.report.queries import fetch_history
+from exporter.report.rows import session_rows, summary_rows
 
 PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
 TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105
 MATCHER = re.compile(r"""^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*$""")
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-SESSION_COLUMNS = (
-    "start",
-    "end",
-    "duration_s",
-    "energy_kwh",
-    "meter_start_kwh",
-    "meter_stop_kwh",
-    "start_reason",
-    "stop_reason",
-    "status",
-    "flags",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,7 +70,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end", metavar="T", help="RFC 3339 time or date, exclusive")
     p.add_argument("--month", metavar="YYYY-MM", help="that calendar month in --tz")
     p.add_argument("--year", metavar="YYYY", help="that calendar year in --tz")
-    p.add_argument("--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's)")
+    p.add_argument(
+        "--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's, from TZ or /etc)"
+    )
     p.add_argument(
         "--match",
         action="append",
@@ -120,7 +109,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         choices=("auto", "rules", "raw"),
         default="auto",
         help="rules: the ledger recording rules' change series (fast); raw: the exporter's series; auto (default): "
-        "rules if they were recording at the period's start",
+        "rules where their heartbeat covers the whole span, raw otherwise",
+    )
+    p.add_argument(
+        "--replica-label",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a label that tells an HA pair's copies apart (repeatable; prometheus_replica and replica always are)",
     )
 
 
@@ -192,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         selectors = matchers(args.match)
         if args.view == "summary" and not LABEL.match(args.by):
             raise UsageError(f"--by: {args.by!r} is not a label name")
+        for name in args.replica_label:
+            if not LABEL.match(name):
+                raise UsageError(f"--replica-label: {name!r} is not a label name")
         auth = auth_from_args(args)
         try:
             client = PromClient(args.prometheus, auth, timeout=args.timeout, max_bytes=args.max_answer_size)
@@ -202,7 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pulsatrix-exporter report: error: {exc}", file=sys.stderr)
         return 2
     try:
-        history = fetch_history(client, period, selectors, lookback=args.lookback, now=time.time(), source=args.source)
+        history = fetch_history(
+            client,
+            period,
+            selectors,
+            lookback=args.lookback,
+            now=time.time(),
+            source=args.source,
+            replica_labels=args.replica_label,
+        )
     except QueryError as exc:
         print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
         return 1
@@ -210,6 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         columns, rows = session_rows(history, period, args.price, args.currency)
     else:
         columns, rows = summary_rows(history, period, args.by, args.price, args.currency)
+    for note in history.notes:
+        print(f"pulsatrix-exporter report: {note}", file=sys.stderr)
+    if history.chargers:
+        print(f"pulsatrix-exporter report: source: {history.source}", file=sys.stderr)
+    if args.format == "json":  # a json reader sees which series the figures came from
+        columns = [*columns, "source"]
+        rows = [{**row, "source": history.source} for row in rows]
     sys.stdout.write(render(rows, columns, args.format))
     if not rows:
         print(
@@ -218,99 +232,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-def _extra_columns(keys: Sequence[Key]) -> list[str]:
-    names: set[str] = set()
-    for key in keys:
-        names.update(output_labels(key))
-    names.discard("charger")
-    return sorted(names)
-
-
-def session_rows(history: History, period: Period, price: float | None, currency: str) -> tuple[list[str], list[Row]]:
-    extra = _extra_columns(list(history.sessions))
-    columns = ["charger", *extra, *SESSION_COLUMNS]
-    if price is not None:
-        columns += ["cost", "currency"]
-    rows: list[Row] = []
-    for key, sessions in history.sessions.items():
-        labels = output_labels(key)
-        for s in ledger.in_period(sessions, period.start, period.end):
-            row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
-            row.update(_session_fields(s, period))
-            if price is not None:
-                row["cost"], row["currency"] = ledger.cost(s.energy_kwh, price), currency
-            rows.append(row)
-    rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra), r["_start"]))
-    for row in rows:
-        del row["_start"]
-    return columns, rows
-
-
-def _session_fields(s: ledger.Session, period: Period) -> dict[str, Any]:
-    return {
-        "_start": s.start,
-        "start": rfc3339(s.start, period.zone),
-        "end": None if s.end is None else rfc3339(s.end, period.zone),
-        "duration_s": None if s.duration_s is None else round(s.duration_s),
-        "energy_kwh": _kwh(s.energy_kwh),
-        "meter_start_kwh": _kwh(s.meter_start_kwh),
-        "meter_stop_kwh": _kwh(s.meter_stop_kwh),
-        "start_reason": s.start_reason,
-        "stop_reason": s.stop_reason,
-        "status": s.status,
-        "flags": " ".join(s.flags),
-    }
-
-
-def _kwh(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def summary_rows(
-    history: History, period: Period, by: str, price: float | None, currency: str
-) -> tuple[list[str], list[Row]]:
-    per: dict[Key, ledger.Summary] = {}
-    for key, sessions in history.sessions.items():
-        per[key] = ledger.summarize(
-            sessions, period.start, period.end, history.meter_start.get(key), history.meter_end.get(key)
-        )
-    tail = ["cost", "currency"] if price is not None else []
-    if by == "charger":
-        extra = _extra_columns(list(per))
-        columns = ["charger", *extra, "energy_kwh", "sessions", "meter_start_kwh", "meter_end_kwh", "flags", *tail]
-        rows: list[Row] = []
-        for key, summary in per.items():
-            labels = output_labels(key)
-            row: Row = {"charger": labels.get("charger", ""), **{c: labels.get(c, "") for c in extra}}
-            row.update(_summary_fields(summary, price, currency))
-            row["meter_start_kwh"], row["meter_end_kwh"] = _kwh(summary.meter_start_kwh), _kwh(summary.meter_end_kwh)
-            rows.append(row)
-        rows.sort(key=lambda r: (r["charger"], *(r[c] for c in extra)))
-        return columns, rows
-    groups: dict[str, tuple[ledger.Summary, int]] = {}
-    for key, summary in per.items():
-        value = output_labels(key).get(by, "")
-        if value in groups:
-            total, n = groups[value]
-            groups[value] = (ledger.add(total, summary), n + 1)
-        else:
-            groups[value] = (ledger.add(ledger.Summary(0.0, 0, None, None), summary), 1)
-    columns = [by, "energy_kwh", "sessions", "chargers", "flags", *tail]
-    rows = []
-    for value, (summary, n) in sorted(groups.items()):
-        row = {by: value, "chargers": n, **_summary_fields(summary, price, currency)}
-        rows.append(row)
-    return columns, rows
-
-
-def _summary_fields(summary: ledger.Summary, price: float | None, currency: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "energy_kwh": round(summary.energy_kwh, 3),
-        "sessions": summary.sessions,
-        "flags": " ".join(summary.flags),
-    }
-    if price is not None:
-        out["cost"], out["currency"] = ledger.cost(summary.energy_kwh, price), currency
-    return out

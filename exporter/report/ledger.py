@@ -23,11 +23,22 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
+
+from exporter.report.series import Key
 
 J_PER_KWH = 3_600_000.0
 # A pulsatrix controller switches at most 32 A on three phases at 230 V: 22 kW. A session whose meter rose faster
 # than twice that was measured across a meter replacement (meterStop read from another meter): not energy.
 MAX_PLAUSIBLE_W = 44_000.0
+# A device time is implausible before 2010 (a controller that lost its clock counts from 1970, or reports 0) or
+# more than five minutes ahead of the report's first look at the session (an hour ahead: local time sent as Unix
+# time). A look is at most 6 min after the scrape it shows (the raw series' 5-min steps with their minute of
+# overlap), so a start more than 11 min before the look before it is behind by more than five minutes too.
+EPOCH_2010 = 1_262_304_000.0
+CENT = Decimal("0.01")
+CLOCK_SLACK = 300.0
+LOOK_DELAY = 360.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,7 @@ class Obs:
     # A scrape as it was (False: rebuilt from recorded changes or a step's look back, whose time is not when the
     # charger last answered): only a live look tells a running session from one whose end was never scraped.
     live: bool = True
+    labels: Key = ()  # the charger's labels at that scrape (exporter.report.identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,7 @@ class Session:
     stop_reason: str
     flags: tuple[str, ...] = ()
     last_seen: float = 0.0
+    labels: Key = ()  # the charger's labels at the first scrape that showed the session
 
     @property
     def duration_s(self) -> float | None:
@@ -71,13 +84,32 @@ class Summary:
     meter_start_kwh: float | None
     meter_end_kwh: float | None
     flags: tuple[str, ...] = ()
+    meter_start_time: float | None = None  # when the first and the last reading were taken
+    meter_end_time: float | None = None
 
 
 @dataclass(slots=True)
 class _Group:
-    start: float
+    start: float  # the device's startedTime, or the first look's time when that is implausible
+    first: Obs
     last: Obs
+    before: float | None  # the look before the first one (another session, or none)
     reasons: list[tuple[str, str]] = field(default_factory=list)
+    end_seen: float | None = None  # the first look that showed the end
+    last_ended: Obs | None = None  # the last look that showed it ended: a session never runs again once ended
+    live: Obs | None = None  # the charger's latest scrape, where it shows this session
+    clock: bool = False  # the device's times are implausible: the looks' times are used instead
+    device_start: float = 0.0
+
+
+def session_id(ob: Obs) -> tuple[float, float | None] | None:
+    """What tells sessions apart: the device's start time, and where that is implausible (firmware that sends 0
+    for every session) also the meter start."""
+    if ob.start is None:
+        return None
+    if ob.start < EPOCH_2010:
+        return (ob.start, ob.meter_start_j)
+    return (ob.start, None)
 
 
 def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> list[Session]:
@@ -86,15 +118,36 @@ def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> li
     ``horizon`` is the latest time the observations could reach (now, or the end of what was queried) and
     ``fresh`` how old the last look may be for a session without an end to count as still running.
     """
-    groups: dict[float, _Group] = {}
+    # the hot loop of a year's report (700,000 looks for 200 chargers): the session's key inline, a float where
+    # the device's start is plausible
+    groups: dict[object, _Group] = {}
+    previous: float | None = None
+    current: object = None
+    owner: dict[float, object] = {}  # an end value belongs to the session it was first seen with
     for ob in sorted(observations, key=lambda o: o.t):
-        if ob.start is None or ob.start <= 0:
+        start = ob.start
+        if start is None:
             continue
-        group = groups.get(ob.start)
+        sid: object = start if start >= EPOCH_2010 else (start, ob.meter_start_j)
+        end = ob.end
+        if end is not None and owner.setdefault(end, sid) != sid:
+            # a look back that still holds the previous session's end: this session is running
+            ob = replace(ob, end=None, stop_reason="")  # noqa: PLW2901
+            end = None
+        group = groups.get(sid)
         if group is None:
-            group = groups[ob.start] = _Group(ob.start, ob)
+            group = groups[sid] = _Group(start, ob, ob, previous if current != sid else None, device_start=start)
         group.last = ob
+        if ob.live:
+            group.live = ob
         group.reasons.append((ob.start_reason, ob.stop_reason))
+        if end is not None and end >= start:
+            group.last_ended = ob
+            if group.end_seen is None:
+                group.end_seen = ob.t
+        previous, current = ob.t, sid
+    for group in groups.values():
+        _check_clock(group)
     ordered = sorted(groups.values(), key=lambda g: g.start)
     out: list[Session] = []
     for i, group in enumerate(ordered):
@@ -103,13 +156,31 @@ def reconstruct(observations: Iterable[Obs], horizon: float, fresh: float) -> li
     return _flag_meter_changes(out)
 
 
+def _check_clock(group: _Group) -> None:
+    """Implausible device times: the session is placed at the looks that saw it begin and end."""
+    start, seen = group.start, group.first.t
+    wrong = start < EPOCH_2010 or start > seen + CLOCK_SLACK
+    wrong = wrong or (group.before is not None and start < group.before - CLOCK_SLACK - LOOK_DELAY)
+    end = group.last.end
+    if end is not None and group.end_seen is not None:
+        wrong = wrong or end > group.end_seen + CLOCK_SLACK or end < EPOCH_2010
+    if wrong:
+        group.clock, group.start = True, seen
+
+
 def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Session:
-    ob = group.last
+    # A later look without the end is a look back at an older scrape (a label set no longer scraped, looked at
+    # from a later step): the session ended all the same.
+    ob = group.last if group.last.end is not None or group.last_ended is None else group.last_ended
+    clock = ("device_clock",) if group.clock else ()
     start_reason = next((r for r, _ in reversed(group.reasons) if r), "")
     meter_start = None if ob.meter_start_j is None else ob.meter_start_j / J_PER_KWH
-    if ob.end is None or ob.end < group.start:
-        running = latest and ob.live and horizon - ob.t <= fresh
-        energy = ob.energy_j / J_PER_KWH if running and ob.energy_j is not None else None
+    if ob.end is None or ob.end < group.device_start:
+        # running only while the charger's latest scrape (recent) shows it running: a look rebuilt from the rules'
+        # changes or a step's look back may be stamped later, but is not a scrape
+        live = group.live
+        running = latest and live is not None and live.end is None and horizon - live.t <= fresh
+        energy = live.energy_j / J_PER_KWH if running and live is not None and live.energy_j is not None else None
         return Session(
             group.start,
             None,
@@ -119,19 +190,31 @@ def _session(group: _Group, *, latest: bool, horizon: float, fresh: float) -> Se
             energy,
             start_reason,
             "",
-            (),
+            clock,
             ob.t,
+            group.first.labels,
         )
     stop_reason = ob.stop_reason or next((s for _, s in reversed(group.reasons) if s), "")
-    flags: tuple[str, ...] = ()
+    flags: tuple[str, ...] = clock
+    end = group.end_seen if group.clock and group.end_seen is not None else ob.end
     energy = None if ob.energy_j is None else ob.energy_j / J_PER_KWH
-    duration = ob.end - group.start
+    duration = end - group.start
     if energy is None or energy < 0 or energy * J_PER_KWH > MAX_PLAUSIBLE_W * max(duration, 1.0) + 360_000:
         # The exporter drops a negative meterStop - meterStart; a jump no charger can draw is a meter swap.
-        energy, flags = None, ("meter_reset",)
+        energy, flags = None, (*clock, "meter_reset")
     meter_stop = None if energy is None or meter_start is None else meter_start + energy
     return Session(
-        group.start, ob.end, "ended", meter_start, meter_stop, energy, start_reason, stop_reason, flags, ob.t
+        group.start,
+        end,
+        "ended",
+        meter_start,
+        meter_stop,
+        energy,
+        start_reason,
+        stop_reason,
+        flags,
+        ob.t,
+        group.first.labels,
     )
 
 
@@ -157,7 +240,14 @@ def in_period(sessions: Sequence[Session], start: float, end: float) -> list[Ses
 
 
 def summarize(
-    sessions: Sequence[Session], start: float, end: float, meter_at_start_j: float | None, meter_at_end_j: float | None
+    sessions: Sequence[Session],
+    start: float,
+    end: float,
+    meter_at_start_j: float | None,
+    meter_at_end_j: float | None,
+    *,
+    start_time: float | None = None,
+    end_time: float | None = None,
 ) -> Summary:
     """The meter's rise in [start, end) and the sessions started in it.
 
@@ -166,20 +256,26 @@ def summarize(
     faster than 44 kW (a meter replaced or reset) is not, and flags the row: what ran between the last reading on
     the old meter and the first on the new one is unknown, so it is left out rather than guessed.
     """
-    readings: list[tuple[float, float]] = []
+    # (when it is placed, value, when it was taken). The start's reading is placed at the start, or where it was
+    # taken when that is later (no scrape before the start: a session reading before it still counts); the end's
+    # at the end, and a session reading after it was taken belongs to the next period, whose start is that
+    # same reading (so that the periods of a year add up to the year).
+    taken_end = end if end_time is None or meter_at_end_j is None else end_time
+    readings: list[tuple[float, float, float]] = []
     if meter_at_start_j is not None:
-        readings.append((start, meter_at_start_j / J_PER_KWH))
+        taken = start if start_time is None else start_time
+        readings.append((max(start, taken), meter_at_start_j / J_PER_KWH, taken))
     for s in sessions:
-        if start <= s.start < end and s.meter_start_kwh is not None:
-            readings.append((s.start, s.meter_start_kwh))
-        if s.end is not None and start <= s.end < end and s.meter_stop_kwh is not None:
-            readings.append((s.end, s.meter_stop_kwh))
+        if start <= s.start < end and s.start <= taken_end and s.meter_start_kwh is not None:
+            readings.append((s.start, s.meter_start_kwh, s.start))
+        if s.end is not None and start <= s.end < end and s.end <= taken_end and s.meter_stop_kwh is not None:
+            readings.append((s.end, s.meter_stop_kwh, s.end))
     if meter_at_end_j is not None:
-        readings.append((end, meter_at_end_j / J_PER_KWH))
+        readings.append((end, meter_at_end_j / J_PER_KWH, end if end_time is None else end_time))
     readings.sort(key=lambda r: r[0])
     energy = 0.0
     flags: list[str] = []
-    for (ta, a), (tb, b) in itertools.pairwise(readings):
+    for (ta, a, _), (tb, b, _) in itertools.pairwise(readings):
         if b < a - 1e-6 or (b - a) * J_PER_KWH > MAX_PLAUSIBLE_W * max(tb - ta, 1.0) + 360_000:
             flags.append("meter_reset")  # fell, or rose faster than a charger can draw: another meter
         elif b > a:
@@ -189,14 +285,17 @@ def summarize(
         flags.append("meter_reset")
     if any(s.status == "incomplete" for s in started):
         flags.append("incomplete")
-    first = readings[0][1] if readings else None
-    last = readings[-1][1] if readings else None
+    if any("device_clock" in s.flags for s in started):
+        flags.append("device_clock")
+    first, last = (readings[0], readings[-1]) if readings else (None, None)
     return Summary(
         energy_kwh=round(energy, 6),
         sessions=len(started),
-        meter_start_kwh=first,
-        meter_end_kwh=last,
+        meter_start_kwh=None if first is None else first[1],
+        meter_end_kwh=None if last is None else last[1],
         flags=tuple(dict.fromkeys(flags)),
+        meter_start_time=None if first is None else first[2],
+        meter_end_time=None if last is None else last[2],
     )
 
 
@@ -211,7 +310,10 @@ def add(a: Summary, b: Summary) -> Summary:
     )
 
 
-def cost(energy_kwh: float | None, price: float | None) -> float | None:
-    if energy_kwh is None or price is None or math.isnan(energy_kwh):
+def cost(energy_kwh: float | None, price: float | None) -> Decimal | None:
+    """kWh × price rounded to the cent, half away from zero (never float rounding's half to even on a binary
+    approximation: 0.125 × 1 is 0.13). The kWh is taken as printed to the Wh (3 decimals)."""
+    if energy_kwh is None or price is None or not math.isfinite(energy_kwh):
         return None
-    return round(energy_kwh * price, 2)
+    kwh = Decimal(repr(round(energy_kwh, 3)))
+    return (kwh * Decimal(repr(price))).quantize(CENT, rounding=ROUND_HALF_UP)

@@ -6,14 +6,19 @@ Europe/Berlin that contains a daylight-saving change is 743 or 745 hours long, n
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 YEAR = re.compile(r"^(\d{4})$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ETC = Path("/etc")
 
 
 class UsageError(ValueError):
@@ -27,19 +32,42 @@ class Period:
     zone: tzinfo
     label: str  # how the period is named in notes: "2026-03", "2026", or the two bounds
 
-    def contains(self, t: float) -> bool:
-        return self.start <= t < self.end
 
-
-def zone(name: str | None) -> tzinfo:
-    """The IANA zone by name; without one the machine's local zone (as a fixed-rule tzinfo from the OS)."""
+def zone(name: str | None, environ: Mapping[str, str] | None = None, etc: Path = ETC) -> tzinfo:
+    """The IANA zone by name; without one the machine's, with its daylight-saving rules: ``TZ``, else
+    /etc/localtime (a link into the zone database, or a copy named in /etc/timezone). None found: a usage error
+    that asks for --tz (a fixed offset would bound March an hour off when run in December)."""
     if name is None:
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
+        found = machine_zone(os.environ if environ is None else environ, etc)
+        if found is None:
+            raise UsageError(
+                "cannot tell this machine's time zone (no TZ, no /etc/localtime link or /etc/timezone): "
+                "give --tz ZONE, such as --tz Europe/Berlin or --tz UTC"
+            )
+        return found
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"--tz: unknown time zone {name!r} (an IANA name such as Europe/Berlin or UTC)") from None
+
+
+def machine_zone(environ: Mapping[str, str], etc: Path) -> ZoneInfo | None:
+    candidates: list[str] = []
+    tz = environ.get("TZ", "").strip().removeprefix(":")
+    if tz:
+        candidates.append(tz.split("zoneinfo/", 1)[-1])
+    localtime = etc / "localtime"
+    if localtime.is_symlink():
+        target = os.readlink(localtime)
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[-1])
+    with contextlib.suppress(OSError):
+        candidates.append((etc / "timezone").read_text(encoding="utf-8").strip())
+    for candidate in candidates:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            if candidate:
+                return ZoneInfo(candidate)
+    return None
 
 
 def local_midnight(day: date, tz: tzinfo) -> float:
@@ -105,16 +133,3 @@ def period_from_args(
 def rfc3339(t: float, tz: tzinfo) -> str:
     """Seconds resolution with the zone's offset at that instant (+01:00 in winter, +02:00 in summer)."""
     return datetime.fromtimestamp(round(t), tz=tz).isoformat(timespec="seconds")
-
-
-def split(period: Period, seconds: float) -> list[tuple[float, float]]:
-    """The period cut into pieces of at most ``seconds`` (the last one shorter)."""
-    out: list[tuple[float, float]] = []
-    t = period.start
-    while t < period.end:
-        out.append((t, min(period.end, t + seconds)))
-        t += seconds
-    return out
-
-
-DAY = timedelta(days=1).total_seconds()

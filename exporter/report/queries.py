@@ -1,252 +1,278 @@
-"""What the report asks the server: the scrapes where a session started or ended, never every sample.
-
-A year at 15 s is 2.1 million samples per series and Prometheus refuses a ``query_range`` of more than 11,000
-points, so the report never asks for the series as they are. It asks, in ranges of at most 11,000 steps of
-``STEP`` (5 min: 38 days), only for the steps at which a session began or ended::
-
-    {__name__=~"<session series>"} and on(<charger labels>) (changes(start[6m]) > 0
-                                      or (end unless end offset 5m) or (end != end offset 5m))
-
-The left side is a plain selector, so each returned step is the snapshot of the last scrape before it (the
-session's start, end, meter start, energy and reasons, all from that scrape): exactly what the reconstruction in
-exporter.report.ledger reads. About two steps per session come back instead of 105,000 steps per series and year.
-The windows overlap by a minute so that a change between the last scrape of one step and the first of the next is
-counted; ``end unless end offset`` catches the end that appears after a session longer than a step (the end
-series is absent while a session runs), ``end != end offset`` one shorter than a step.
-
-When the ledger's recording rules (deploy/prometheus/ledger.yml) were already running at the period's start,
-exporter.report.recorded reads their sparse change series instead: the same snapshots for a fraction of the work.
-
-Two events in one step (a session ending and the next starting within 5 min, or a session shorter than 5 min)
-would leave only the later snapshot; such a step is asked for again as raw samples (``[6m] @ t``) for that one
-charger, which is cheap because it is rare. Sessions started in the period are followed up to a day past its end
-(their end), and the latest snapshot (now, or a day past the end) tells running from incomplete.
+"""What the report asks the server, in order: which chargers there are, which source covers the period, their
+looks at the session series (the raw series, exporter.report.raw, or the ledger rules' changes,
+exporter.report.recorded), sessions followed past the period to their end, the meter at the bounds and where a
+charger's labels changed (exporter.report.bounds). The PromQL itself is built in exporter.report.promql; who is
+which charger is decided in exporter.report.identity; what the looks mean in exporter.report.ledger.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from exporter.report import recorded
+from exporter.report import bounds, identity, promql, raw, recorded
+from exporter.report.bounds import Reading
 from exporter.report.client import PromClient
-from exporter.report.ledger import Obs, Session, reconstruct
-from exporter.report.periods import Period
-from exporter.report.series import END, ENERGY, INFO, METER, METER_START, PARALLEL, SESSION_SERIES, START, Key, key_of
+from exporter.report.identity import Charger
+from exporter.report.ledger import Obs, Session, reconstruct, session_id
+from exporter.report.periods import Period, rfc3339
+from exporter.report.series import INFO_LABELS, METER, PARALLEL, START, Key, key_of
 
-STEP = 300.0  # one step per 5 min: 105,120 steps a year, ~2 returned per session
-OVERLAP = 60.0
-MAX_POINTS = 11_000  # Prometheus' limit per series and query_range
-FOLLOW = 86_400.0  # how far past the period a session started in it is followed to its end
+DAY = 86_400.0
+FOLLOW = DAY  # the first look past the period's end; doubled until every session started in it has ended
+HISTORY = 3_650 * DAY  # how far back the label names of the chargers are looked for
+BEFORE = 31 * DAY  # how far before a period the oldest-data check looks
+LOOK_WINDOW = 2 * promql.STEP + promql.OVERLAP  # a look is at most this long after the scrape it shows
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A stretch of the period in which a charger carried one label set, with the meter at its two ends."""
+
+    labels: Key
+    start: float
+    end: float
+    meter_start: Reading | None
+    meter_end: Reading | None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ChargerHistory:
+    charger: Charger
+    sessions: list[Session]
+    parts: list[Part] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class History:
-    sessions: dict[Key, list[Session]] = field(default_factory=dict)
-    meter_start: dict[Key, float | None] = field(default_factory=dict)
-    meter_end: dict[Key, float | None] = field(default_factory=dict)
-    refined: int = 0  # steps asked again as raw samples
+    chargers: list[ChargerHistory] = field(default_factory=list)
+    label_names: list[str] = field(default_factory=list)  # the chargers' own label names: the output's columns
     source: str = "raw"  # "rules" when read from the ledger's recording rules
+    notes: list[str] = field(default_factory=list)  # for stderr
+    refined: int = 0  # windows asked again as raw samples
 
 
-def _selector(name: str, matchers: Sequence[str]) -> str:
-    return name + ("{" + ",".join(matchers) + "}" if matchers else "")
+@dataclass(slots=True)
+class _Run:
+    client: PromClient
+    period: Period
+    matchers: Sequence[str]
+    lookback: float
+    now: float
+    drop: frozenset[str]
+    on: list[str]
+    rules: bool
+    present: set[Key] = field(default_factory=set)
+
+    def labels(self, key: Key) -> Key:
+        return identity.charger_labels(key, self.drop)
 
 
-def _name_selector(matchers: Sequence[str]) -> str:
-    return "{" + ",".join([f'__name__=~"{"|".join(SESSION_SERIES)}"', *matchers]) + "}"
-
-
-def event_query(name: str, matchers: Sequence[str], on: Sequence[str]) -> str:
-    """One series' last sample in each step where a session began or ended (one query per series: the function
-    drops the metric name, and a plain selector would lose the last scrapes to staleness markers)."""
-    w = f"{int(STEP + OVERLAP)}s"
-    s, e = _selector(START, matchers), _selector(END, matchers)
-    last_e, before_e = f"last_over_time({e}[{w}])", f"last_over_time({e}[{w}] offset {w})"
-    last_s, before_s = f"last_over_time({s}[{w}])", f"last_over_time({s}[{w}] offset {w})"
-    # a start, the start series' first scrapes (after an outage, or where the history begins), an end
-    events = (
-        f"changes({s}[{w}]) > 0 or ({last_s} unless {before_s}) or ({last_e} unless {before_e})"
-        f" or ({last_e} != {before_e})"
-    )
-    labels = ", ".join(on)
-    # The info labels as the last scrape had them (a plain selector: within a step an earlier session's label set
-    # is still in the window); the numbers as last scraped, staleness markers or not.
-    value = _selector(name, matchers) if name == INFO else f"last_over_time({_selector(name, matchers)}[{w}])"
-    return f"{value} and on({labels}) ({events})"
-
-
-def crowded_query(matchers: Sequence[str]) -> str:
-    """The steps with two sessions or more: only the later one's snapshot comes back, so they are asked again."""
-    s, w = _selector(START, matchers), f"{int(STEP + OVERLAP)}s"
-    # two changes, or one change after the series' first scrapes (where the history or an outage begins)
-    appeared = f"(last_over_time({s}[{w}]) unless last_over_time({s}[{w}] offset {w}))"
-    return f"changes({s}[{w}]) > 1 or (changes({s}[{w}]) > 0 and {appeared})"
-
-
-def snapshots(result: Iterable[dict[str, Any]]) -> dict[Key, dict[float, dict[str, Any]]]:
-    """Samples grouped per charger and time: {key: {t: {metric name: value or info labels}}}."""
-    out: dict[Key, dict[float, dict[str, Any]]] = {}
-    for series in result:
-        metric = series.get("metric", {})
-        name = metric.get("__name__", "")
-        key = key_of(metric)
-        points = series.get("values") or ([series["value"]] if "value" in series else [])
-        per = out.setdefault(key, {})
-        for t, v in points:
-            if not math.isfinite(float(v)):  # a staleness marker (VictoriaMetrics returns them in raw samples)
-                continue
-            slot = per.setdefault(round(float(t), 3), {})
-            if name == INFO:
-                slot.setdefault(INFO, []).append((metric.get("start_reason", ""), metric.get("stop_reason", "")))
-            else:
-                slot[name] = float(v)
-    return out
-
-
-def obs_from(t: float, slot: dict[str, Any], *, live: bool = False) -> Obs:
-    start, end = slot.get(START), slot.get(END)
-    reasons: list[tuple[str, str]] = slot.get(INFO, [])
-    ended = end is not None and start is not None and end >= start
-    # Within the lookback a just-replaced info series may still show: pick the one that fits the state.
-    pick = [r for r in reasons if bool(r[1]) == ended] or reasons or [("", "")]
-    return Obs(
-        t,
-        start,
-        end if ended else None,
-        slot.get(METER_START),
-        _finite(slot.get(ENERGY)),
-        pick[-1][0],
-        pick[-1][1] if ended else "",
-        live,
-    )
-
-
-def _finite(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
-
-
-def _chunks(start: float, end: float) -> list[tuple[float, float]]:
-    span = STEP * (MAX_POINTS - 1)
-    out = []
-    t = start
-    while t <= end:
-        out.append((t, min(end, t + span)))
-        t += span + STEP
-    return out
-
-
-def identity_labels(client: PromClient, matchers: Sequence[str], start: float, end: float) -> list[str]:
+def label_names(client: PromClient, matchers: Sequence[str], start: float, end: float) -> list[str]:
     names: set[str] = set()
-    for metric in client.series(_selector(START, matchers), start, end):
+    for metric in series_of(client, matchers, start, end):
         names.update(k for k in metric if k != "__name__")
     return sorted(names)
 
 
+def series_of(client: PromClient, matchers: Sequence[str], start: float, end: float) -> list[dict[str, str]]:
+    """The meter's and the session start's series the server has for the chargers in [start, end] (by the
+    index: Prometheus answers per block, VictoriaMetrics per day)."""
+    selectors = (promql.selector(METER, matchers), promql.selector(START, matchers))
+    return [metric for selector in selectors for metric in client.series(selector, start, end)]
+
+
 def fetch_history(
-    client: PromClient, period: Period, matchers: Sequence[str], *, lookback: float, now: float, source: str = "auto"
+    client: PromClient,
+    period: Period,
+    matchers: Sequence[str],
+    *,
+    lookback: float,
+    now: float,
+    source: str = "auto",
+    replica_labels: Sequence[str] = (),
 ) -> History:
-    horizon = min(now, period.end + FOLLOW)
     history = History()
-    on = identity_labels(client, matchers, period.start - lookback, horizon)
+    drop = identity.dropped(replica_labels)
+    known = label_names(client, matchers, period.start - HISTORY, now)
+    history.label_names = [n for n in known if n not in drop and n not in INFO_LABELS]
+    first_end = min(now, period.end + FOLLOW)
+    present = series_of(client, matchers, period.start - lookback, first_end)
+    on = sorted({k for metric in present for k in metric if k != "__name__"})
     if not on:
         return history
-
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        latest_part = pool.submit(client.query, _name_selector(matchers), horizon)
-        bounds_part = pool.map(lambda t: meters(client, matchers, t, lookback), (period.start, period.end))
-        if source == "rules" or (source == "auto" and recorded.recording_at(client, period.start)):
-            history.source = "rules"
-            per_key = recorded.recorded_observations(client, matchers, period.start, horizon)
-        else:
-            per_key = _raw_observations(client, pool, matchers, on, period.start, horizon)
-        latest, bounds = latest_part.result(), list(bounds_part)
-    for key, slots in snapshots(latest).items():
-        # the server's own answer for "now": a charger it still considers scraped (not stale)
-        per_key.setdefault(key, []).extend(obs_from(t, slot, live=True) for t, slot in slots.items())
-    for key, observations in per_key.items():
-        if history.source == "raw":
-            extra = refine(client, key, observations)
-            history.refined += len(extra) and 1
-            observations.extend(extra)
-        history.sessions[key] = reconstruct(observations, horizon=horizon, fresh=lookback)
-        history.meter_start[key] = bounds[0].get(key)
-        history.meter_end[key] = bounds[1].get(key)
+    rules = source == "rules"
+    if source != "raw":
+        coverage = recorded.coverage(client, matchers, period.start - DAY, first_end)
+        whole = coverage == "all"
+        if coverage == "gaps" or (rules and not whole):
+            history.notes.append(
+                f"the ledger rules' heartbeat ({promql.HEARTBEAT}) has gaps between "
+                f"{rfc3339(period.start - DAY, period.zone)} and {rfc3339(first_end, period.zone)}"
+                + (": their changes may miss sessions" if rules else ": reading the raw series")
+            )
+        rules = rules or whole
+    history.source = "rules" if rules else "raw"
+    run = _Run(client, period, matchers, lookback, now, drop, on, rules)
+    # a charger whose series the server has but whose every value was unusable (NaN): a row that says so
+    run.present = {run.labels(key_of(metric)) for metric in present}
+    per_series = _observe(run, matchers, period.start, first_end)
+    for key, ob in raw.latest(client.query(promql.raw_window(matchers, lookback), now), run.labels).items():
+        per_series.setdefault(key, []).append(ob)
+    _follow(run, per_series, first_end)
+    _build(run, history, per_series)
     return history
 
 
-def _raw_observations(
-    client: PromClient, pool: ThreadPoolExecutor, matchers: Sequence[str], on: Sequence[str], start: float, end: float
+def _observe(
+    run: _Run, matchers: Sequence[str], start: float, end: float, *, initial: bool = True
 ) -> dict[Key, list[Obs]]:
-    first = start - (start % STEP)  # step-aligned: the same steps whichever period asks
-    last = end - (end % STEP) + STEP  # one step past the end, so that the last scrapes are in a step
-    chunks = _chunks(first, last)
-    jobs = [(name, c) for name in SESSION_SERIES for c in chunks]
-    def ask(job: tuple[str, tuple[float, float]]) -> tuple[str, list[dict[str, Any]]]:
-        name, (a, b) = job
-        return name, client.query_range(event_query(name, matchers, on), a, b, STEP)
-
-    parts = list(pool.map(ask, jobs))
-    crowded = crowded_query(matchers)
-    crowds = list(pool.map(lambda c: client.query_range(crowded, c[0], c[1], STEP), chunks))
-    merged: dict[Key, dict[float, dict[str, Any]]] = {}
-    for name, part in parts:
-        named = [{**series, "metric": {**series.get("metric", {}), "__name__": name}} for series in part]
-        for key, slots in snapshots(named).items():
-            per = merged.setdefault(key, {})
-            for t, slot in slots.items():
-                target = per.setdefault(t, {})
-                if INFO in slot:
-                    target.setdefault(INFO, []).extend(slot[INFO])
-                else:
-                    target.update(slot)
-    out: dict[Key, list[Obs]] = {
-        key: [obs_from(t, slot) for t, slot in sorted(slots.items())] for key, slots in merged.items()
-    }
-    for part in crowds:
-        for series in part:
-            key = key_of(series.get("metric", {}))
-            for t, _ in series.get("values", []):
-                out.setdefault(key, []).extend(_raw_window(client, key, float(t)))
-    return out
+    if run.rules:
+        return recorded.recorded_observations(run.client, matchers, start, end, run.labels, initial=initial)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return raw.raw_observations(run.client, pool, matchers, run.on, start, end, run.labels, run.now)
 
 
-def meters(client: PromClient, matchers: Sequence[str], at: float, lookback: float) -> dict[Key, float | None]:
-    """Each charger's meter at ``at`` (the last scrape before it; a charger down around it is looked for up to
-    31 days back, so a month's first reading is not lost to an outage)."""
-    out: dict[Key, float | None] = {}
-    for window in (lookback, 31 * 86_400.0):
-        for series in client.query(f"last_over_time({_selector(METER, matchers)}[{int(window)}s])", at):
-            out.setdefault(key_of(series.get("metric", {})), float(series["value"][1]))
-        if out:
-            break
-    return out
+def _follow(run: _Run, per_series: dict[Key, list[Obs]], looked: float) -> None:
+    """Sessions started in the period and not seen ending are followed, in windows of doubling length, until
+    they end, another session begins, or now."""
+    width = FOLLOW
+    while looked < run.now:
+        open_names = set()
+        per_labels: dict[Key, list[Obs]] = {}
+        for key, obs in per_series.items():
+            per_labels.setdefault(run.labels(key), []).extend(o for o in obs if o.t <= looked and not o.live)
+        for labels, obs in per_labels.items():
+            # the last look of every copy and label set of a charger: a label set that stopped being scraped
+            # while its session ran is not open when another shows the session's end
+            if obs:
+                last = max(obs, key=lambda o: (o.t, o.end is not None))
+                ended = any(o.end is not None and o.start == last.start for o in obs)
+                if not ended and last.start is not None and run.period.start <= last.start < run.period.end:
+                    open_names.add(identity.name_of(labels))
+        if not open_names:
+            return
+        names = "|".join(sorted(_regex(n) for n in open_names))
+        until = min(run.now, looked + 2 * width)
+        more = _observe(
+            run, [*run.matchers, f'{identity.NAME}=~"{promql.escape(names)}"'], looked, until, initial=False
+        )
+        for key, obs in more.items():
+            per_series.setdefault(key, []).extend(obs)
+        looked, width = until, 2 * width
 
 
-def refine(client: PromClient, key: Key, observations: Sequence[Obs]) -> list[Obs]:
-    """Raw samples around the steps where one step may hide an end: the previous snapshot shows a session
-    running and this one already a later session (the end, if it was scraped at all, fell in this step)."""
-    suspects = [
-        b.t
-        for a, b in itertools.pairwise(observations)
-        if a.start is not None and b.start is not None and b.start > a.start and a.end is None
-    ]
-    if not suspects:
-        return []
-    return [ob for t in suspects for ob in _raw_window(client, key, t)]
+def _regex(text: str) -> str:
+    return "".join("\\" + c if c in r"\.^$|?*+()[]{}" else c for c in text)
 
 
-def _raw_window(client: PromClient, key: Key, t: float) -> list[Obs]:
-    """Every scrape of one charger in the two steps before ``t``, as snapshots."""
-    matchers = [f'{k}="{_escape(v)}"' for k, v in key]
-    raw = client.query(f"{_name_selector(matchers)}[{int(2 * STEP + OVERLAP)}s]", t)
-    slots = next(iter(snapshots(raw).values()), {})
-    return [obs_from(slot_t, slot) for slot_t, slot in sorted(slots.items())]
+def _build(run: _Run, history: History, per_series: dict[Key, list[Obs]]) -> None:
+    period = run.period
+    per_labels: dict[Key, list[Obs]] = {}
+    series_of: dict[Key, list[Key]] = {}
+    for key, obs in per_series.items():
+        labels = run.labels(key)
+        per_labels.setdefault(labels, []).extend(obs)
+        series_of.setdefault(labels, []).append(key)
+    end_at = min(period.end, run.now)
+    at_start = bounds.latest(bounds.samples(run.client, run.matchers, period.start, run.lookback, run.labels))
+    at_end = bounds.latest(bounds.samples(run.client, run.matchers, end_at, run.lookback, run.labels))
+    # a charger the server has series of but not one usable value (NaN everywhere): still a row, flagged
+    known = {identity.name_of(labels) for labels in (*per_labels, *at_start, *at_end)}
+    unseen = [labels for labels in run.present if identity.name_of(labels) not in known]
+    for charger in identity.group(per_labels, also=[*at_start, *at_end, *unseen]):
+        obs = [ob for labels in charger.label_sets for ob in per_labels.get(labels, [])]
+        kept = any(s in at_start or s in at_end or s in unseen for s in charger.label_sets)
+        if not kept and not any(period.start < ob.t <= end_at for ob in obs):
+            continue  # a label set the rules last recorded long ago: nothing of it in this period
+        sessions = reconstruct(obs, horizon=run.now, fresh=run.lookback)
+        clocked = [s for s in sessions if "device_clock" in s.flags]
+        if clocked:
+            keys = [k for labels in charger.label_sets for k in series_of.get(labels, [])]
+            for s in clocked:
+                obs += _scrapes_from_start(run, keys, s.start)
+                if s.end is not None:
+                    obs += [ob for k in keys for ob in raw.raw_window(run.client, k, s.end, run.labels(k))]
+            history.refined += 1
+            sessions = reconstruct(obs, horizon=run.now, fresh=run.lookback)
+        entry = ChargerHistory(charger, sessions)
+        entry.parts = _parts(run, charger, obs, at_start, at_end)
+        history.chargers.append(entry)
+    if history.chargers:
+        _oldest(run, history)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+def _scrapes_from_start(run: _Run, keys: Sequence[Key], look: float) -> list[Obs]:
+    """The raw scrapes back from a session's first look to the one before it began (windows doubling back, up to
+    a week): a session with implausible device times is placed at the first scrape that showed it, which a
+    period beginning in the middle of the session has not looked at."""
+    seconds = LOOK_WINDOW
+    while True:
+        found = [ob for k in keys for ob in raw.raw_window(run.client, k, look, run.labels(k), seconds)]
+        found.sort(key=lambda o: o.t)
+        sid = next((session_id(o) for o in reversed(found) if o.t <= look and session_id(o) is not None), None)
+        if not found or session_id(found[0]) != sid or seconds >= 7 * DAY:
+            return found
+        seconds *= 2
+
+
+def _pick(readings: dict[Key, Reading], charger: Charger) -> Reading | None:
+    """The charger's latest reading among its label sets' (an HA pair's copies are one label set already)."""
+    mine = [readings[s] for s in charger.label_sets if s in readings]
+    return max(mine, key=lambda r: r.t) if mine else None
+
+
+def _parts(
+    run: _Run, charger: Charger, obs: list[Obs], at_start: dict[Key, Reading], at_end: dict[Key, Reading]
+) -> list[Part]:
+    period = run.period
+    is_open = run.now < period.end
+    end_at = min(period.end, run.now)
+    wanted = set(charger.label_sets)
+    name = [f'{identity.NAME}="{promql.escape(identity.name_of(charger.labels))}"']
+    matchers = [*run.matchers, *name] if identity.name_of(charger.labels) else list(run.matchers)
+    flags_start: tuple[str, ...] = ()
+    first = _pick(at_start, charger)
+    if first is None:
+        flags_start = ("no_data_at_start",)
+        first = bounds.edge(run.client, matchers, period.start, end_at, wanted, run.labels, first=True)
+    last = _pick(at_end, charger)
+    flags_end: tuple[str, ...] = ("period_open",) if is_open else ()
+    if last is None:
+        if not is_open:
+            flags_end = ("no_data_at_end",)
+        last = bounds.edge(run.client, matchers, period.start, end_at, wanted, run.labels, first=False)
+    labels_now = first.labels if first is not None else (obs[0].labels if obs else charger.labels)
+    cuts = identity.segments([o for o in obs if o.t < end_at], period.start, labels_now) if len(wanted) > 1 else []
+    changes: list[tuple[float, Key, Reading | None]] = []
+    for t, labels in cuts[1:]:
+        near = bounds.samples(run.client, matchers, t, LOOK_WINDOW, run.labels)
+        new = [r for r in near if r.labels == labels]
+        at = new[0].t if new else t
+        before = [r for r in near if r.labels in wanted and r.t < at]
+        changes.append((at, labels, before[-1] if before else (new[0] if new else None)))
+    parts: list[Part] = []
+    a, labels_a, reading_a, flags_a = period.start, labels_now, first, flags_start
+    for at, labels, reading in changes:
+        parts.append(Part(labels_a, a, at, reading_a, reading, flags_a))
+        a, labels_a, reading_a, flags_a = at, labels, reading, ()
+    parts.append(Part(labels_a, a, period.end, reading_a, last, (*flags_a, *flags_end)))
+    return parts
+
+
+def _oldest(run: _Run, history: History) -> None:
+    """Say so when the period begins before the oldest data the server holds for the selected chargers."""
+    period = run.period
+    if not any("no_data_at_start" in c.parts[0].flags for c in history.chargers):
+        return
+    # A month back, not years: VictoriaMetrics answers a longer range from its global index, whatever the times.
+    if run.client.series(promql.selector(METER, run.matchers), period.start - BEFORE, period.start - 1):
+        return
+    firsts = [p.meter_start.t for c in history.chargers for p in c.parts[:1] if p.meter_start is not None]
+    since = f" (the oldest is from {rfc3339(min(firsts), period.zone)})" if firsts else ""
+    history.notes.append(
+        f"the period begins before the oldest data the server holds for these chargers{since}: the figures "
+        "cover only what it holds (flag no_data_at_start); is its retention shorter than the period?"
+    )
