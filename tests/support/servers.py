@@ -8,8 +8,10 @@ Without them the e2e tests are skipped on a developer machine, but fail when ``P
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -38,10 +40,26 @@ def find_binary(*names: str) -> str:
     pytest.skip(message)
 
 
+# free_port() hands out ports below Linux's ephemeral range (32768-60999), in a slice of its own for each pytest-xdist
+# worker (PYTEST_XDIST_WORKER=gw0, gw1, ...): the kernel never gives these to an outgoing connection, and two workers
+# never pick the same one, so a port cannot be taken between free_port() and the server binding it.
+PORTS_BASE, PORTS_PER_WORKER = 20000, 1000
+_ports = itertools.count(random.randrange(PORTS_PER_WORKER))  # noqa: S311 - a starting point, not a secret
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port that is free now, from this process' own slice (see PORTS_BASE)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = PORTS_BASE + PORTS_PER_WORKER * (int(worker) if worker.isdigit() else 0)
+    for _ in range(PORTS_PER_WORKER):
+        port = first + next(_ports) % PORTS_PER_WORKER
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or still in TIME_WAIT
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
 
 
 def http_get_json(url: str, timeout: float = 5.0) -> Any:
