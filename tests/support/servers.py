@@ -28,13 +28,14 @@ import pytest
 REQUIRE_ENV = "PULSATRIX_REQUIRE_E2E"
 
 
-def find_binary(*names: str) -> str:
-    """Path of the first of ``names`` on PATH; skip the test (or fail, under PULSATRIX_REQUIRE_E2E=1) if none."""
+def find_binary(*names: str, package: str = "prometheus, prometheus-alertmanager") -> str:
+    """Path of the first of ``names`` on PATH; skip the test (or fail, under PULSATRIX_REQUIRE_E2E=1) if none.
+    ``package``: the Debian package(s) that install it, for the message."""
     for name in names:
         path = shutil.which(name)
         if path:
             return path
-    message = f"{' or '.join(names)} not installed (Debian packages prometheus, prometheus-alertmanager)"
+    message = f"{' or '.join(names)} not installed (Debian package {package})"
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{message}, but {REQUIRE_ENV}=1")
     pytest.skip(message)
