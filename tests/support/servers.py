@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +73,14 @@ def http_get_json(url: str, timeout: float = 5.0) -> Any:
 def http_get_text(url: str, timeout: float = 5.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test servers only
         return str(response.read().decode("utf-8"))
+
+
+def rfc3339_unix(stamp: str) -> float:
+    """Prometheus' RFC 3339 time (nanoseconds, ``Z``) as Unix time."""
+    match = re.fullmatch(r"([^.]+?)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    assert match, f"not an RFC 3339 time: {stamp!r}"
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    return datetime.fromisoformat(match[1] + zone).timestamp() + float(match[2] or 0)
 
 
 def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
@@ -133,6 +143,28 @@ class Prometheus(Server):
     def alerts(self) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = self.get("/api/v1/alerts")["data"]["alerts"]
         return alerts
+
+    def last_evaluations(self, alerts: Collection[str] = ()) -> dict[str, float]:
+        """Unix time of each rule group's last evaluation, by group name: of the groups holding one of ``alerts``,
+        or without them of every group evaluated at the shortest interval (the hourly ones are left out)."""
+        groups = self.get("/api/v1/rules")["data"]["groups"]
+        if alerts:
+            groups = [g for g in groups if any(r.get("name") in alerts for r in g["rules"])]
+            assert groups, f"no rule group holds {sorted(alerts)}"
+        else:
+            shortest = min(g["interval"] for g in groups)
+            groups = [g for g in groups if g["interval"] == shortest]
+        return {f"{g['file']}:{g['name']}": rfc3339_unix(g["lastEvaluation"]) for g in groups}
+
+    def wait_for_evaluation_after(self, moment: float, alerts: Collection[str] = (), timeout: float = 60.0) -> None:
+        """Until the rule groups (see :meth:`last_evaluations`) have each been evaluated after ``moment`` (Unix
+        time): what their rules make of the data Prometheus had by then is in its alerts, and on its way to
+        Alertmanager. This is how a test waits for "a few more evaluations" instead of sleeping."""
+        deadline = time.monotonic() + timeout
+        while min((last := self.last_evaluations(alerts)).values()) <= moment:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rule groups not evaluated after {moment:.3f} within {timeout}s: {last}")
+            time.sleep(0.1)
 
     def wait_for(self, expr: str, timeout: float = 60.0, interval: float = 0.5) -> list[dict[str, Any]]:
         """Poll ``expr`` until it returns at least one series; fail with the expression otherwise."""
