@@ -6,6 +6,9 @@ in-process simulator (they share the test's loop) falls due when the test says s
 ``min_interval`` and the simulator's ``latency`` and ``hang`` faults all run on that clock; the simulator's ``reboot``
 and readings' ``taken_at`` use the wall clock (``time.time()``) and are not moved.
 
+Only the standard loop's clock can be moved (uvloop's is libuv's own): ``conftest.py`` runs a test that asks for
+``loop_clock`` on the standard loop.
+
 Between two moves, :meth:`LoopClock.settle` lets the loop run what is already under way on loopback (a request
 written, its answer read) without letting time pass, so that a step happens at the virtual time the test chose.
 """
