@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,23 @@ def limit_fds() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
+def accept_queue(port: int) -> int:
+    """Connections to the loopback listener on ``port`` that it has not accepted yet (/proc/net/tcp: a listening
+    socket's rx_queue is its accept queue)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 127.0.0.1, LISTEN
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s"
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def idle_connections(port: int, n: int) -> Iterator[list[socket.socket]]:
     """``n`` TCP connections to ``port`` that never send a byte."""
@@ -38,7 +55,6 @@ def idle_connections(port: int, n: int) -> Iterator[list[socket.socket]]:
     try:
         for _ in range(n):
             sockets.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-        time.sleep(1.0)  # the exporter accepts them (or closes them) meanwhile
         yield sockets
     finally:
         for sock in sockets:
@@ -58,6 +74,7 @@ def test_700_idle_connections_cannot_keep_healthy_chargers_down(tmp_path: Path) 
         names = simulator_names(simulator)
         with run_exporter(config, tmp_path / "exporter", preexec_fn=limit_fds) as exporter:
             with idle_connections(exporter.port, 700):
+                wait_until("the exporter took every connection", lambda: accept_queue(exporter.port) == 0)
                 for _ in range(3):
                     connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=20)
                     samples = parse(metrics_over(connection))
@@ -82,7 +99,7 @@ def test_out_of_fds_anyway_is_the_exporters_reason_and_one_log_line(tmp_path: Pa
             scraper.request("GET", "/-/healthy")  # connected before the descriptors run out
             scraper.getresponse().read()
             with idle_connections(exporter.port, 1100):
-                time.sleep(2.0)  # asyncio retries a failed accept() every second
+                wait_until("accept() out of descriptors", lambda: "cannot accept" in exporter.log.read_text())
                 samples = parse(metrics_over(scraper))
             scraper.close()
             log = exporter.log.read_text()
