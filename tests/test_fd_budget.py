@@ -177,11 +177,13 @@ async def test_at_the_cap_idle_connections_make_room_and_busy_ones_never_do(aioh
         writer.close()
 
 
-# server.run() in a process of its own (it installs signal handlers and its own loop), serving one route on a port of
-# its choosing, with the keep-alive given on the command line; it prints the port once it listens.
+# server.run() in a process of its own (it installs signal handlers and its own loop: the exporter's, uvloop where it
+# is installed), serving on a port of its choosing, with the keep-alive given on the command line; it prints the port
+# once it listens.
 SERVE_WITH_KEEPALIVE = """
-import sys
+import os, sys
 from aiohttp import web
+from exporter.eventloop import ENV, choose
 from exporter.serve.bind import bind
 from exporter.serve.server import run
 
@@ -191,7 +193,8 @@ async def make_app() -> web.Application:
 sockets = bind("127.0.0.1", 0)
 port = sockets[0].getsockname()[1]
 run(make_app(), sockets, ssl_context=None, shutdown_timeout=1.0, max_connections=16, fd_limit=1024,
-    on_listening=lambda: print(port, flush=True), keepalive_timeout=float(sys.argv[1]))
+    on_listening=lambda: print(port, flush=True), new_loop=choose(os.environ.get(ENV) or "auto").new_loop,
+    keepalive_timeout=float(sys.argv[1]))
 """
 
 
