@@ -50,19 +50,30 @@ PORTS_BASE, PORTS_PER_WORKER = 20000, 1000
 _ports = itertools.count(random.randrange(PORTS_PER_WORKER))  # noqa: S311 - a starting point, not a secret
 
 
-def free_port() -> int:
-    """A loopback port that is free now, from this process' own slice (see PORTS_BASE)."""
+def worker_ports() -> range:
+    """This process' slice of ports (see PORTS_BASE)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     first = PORTS_BASE + PORTS_PER_WORKER * (int(worker) if worker.isdigit() else 0)
-    for _ in range(PORTS_PER_WORKER):
-        port = first + next(_ports) % PORTS_PER_WORKER
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # in use, or still in TIME_WAIT
+    return range(first, first + PORTS_PER_WORKER)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False  # in use, or still in TIME_WAIT
+        return True
+
+
+def free_port() -> int:
+    """A loopback port that is free now, from this process' own slice (see PORTS_BASE)."""
+    ports = worker_ports()
+    for _ in ports:
+        port = ports[next(_ports) % len(ports)]
+        if port_is_free(port):
             return port
-    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def http_get_json(url: str, timeout: float = 5.0) -> Any:
