@@ -6,13 +6,11 @@ this exposure figure are what can be proven without it. CI installs systemd's to
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.servers import find_binary
 
 from tests.support.docs import documentation
 
@@ -22,18 +20,10 @@ UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pulsatrix-e
 MAX_EXPOSURE = 1.0
 
 
-def analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        if os.environ.get("PULSATRIX_REQUIRE_E2E"):
-            pytest.fail("systemd-analyze is missing (Debian package systemd)")
-        pytest.skip("systemd-analyze is not installed")
-    return found
-
-
 def test_unit_exposure_is_at_most_one() -> None:
+    analyze = find_binary("systemd-analyze", package="systemd")  # skips, or fails under PULSATRIX_REQUIRE_E2E=1
     result = subprocess.run(
-        [analyze(), "security", "--offline=yes", "--no-pager", str(UNIT)],
+        [analyze, "security", "--offline=yes", "--no-pager", str(UNIT)],
         capture_output=True,
         text=True,
         timeout=60,
