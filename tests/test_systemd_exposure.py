@@ -10,9 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.support.servers import find_binary
-
 from tests.support.docs import documentation
+from tests.support.servers import find_binary
 
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pulsatrix-exporter.service"
 
