@@ -16,6 +16,7 @@ import yaml
 from exporter.catalogue import BY_NAME
 from exporter.scrape.results import REASONS
 from grafana.vocabulary import EXPORTER_REASONS, EXPORTER_REASONS_RE
+from tests.support.docs import doc_section, documentation, page_with
 from tests.support.servers import promtool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +24,9 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SITES = ROOT / "deploy" / "prometheus" / "sites.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-README = ROOT / "README.md"
-# The runbook base of CONFIG: the README shipped with the exporter, as a relative link (no invented address).
-RUNBOOK_BASE = "README.md#"
+# The runbook base of CONFIG: the runbooks page shipped with the exporter, as a relative link (no invented address).
+RUNBOOK_PAGE = page_with("Alert runbooks")
+RUNBOOK_BASE = f"{RUNBOOK_PAGE.relative_to(ROOT)}#"
 SEVERITIES = {"critical", "warning", "info"}
 # Labels every device series has besides the catalogue's own (the extra labels are the user's and vary).
 COMMON_LABELS = {"charger", "instance", "job"}
@@ -63,12 +64,12 @@ def github_anchor(heading: str, seen: dict[str, int]) -> str:
 
 
 def readme_anchors() -> dict[str, str]:
-    """Every heading anchor of README.md, mapped to the level-2 section the heading is in."""
+    """Every heading anchor of the runbooks' page, mapped to the level-2 section the heading is in."""
     anchors: dict[str, str] = {}
     seen: dict[str, int] = {}
     section = ""
     in_code = False
-    for line in README.read_text().splitlines():
+    for line in RUNBOOK_PAGE.read_text().splitlines():
         if line.startswith("```"):
             in_code = not in_code
             continue
@@ -115,10 +116,7 @@ def rule_named(name: str) -> dict[str, Any]:
 
 
 def readme_section(title: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert match, f"README.md has no section {title!r}"
-    return match.group(1)
+    return doc_section(title)
 
 
 def test_github_anchor_matches_github() -> None:
@@ -222,12 +220,12 @@ def test_runbook_url_points_to_a_runbook_in_the_readme(rule: dict[str, Any]) -> 
     assert url.startswith(RUNBOOK_BASE), url
     anchor = url.removeprefix(RUNBOOK_BASE)
     anchors = readme_anchors()
-    assert anchor in anchors, f"README.md has no heading with anchor #{anchor}"
+    assert anchor in anchors, f"{RUNBOOK_PAGE.name} has no heading with anchor #{anchor}"
     assert anchors[anchor] == "Alert runbooks", f"#{anchor} is under {anchors[anchor]!r}, not 'Alert runbooks'"
 
 
 def test_every_alert_is_in_the_readme_table() -> None:
-    text = README.read_text()
+    text = documentation()
     missing = [name for name in ALERT_NAMES if f"| `{name}` |" not in text]
     assert not missing, f"README's alert table lacks {missing}"
 

@@ -24,6 +24,7 @@ from exporter.config import BasicAuth, BearerAuth, ChargerConfig, Config, Secret
 from exporter.scrape.results import ENDPOINTS
 from exporter.serve.app import EXPORTER, create_app
 from exporter.simulator import SimAuth
+from tests.support.clock import LoopClock
 from tests.support.fleet import ClientFactory, MakeClient, MakeFleet, ServerFactory, SimulatedFleet
 from tests.support.samples import chargers_in, get, parse, scrape
 from tests.support.servers import free_port
@@ -126,13 +127,14 @@ async def test_dead_slow_and_broken_chargers_do_not_break_the_others(
 
 
 async def test_scrape_timeout_header_caps_the_charger_deadline(
-    fleet: SimulatedFleet, exporter_client: MakeClient
+    fleet: SimulatedFleet, exporter_client: MakeClient, loop_clock: LoopClock
 ) -> None:
+    """On the loop clock (tests/support/clock.py): the deadline is moved past, so a busy machine cannot stretch it."""
     fleet.set_fault("garage", "hang")
     config = fleet.config()
     slow = Config(chargers=tuple(ChargerConfig(c.name, c.url, timeout=60.0) for c in config.chargers))
     client = await exporter_client(slow)
-    samples = await scrape(client, **{"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    samples = await loop_clock.run(scrape(client, **{"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}))
     duration = get(samples, "pulsatrix_scrape_duration_seconds", charger="garage")
     assert duration is not None and 1.0 < duration < 1.3  # 1.5 s minus the rendering margin (25 %), not 60 s
     # cut off by the scrape's budget, not by its own 60 s: the exporter's reason, not the charger's timeout

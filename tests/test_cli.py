@@ -25,6 +25,7 @@ from exporter.cli import CONFIG_ENV, DEFAULT_PORT, NO_CONFIG_MESSAGE, build_pars
 from exporter.config import BasicAuth, ConfigError, parse_config
 from exporter.serve.bind import BindError, bind
 from tests.support.cli import run
+from tests.support.docs import doc_section
 from tests.support.servers import free_port
 
 OPENAPI = Path(__file__).parent / "fixtures" / "payloads" / "openapi"
@@ -237,7 +238,7 @@ def test_simulate_prints_ipv6_urls_in_brackets() -> None:
 
 def readme_simulator_example() -> tuple[list[str], str]:
     """The README's simulator command (its argv after the program) and the config it says the command prints."""
-    section = README.read_text(encoding="utf-8").split("\n## Simulator\n", 1)[1]
+    section = doc_section("Simulator")
     command = section.split("```sh\n", 1)[1].split("\n```", 1)[0]
     printed = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     env, program, *argv = command.split()

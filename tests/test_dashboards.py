@@ -20,6 +20,7 @@ import yaml
 from exporter.catalogue import BY_NAME
 from grafana import build
 from grafana.queries import m
+from tests.support.docs import documentation
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -77,7 +78,7 @@ def queries(dashboard: Json) -> Iterator[tuple[str, str]]:
 
 
 def readme_metrics() -> set[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = documentation()
     table = text.split("<!-- metrics-table:start", 1)[1].split("<!-- metrics-table:end", 1)[0]
     return set(re.findall(r"^\| `(pulsatrix_\w+)` \|", table, flags=re.MULTILINE))
 
@@ -501,8 +502,7 @@ def test_dashboard_provisioning_points_at_the_dashboards() -> None:
     path = provider["options"]["path"]
     assert path.startswith("/")
     # The README tells users to mount grafana/dashboards at exactly this path ...
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert f"grafana/dashboards:{path}" in readme
+    assert f"grafana/dashboards:{path}" in documentation()
     # ... and so must any compose file in deploy/ that mounts the dashboards.
     for compose in sorted((ROOT / "deploy").rglob("*compose*.y*ml")):
         for service in (yaml.safe_load(compose.read_text(encoding="utf-8")) or {}).get("services", {}).values():

@@ -215,8 +215,7 @@ def test_kubernetes_prometheusrule_equals_the_alert_rules_file() -> None:
 
 
 def test_readme_shows_the_shipped_sharded_prometheus_config() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Scaling to thousands of chargers", 1)[1].split("\n## ", 1)[0]
+    section = readme_section("Scaling to thousands of chargers")
     blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     assert [yaml.safe_load(b) for b in blocks] == [load(DEPLOY / "prometheus" / "prometheus-sharded.yml")]
 

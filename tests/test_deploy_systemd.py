@@ -28,6 +28,7 @@ from tests.support.deploy import (
     unit,
     url_port,
 )
+from tests.support.servers import find_binary
 
 
 def test_systemd_unit_is_hardened() -> None:
@@ -94,18 +95,21 @@ def test_systemd_unit_runs_the_installed_exporter_with_its_config_port_and_secre
     assert [c.name for c in config.chargers] == ["garage", "depot-3-bay-12", "office"]
     assert all(c.auth is not None for c in config.chargers[1:])
 
-    analyze = shutil.which("systemd-analyze")
-    if analyze:  # an extra check where systemd's tools are installed: unknown keys, bad values
-        checked = tmp_path / "pulsatrix-exporter.service"
-        text = (DEPLOY / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8")
-        text = text.replace(argv[0], shutil.which("true") or "/bin/true")
-        # ... also with the example credentials switched on, as the README's drop-in does.
-        text = text.replace("\n#LoadCredential=", "\nLoadCredential=")
-        checked.write_text(text, encoding="utf-8")
-        result = subprocess.run(
-            [analyze, "verify", str(checked)], capture_output=True, text=True, timeout=60, check=False
-        )
-        assert result.returncode == 0 and "Unknown" not in result.stderr, result.stderr
+
+def test_systemd_verifies_the_unit_with_its_example_credentials(tmp_path: Path) -> None:
+    """systemd's own reading of the unit: no unknown key, no bad value. Skipped without ``systemd-analyze`` on a
+    developer's machine, failing under PULSATRIX_REQUIRE_E2E=1 (as CI runs), never passing unchecked."""
+    analyze = find_binary("systemd-analyze", package="systemd")
+    (exec_start,) = unit()["ExecStart"]
+    checked = tmp_path / "pulsatrix-exporter.service"
+    text = (DEPLOY / "systemd" / "pulsatrix-exporter.service").read_text(encoding="utf-8")
+    text = text.replace(shlex.split(exec_start)[0], shutil.which("true") or "/bin/true")
+    # ... also with the example credentials switched on, as the README's drop-in does.
+    text = text.replace("\n#LoadCredential=", "\nLoadCredential=")
+    assert "\nLoadCredential=" in text
+    checked.write_text(text, encoding="utf-8")
+    result = subprocess.run([analyze, "verify", str(checked)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "Unknown" not in result.stderr, result.stderr
 
 
 def test_readme_checks_the_config_with_the_secrets_of_the_service() -> None:

@@ -6,13 +6,12 @@ this exposure figure are what can be proven without it. CI installs systemd's to
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.docs import documentation
+from tests.support.servers import find_binary
 
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pulsatrix-exporter.service"
 
@@ -20,18 +19,10 @@ UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pulsatrix-e
 MAX_EXPOSURE = 1.0
 
 
-def analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        if os.environ.get("PULSATRIX_REQUIRE_E2E"):
-            pytest.fail("systemd-analyze is missing (Debian package systemd)")
-        pytest.skip("systemd-analyze is not installed")
-    return found
-
-
 def test_unit_exposure_is_at_most_one() -> None:
+    analyze = find_binary("systemd-analyze", package="systemd")  # skips, or fails under PULSATRIX_REQUIRE_E2E=1
     result = subprocess.run(
-        [analyze(), "security", "--offline=yes", "--no-pager", str(UNIT)],
+        [analyze, "security", "--offline=yes", "--no-pager", str(UNIT)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -59,6 +50,6 @@ def test_unit_keeps_what_the_exporter_needs_to_run() -> None:
 
 
 def test_readme_states_the_exposure_the_unit_has() -> None:
-    readme = (UNIT.parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = documentation()
     assert "systemd-analyze security --offline=yes" in readme
     assert f"exposure {MAX_EXPOSURE:.1f}" in readme

@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from exporter.config.web import WebConfig, WebConfigError, load_web_config, parse_web_config
 from exporter.serve.app import create_app
 from exporter.serve.auth import BasicAuthGate
+from tests.support.docs import documentation
 from tests.support.fleet import ServerFactory, SimulatedFleet
 from tests.support.servers import free_port
 
@@ -426,7 +427,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def readme_command(start: str) -> list[str]:
     """The README's command that starts with ``start`` (in backticks or in a shell block), split as a shell does."""
-    for raw in README.read_text(encoding="utf-8").splitlines():
+    for raw in documentation().splitlines():
         line = raw.strip()
         for candidate in [line, *line.split("`")[1::2]]:
             if candidate.startswith(start):

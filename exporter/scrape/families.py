@@ -175,10 +175,10 @@ def _text(values: Values, key: str) -> str | None:
 
 def add_poll_health(fam: Families, result: ChargerResult, labels: Labels) -> None:
     fam.add(UP, labels, 1.0 if result.up else 0.0)
-    for endpoint in ENDPOINTS:
-        outcome = result.endpoints.get(endpoint)
-        up = 1.0 if outcome is not None and outcome.ok else 0.0
-        fam.add_labelled(ENDPOINT_UP, labels, ("endpoint",), (endpoint,), up)
+    family = fam.family(ENDPOINT_UP)
+    family.label_texts.extend(labels.texts("endpoint", ENDPOINTS))
+    outcomes = result.endpoints
+    family.values.extend([1.0 if (o := outcomes.get(ep)) is not None and o.ok else 0.0 for ep in ENDPOINTS])
     fam.add(POLL_DURATION, labels, round(result.duration, 6))
 
 
@@ -204,11 +204,12 @@ def _enum(
     if value is None:
         return
     known = next((s for s in sets if value in s), None)
-    names = (label,)
-    for candidate in known or sets[0]:
-        fam.add_labelled(name, labels, names, (candidate,), 1.0 if candidate == value else 0.0)
+    candidates = tuple(known or sets[0])
+    family = fam.family(name)
+    family.label_texts.extend(labels.texts(label, candidates))
+    family.values.extend([1.0 if candidate == value else 0.0 for candidate in candidates])
     if known is None:
-        fam.add_labelled(name, labels, names, (value,), 1.0, stable=False)
+        fam.add_labelled(name, labels, (label,), (value,), 1.0, stable=False)
 
 
 def add_derived(fam: Families, labels: Labels, result: ChargerResult, values: Values) -> None:

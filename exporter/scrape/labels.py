@@ -34,13 +34,23 @@ class Labels:
     fill the cache.
     """
 
-    __slots__ = ("_templates", "_texts", "base", "pairs")
+    __slots__ = ("_sets", "_templates", "_texts", "base", "pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.pairs = tuple(sorted(pairs))
         self.base = ",".join(f'{k}="{escape(v)}"' for k, v in self.pairs)
         self._templates: dict[tuple[str, ...], str] = {}
         self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        self._sets: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+
+    def texts(self, name: str, values: tuple[str, ...]) -> tuple[str, ...]:
+        """The label texts of a sample per value of one label (a state set's known values, the four endpoints): a
+        fixed set the code names, so kept whole and found with one look-up."""
+        key = (name, values)
+        texts = self._sets.get(key)
+        if texts is None:
+            texts = self._sets[key] = tuple(self.text((name,), (value,)) for value in values)
+        return texts
 
     def text(self, names: tuple[str, ...], values: tuple[str, ...], stable: bool = True) -> str:
         key = (names, values)

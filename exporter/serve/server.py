@@ -13,7 +13,8 @@ fail with "Too many open files", and every failed ``accept()`` logged a tracebac
   is itself refused only when every connection is busy with a request; so idle clients can never keep a scrape
   out;
 - idle and slow clients are closed after :data:`KEEPALIVE_TIMEOUT` without a complete request (aiohttp's
-  ``keepalive_timeout``, which it also applies before the first request and to headers sent slowly);
+  ``keepalive_timeout``, which it also applies before the first request and to headers sent slowly; a parameter of
+  :func:`run`);
 - :class:`AcceptErrors` logs a failed ``accept()`` (out of fds anyway) once per minute with a count, instead of
   asyncio's traceback per attempt.
 """
@@ -272,9 +273,12 @@ def run(
     fd_limit: int,
     on_listening: Callable[[], None] = lambda: None,
     new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
 ) -> None:
     """Serve until SIGINT or SIGTERM, as :func:`aiohttp.web.run_app` does, with the port's connections capped
-    (at ``max_connections``, or by default at what ``fd_limit`` leaves after the sockets of the chargers polled)."""
+    (at ``max_connections``, or by default at what ``fd_limit`` leaves after the sockets of the chargers polled).
+    A connection without a complete request for ``keepalive_timeout`` seconds is closed (the exporter keeps the
+    default; tests shorten it so as not to wait 30 s)."""
 
     async def serve() -> None:
         asyncio.get_running_loop().set_exception_handler(AcceptErrors(fd_limit))
@@ -284,7 +288,7 @@ def run(
             handle_signals=True,
             access_log=None,
             shutdown_timeout=shutdown_timeout,
-            keepalive_timeout=KEEPALIVE_TIMEOUT,
+            keepalive_timeout=keepalive_timeout,
         )
         await runner.setup()
         try:

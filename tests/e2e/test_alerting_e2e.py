@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.support.docs import ROOT, page_with
 from tests.support.e2e import Webhook, run_monitoring
-from tests.support.fast_rules import shipped_fast_rules
+from tests.support.fast_rules import fast_for, shipped_fast_rules
 from tests.support.servers import (
     Prometheus,
     Server,
@@ -166,8 +167,9 @@ def check_notification(alert: dict[str, Any], charger: str, severity: str) -> No
     assert alert["labels"]["instance"] == charger
     assert charger in alert["annotations"]["summary"]
     assert charger in alert["annotations"]["description"]
-    # CONFIG's default runbook base: the README shipped with the exporter, its alert runbook section.
-    assert alert["annotations"]["runbook_url"] == "README.md#" + alert["labels"]["alertname"].lower()
+    # CONFIG's default runbook base: the runbooks page shipped with the exporter, one heading per alert.
+    runbooks = page_with("Alert runbooks").relative_to(ROOT)
+    assert alert["annotations"]["runbook_url"] == f"{runbooks}#" + alert["labels"]["alertname"].lower()
 
 
 def test_unreachable_charger_alerts_through_alertmanager(stack: Stack) -> None:
@@ -198,7 +200,7 @@ def test_healthy_charger_and_exporter_do_not_alert(stack: Stack) -> None:
     # Wait until the broken chargers' alerts are through, so that the healthy one had the same time to misfire.
     stack.wait("PulsatrixChargerDown at the webhook", lambda: stack.notified("PulsatrixChargerDown", DOWN))
     stack.wait("PulsatrixChargerFault at the webhook", lambda: stack.notified("PulsatrixChargerFault", FAULTED))
-    time.sleep(3)  # a few more evaluations
+    stack.prometheus.wait_for_evaluation_after(time.time() + 2)  # a few more evaluations
     # The exporter job is really scraped (else the ExporterDown check below would prove nothing), and so are all
     # three probes, the unreachable charger's included: its exporter answers the probe with pulsatrix_up 0.
     exporter_up = stack.prometheus.query(f'up{{job="{EXPORTER_JOB}"}} == 1')
@@ -239,6 +241,7 @@ def test_stopped_exporter_alerts_once_not_per_charger(stack: Stack) -> None:
         lambda: len(stack.prometheus.query('up{job=~"pulsatrix|pulsatrix-exporter"} == 0')) == 4,
         timeout=20,
     )
+    down_since = time.time()
 
     def exporter_down() -> dict[str, Any] | None:
         return next(
@@ -261,8 +264,10 @@ def test_stopped_exporter_alerts_once_not_per_charger(stack: Stack) -> None:
     assert "charger" not in notified["labels"]
     assert stack.exporter_target() in notified["annotations"]["summary"]
     assert notified["annotations"]["runbook_url"].endswith("#pulsatrixexporterdown")
-    # Give the probes' failures time to outlast ProbeFailing's `for:` (they would have fired by now).
-    time.sleep(4)
+    # Until the probes' failures have outlasted ProbeFailing's `for:` in an evaluation, and a group_wait (1 s) has
+    # passed for its notification: it would have fired and been notified by then.
+    probe_failing = fast_for("PulsatrixProbeFailing")
+    stack.prometheus.wait_for_evaluation_after(down_since + probe_failing + 1, alerts=["PulsatrixProbeFailing"])
     history = stack.alert_history()
     exporter_alerts = {h for h in history if h[0] == "PulsatrixExporterDown"}
     assert {(h[2], h[3]) for h in exporter_alerts} <= {(EXPORTER_JOB, "pending"), (EXPORTER_JOB, "firing")}, history
@@ -280,6 +285,6 @@ def test_stopped_exporter_alerts_once_not_per_charger(stack: Stack) -> None:
         )
         assert unmonitored["labels"]["site"] == SITE
     assert stack.firing("PulsatrixChargerFault", FAULTED) is not None, stack.context()
-    time.sleep(3)
+    stack.prometheus.wait_for_evaluation_after(time.time() + 2)  # a few more evaluations
     assert stack.firing("PulsatrixChargerFault", FAULTED) is not None, stack.context()
     assert stack.notified("PulsatrixChargerFault", FAULTED, status="resolved") is None, stack.webhook.alerts()

@@ -112,10 +112,9 @@ def boxes(now: float) -> list[Box]:
     ]
 
 
-@pytest.fixture(scope="module", params=["victoriametrics", "prometheus"])
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, float]]:
-    """The history in VictoriaMetrics (its import API) or in Prometheus (blocks from promtool): every scenario on
-    both engines."""
+@pytest.fixture(scope="module")
+def written() -> tuple[list[dict[str, Any]], float]:
+    """The history's lines, made once for both engines, and the time they end."""
     now = time.time()
     pair = [
         Replica({"prometheus": "monitoring/k8s", "prometheus_replica": "prometheus-k8s-0"}, lambda k: k % 7 == 3),
@@ -124,7 +123,18 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             lambda k: k % 11 == 5 and k % 7 != 3,
         ),
     ]
-    lines = history(boxes(now), pair, EVERY, rule_gaps=[GAP])
+    return history(boxes(now), pair, EVERY, rule_gaps=[GAP]), now
+
+
+@pytest.fixture(scope="module", params=["victoriametrics", "prometheus"])
+def store(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    written: tuple[list[dict[str, Any]], float],
+) -> Iterator[tuple[Server, float]]:
+    """The history in VictoriaMetrics (its import API) or in Prometheus (blocks from promtool): every scenario on
+    both engines."""
+    lines, now = written
     if request.param == "victoriametrics":
         with run_victoriametrics(Path(tmp_path_factory.mktemp("vm"))) as vm:
             import_history(vm, lines)

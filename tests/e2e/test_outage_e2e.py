@@ -112,11 +112,20 @@ class Depot:
         )
         with urllib.request.urlopen(request, timeout=5):  # noqa: S310
             pass
-        time.sleep(1)  # Alertmanager computes inhibitions when it lists the alerts
+        # Alertmanager computes inhibitions when it lists the alerts: the state is final once the alert is listed.
         filters = [f'{k}="{v}"' for k, v in labels.items()]
-        found = [a for a in self.alertmanager.get("/api/v2/alerts", filter=filters[0]) if a["labels"] == labels]
+        found = self.wait(
+            f"{labels} listed by Alertmanager",
+            lambda: [a for a in self.alertmanager.get("/api/v2/alerts", filter=filters[0]) if a["labels"] == labels],
+        )
         assert len(found) == 1, found
         return str(found[0]["status"]["state"])
+
+    def muted(self, alertname: str, chargers: list[str]) -> bool:
+        """Whether Alertmanager has ``alertname`` of every one of ``chargers`` and lists each as suppressed."""
+        listed = self.alertmanager.get("/api/v2/alerts", filter=f'alertname="{alertname}"')
+        states = {a["labels"].get("charger"): a["status"]["state"] for a in listed}
+        return all(states.get(charger) == "suppressed" for charger in chargers)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +178,10 @@ def test_a_dark_site_is_one_notification(depot: Depot) -> None:
             f"PulsatrixChargerDown for {charger}", partial(depot.firing, "PulsatrixChargerDown", charger=charger)
         )
     depot.wait("a notification for south", lambda: depot.notifications("south"))
-    time.sleep(4)  # several group intervals
+    # Alertmanager has every charger alert of the site, muted; one more group interval (1 s) would have sent any
+    # other notification.
+    depot.wait("south's charger alerts muted in Alertmanager", lambda: depot.muted("PulsatrixChargerDown", depot.south))
+    depot.prometheus.wait_for_evaluation_after(time.time() + 2)
     [note] = depot.notifications("south")
     assert note["groupLabels"] == {"alertname": "PulsatrixSiteDown", "site": "south"}, note
     [alert] = note["alerts"]
@@ -247,7 +259,7 @@ def test_a_stopped_exporter_leaves_chargers_unmonitored_and_alerts_unresolved(de
             partial(depot.firing, "PulsatrixChargerUnmonitored", charger=charger),
             timeout=20,
         )
-    time.sleep(4)
+    depot.prometheus.wait_for_evaluation_after(time.time() + 2)  # a few more evaluations, and a group interval
     assert depot.firing("PulsatrixVoltageOutOfRange", charger=undervolted), depot.context()
     assert depot.firing("PulsatrixSiteDown", site="south"), depot.context()
     resolved = [n for n in depot.webhook.notifications if n["status"] == "resolved"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import random
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -35,9 +35,11 @@ from tests.support.e2e import run_monitoring
 from tests.support.servers import (
     Prometheus,
     Server,
+    port_is_free,
     run_simulator,
     simulator_names,
     wait_until_ready,
+    worker_ports,
     write_config_for,
 )
 
@@ -57,22 +59,14 @@ def hashmod(value: str, modulus: int) -> int:
 
 
 def consecutive_ports(count: int) -> int:
-    """A prefix P such that the ports P*10 .. P*10+count-1 are free on loopback."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            prefix = int(probe.getsockname()[1]) // 10
-        if prefix * 10 + count > 65535 or prefix < 103:
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for i in range(count):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", prefix * 10 + i))
-            except OSError:
-                continue
+    """A prefix P such that the ports P*10 .. P*10+count-1 are free on loopback, from this worker's own slice of
+    ports (servers.worker_ports: below the ephemeral range, so that no outgoing connection takes one meanwhile)."""
+    ports = worker_ports()
+    prefixes = list(range(-(-ports.start // 10), (ports.stop - count) // 10 + 1))
+    for prefix in random.sample(prefixes, len(prefixes)):
+        if all(port_is_free(prefix * 10 + i) for i in range(count)):
             return prefix
-    raise RuntimeError("no run of free ports found")
+    raise RuntimeError(f"no run of {count} free ports in {ports.start}-{ports.stop - 1}")
 
 
 @contextlib.contextmanager

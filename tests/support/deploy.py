@@ -18,6 +18,7 @@ import yaml
 
 from exporter.config import parse_config
 from exporter.serve.app import create_app
+from tests.support.docs import doc_section
 from tests.support.servers import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,8 +187,8 @@ def unit(commented: bool = False) -> dict[str, list[str]]:
 
 
 def readme_section(title: str) -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    """The level-2 section ``title`` of the documentation (README.md or a page of docs/)."""
+    return doc_section(title)
 
 
 def string_values(tree: Any) -> list[str]:

@@ -17,6 +17,33 @@ LINK_RE = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[
 HTML_ANCHOR_RE = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
 
 
+def pages() -> list[Path]:
+    """The documentation a user reads: README.md (the front page) and the reference pages in docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def documentation() -> str:
+    """Every page of the documentation as one text: where a test looks for what the docs promise or show."""
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages())
+
+
+def doc_section(title: str) -> str:
+    """The level-2 section ``title`` of whichever page has it (up to the next level-2 heading)."""
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        if f"\n## {title}\n" in text:
+            return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    raise AssertionError(f"no page of the documentation has a section {title!r}")
+
+
+def page_with(title: str) -> Path:
+    """The page that has the level-2 section ``title``."""
+    for page in pages():
+        if f"\n## {title}\n" in page.read_text(encoding="utf-8"):
+            return page
+    raise AssertionError(f"no page of the documentation has a section {title!r}")
+
+
 def markdown_files() -> list[Path]:
     """README.md and every page of docs/ (the reference), tests/README.md too."""
     return [ROOT / "README.md", ROOT / "tests" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -70,3 +70,13 @@ def shipped_alertmanager(webhook_url: str) -> dict[str, Any]:
     ]
     config["route"].update(group_wait="1s", group_interval="1s")
     return config
+
+
+def fast_for(alertname: str) -> float:
+    """The ``for:`` of a shipped alert (alerts.yml or sites.yml) sped up as above, in seconds."""
+    for path in (ALERTS, SITES):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") == alertname:
+                    return float(_scaled(rule["for"])[:-1])
+    raise KeyError(alertname)

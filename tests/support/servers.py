@@ -8,8 +8,11 @@ Without them the e2e tests are skipped on a developer machine, but fail when ``P
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import random
+import re
 import shutil
 import socket
 import subprocess
@@ -17,7 +20,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,22 +30,50 @@ import pytest
 REQUIRE_ENV = "PULSATRIX_REQUIRE_E2E"
 
 
-def find_binary(*names: str) -> str:
-    """Path of the first of ``names`` on PATH; skip the test (or fail, under PULSATRIX_REQUIRE_E2E=1) if none."""
+def find_binary(*names: str, package: str = "prometheus, prometheus-alertmanager") -> str:
+    """Path of the first of ``names`` on PATH; skip the test (or fail, under PULSATRIX_REQUIRE_E2E=1) if none.
+    ``package``: the Debian package(s) that install it, for the message."""
     for name in names:
         path = shutil.which(name)
         if path:
             return path
-    message = f"{' or '.join(names)} not installed (Debian packages prometheus, prometheus-alertmanager)"
+    message = f"{' or '.join(names)} not installed (Debian package {package})"
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{message}, but {REQUIRE_ENV}=1")
     pytest.skip(message)
 
 
-def free_port() -> int:
+# free_port() hands out ports below Linux's ephemeral range (32768-60999), in a slice of its own for each pytest-xdist
+# worker (PYTEST_XDIST_WORKER=gw0, gw1, ...): the kernel never gives these to an outgoing connection, and two workers
+# never pick the same one, so a port cannot be taken between free_port() and the server binding it.
+PORTS_BASE, PORTS_PER_WORKER = 20000, 1000
+_ports = itertools.count(random.randrange(PORTS_PER_WORKER))  # noqa: S311 - a starting point, not a secret
+
+
+def worker_ports() -> range:
+    """This process' slice of ports (see PORTS_BASE)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = PORTS_BASE + PORTS_PER_WORKER * (int(worker) if worker.isdigit() else 0)
+    return range(first, first + PORTS_PER_WORKER)
+
+
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False  # in use, or still in TIME_WAIT
+        return True
+
+
+def free_port() -> int:
+    """A loopback port that is free now, from this process' own slice (see PORTS_BASE)."""
+    ports = worker_ports()
+    for _ in ports:
+        port = ports[next(_ports) % len(ports)]
+        if port_is_free(port):
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def http_get_json(url: str, timeout: float = 5.0) -> Any:
@@ -52,6 +84,14 @@ def http_get_json(url: str, timeout: float = 5.0) -> Any:
 def http_get_text(url: str, timeout: float = 5.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test servers only
         return str(response.read().decode("utf-8"))
+
+
+def rfc3339_unix(stamp: str) -> float:
+    """Prometheus' RFC 3339 time (nanoseconds, ``Z``) as Unix time."""
+    match = re.fullmatch(r"([^.]+?)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    assert match, f"not an RFC 3339 time: {stamp!r}"
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    return datetime.fromisoformat(match[1] + zone).timestamp() + float(match[2] or 0)
 
 
 def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
@@ -114,6 +154,28 @@ class Prometheus(Server):
     def alerts(self) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = self.get("/api/v1/alerts")["data"]["alerts"]
         return alerts
+
+    def last_evaluations(self, alerts: Collection[str] = ()) -> dict[str, float]:
+        """Unix time of each rule group's last evaluation, by group name: of the groups holding one of ``alerts``,
+        or without them of every group evaluated at the shortest interval (the hourly ones are left out)."""
+        groups = self.get("/api/v1/rules")["data"]["groups"]
+        if alerts:
+            groups = [g for g in groups if any(r.get("name") in alerts for r in g["rules"])]
+            assert groups, f"no rule group holds {sorted(alerts)}"
+        else:
+            shortest = min(g["interval"] for g in groups)
+            groups = [g for g in groups if g["interval"] == shortest]
+        return {f"{g['file']}:{g['name']}": rfc3339_unix(g["lastEvaluation"]) for g in groups}
+
+    def wait_for_evaluation_after(self, moment: float, alerts: Collection[str] = (), timeout: float = 60.0) -> None:
+        """Until the rule groups (see :meth:`last_evaluations`) have each been evaluated after ``moment`` (Unix
+        time): what their rules make of the data Prometheus had by then is in its alerts, and on its way to
+        Alertmanager. This is how a test waits for "a few more evaluations" instead of sleeping."""
+        deadline = time.monotonic() + timeout
+        while min((last := self.last_evaluations(alerts)).values()) <= moment:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rule groups not evaluated after {moment:.3f} within {timeout}s: {last}")
+            time.sleep(0.1)
 
     def wait_for(self, expr: str, timeout: float = 60.0, interval: float = 0.5) -> list[dict[str, Any]]:
         """Poll ``expr`` until it returns at least one series; fail with the expression otherwise."""
