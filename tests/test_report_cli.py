@@ -112,9 +112,9 @@ def test_sessions_csv_has_the_issue_columns_and_the_device_values(
     assert (code, err) == (0, "pulsatrix-exporter report: source: raw\n")
     assert out.splitlines() == [
         "charger,site,period_start,period_end,start,end,duration_s,energy_kwh,meter_start_kwh,meter_stop_kwh,"
-        "start_reason,stop_reason,status,flags,cost,currency",
+        "start_reason,stop_reason,status,flags,cost,currency,avg_price",
         "garage,home,2026-03-01T00:00:00+01:00,2026-04-01T00:00:00+02:00,2026-03-01T12:00:00+01:00,"
-        "2026-03-01T13:55:00+01:00,6900,7.500,1200.000,1207.500,Authorized,EVDisconnected,ended,,2.25,EUR",
+        "2026-03-01T13:55:00+01:00,6900,7.500,1200.000,1207.500,Authorized,EVDisconnected,ended,,2.25,EUR,0.3000",
     ]
 
 
@@ -139,7 +139,7 @@ def test_json_carries_numbers_as_numbers(api: tuple[str, type[FakeAPI]], capsys:
         }
     ]
     code, out, _ = run(capsys, "sessions", "--prometheus", url, *MARCH, "--format", "json", "--price", "0.3")
-    assert '"cost": 2.25, "currency": "EUR", "source": "raw"}' in out  # money with its two decimals
+    assert '"cost": 2.25, "currency": "EUR", "avg_price": 0.3000, "source": "raw"}' in out  # money: two decimals
 
 
 def test_table_is_aligned_for_a_terminal(api: tuple[str, type[FakeAPI]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,10 +150,11 @@ def test_table_is_aligned_for_a_terminal(api: tuple[str, type[FakeAPI]], capsys:
     assert code == 0
     assert out.splitlines() == [
         "site  period_start               period_end                 energy_kwh  sessions  chargers  flags  cost  "
-        "currency",
+        "currency  avg_price",
         "----  -------------------------  -------------------------  ----------  --------  --------  -----  ----  "
-        "--------",
-        "home  2026-03-01T00:00:00+01:00  2026-04-01T00:00:00+02:00       7.500         1         1         2.25  EUR",
+        "--------  ---------",
+        "home  2026-03-01T00:00:00+01:00  2026-04-01T00:00:00+02:00       7.500         1         1         2.25  EUR"
+        "          0.3000",
     ]
 
 
@@ -210,8 +211,11 @@ def test_refused_credentials_are_one_line_and_never_printed(
         (("--month", "2026-03", "--tz", "Europe/Berlln"), "--tz: unknown time zone 'Europe/Berlln'"),
         (("--month", "2026-03", "--match", "site=depot-3"), "--match: 'site=depot-3' is not a label matcher"),
         (("--month", "2026-03", "--match", '__name__="x"'), "--match: the metric name is chosen by the report"),
-        (("--year", "26"), "--year: expected YYYY, got '26'"),
+        (("--year", "26"), "--year: expected YYYY, last or this, got '26'"),
         (("--month", "2026-03", "--replica-label", "a-b"), "--replica-label: 'a-b' is not a label name"),
+        (("--month", "previous"), "--month: expected YYYY-MM, last or this, got 'previous'"),
+        (("--month", "last", "--format", "xlsx"), "--format xlsx needs --output FILE"),
+        (("--month", "last", "--tariff", "/none.yml"), "--tariff: /none.yml: cannot read the tariff file"),
     ],
 )
 def test_usage_errors_exit_2_with_the_reason(

@@ -17,11 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from exporter.report import deliver, identity
 from exporter.report.client import MAX_ANSWER_BYTES, Auth, PromClient, QueryError, answer_size
-from exporter.report.output import render
-from exporter.report.periods import UsageError, period_from_args
-from exporter.report.queries import fetch_history
-from exporter.report.rows import session_rows, summary_rows
+from exporter.report.costs import price_history
+from exporter.report.outfile import OutputError, ReportInfo
+from exporter.report.output import Row
+from exporter.report.periods import Period, UsageError, period_from_args
+from exporter.report.queries import FOLLOW, History, fetch_history
+from exporter.report.rows import label_columns, session_rows, summary_rows
 
 PASSWORD_ENV = "PULSATRIX_REPORT_PASSWORD"  # noqa: S105 (the name of a variable)
 TOKEN_ENV = "PULSATRIX_REPORT_TOKEN"  # noqa: S105
@@ -68,8 +71,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--start", metavar="T", help="RFC 3339 time or date (local midnight in --tz)")
     p.add_argument("--end", metavar="T", help="RFC 3339 time or date, exclusive")
-    p.add_argument("--month", metavar="YYYY-MM", help="that calendar month in --tz")
-    p.add_argument("--year", metavar="YYYY", help="that calendar year in --tz")
+    p.add_argument("--month", metavar="YYYY-MM|last|this", help="that calendar month in --tz")
+    p.add_argument("--year", metavar="YYYY|last|this", help="that calendar year in --tz")
     p.add_argument(
         "--tz", metavar="ZONE", help="IANA time zone for periods and times (default: the machine's, from TZ or /etc)"
     )
@@ -80,9 +83,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="MATCHER",
         help="label matcher such as 'site=\"depot-3\"' (repeatable; all must hold)",
     )
-    p.add_argument("--format", choices=("csv", "json", "table"), default="csv", help="output format (csv)")
-    p.add_argument("--price", type=_price, metavar="PER_KWH", help="price per kWh: adds a cost column")
-    p.add_argument("--currency", default="EUR", help="currency named beside the cost (EUR)")
+    deliver.add_arguments(p, _price)
     p.add_argument("--basic-user", metavar="USER", help="HTTP basic auth user")
     p.add_argument(
         "--basic-password-file", metavar="FILE", help=f"file holding the basic auth password (or set ${PASSWORD_ENV})"
@@ -183,48 +184,66 @@ def auth_from_args(args: argparse.Namespace) -> Auth:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    now = time.time()
     try:
-        period = period_from_args(args.start, args.end, args.month, args.year, args.tz)
+        period = period_from_args(args.start, args.end, args.month, args.year, args.tz, now=now)
         selectors = matchers(args.match)
         if args.view == "summary" and not LABEL.match(args.by):
             raise UsageError(f"--by: {args.by!r} is not a label name")
         for name in args.replica_label:
             if not LABEL.match(name):
                 raise UsageError(f"--replica-label: {name!r} is not a label name")
+        tariff = deliver.check_args(args, period)
         auth = auth_from_args(args)
         try:
             client = PromClient(args.prometheus, auth, timeout=args.timeout, max_bytes=args.max_answer_size)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"pulsatrix-exporter report: error: {exc}", file=sys.stderr)
-        return 2
+        return _usage(parser, str(exc))
     try:
+        pricing = deliver.pricing_from_args(args, tariff, client, period, min(now, period.end + FOLLOW))
         history = fetch_history(
             client,
             period,
             selectors,
             lookback=args.lookback,
-            now=time.time(),
+            now=now,
             source=args.source,
             replica_labels=args.replica_label,
         )
+        costs = None
+        if pricing.prices is not None:
+            drop = identity.dropped(args.replica_label)
+            costs = price_history(client, history, period, pricing.prices, selectors, args.lookback, drop)
+    except deliver.PriceSeriesError as exc:
+        return _usage(parser, str(exc))
     except QueryError as exc:
         print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
         return 1
     if args.view == "sessions":
-        columns, rows = session_rows(history, period, args.price, args.currency)
+        columns, rows = session_rows(history, period, costs, pricing.currency)
     else:
-        columns, rows = summary_rows(history, period, args.by, args.price, args.currency)
+        columns, rows = summary_rows(history, period, args.by, costs, pricing.currency)
     for note in history.notes:
         print(f"pulsatrix-exporter report: {note}", file=sys.stderr)
     if history.chargers:
         print(f"pulsatrix-exporter report: source: {history.source}", file=sys.stderr)
-    if args.format == "json":  # a json reader sees which series the figures came from
-        columns = [*columns, "source"]
-        rows = [{**row, "source": history.source} for row in rows]
-    sys.stdout.write(render(rows, columns, args.format))
+    chargers: list[Row] = []
+    sessions: list[Row] = []
+    if deliver.wants_statement(args, period):  # the statement shows the sessions and each charger's summary
+        _, chargers = summary_rows(history, period, identity.NAME, costs, pricing.currency)
+        _, sessions = session_rows(history, period, costs, pricing.currency)
+    info = report_info(args, period, client, history, pricing, [*rows, *chargers, *sessions], now)
+
+    def statement() -> tuple[list[Row], list[Row], list[str]]:
+        return sessions, chargers, label_columns(history)
+
+    try:
+        deliver.emit(args, period, info, columns, rows, statement, json_extra={"source": history.source})
+    except OutputError as exc:
+        print(f"pulsatrix-exporter report: {exc}", file=sys.stderr)
+        return 1
     if not rows:
         print(
             f"pulsatrix-exporter report: no {args.view} in {period.label} at {client.shown} for the given "
@@ -232,3 +251,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _usage(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"pulsatrix-exporter report: error: {message}", file=sys.stderr)
+    return 2
+
+
+def report_info(
+    args: argparse.Namespace,
+    period: Period,
+    client: PromClient,
+    history: History,
+    pricing: deliver.Pricing,
+    rows: Sequence[Row],
+    now: float,
+) -> ReportInfo:
+    flags = dict.fromkeys(f for row in rows for f in str(row.get("flags") or "").split())
+    return ReportInfo(
+        view=args.view,
+        period=period.label,
+        start=period.start,
+        end=period.end,
+        zone=period.zone,
+        zone_name=getattr(period.zone, "key", None) or str(period.zone),
+        server=client.shown,
+        source=history.source,
+        pricing=pricing.text,
+        currency=pricing.currency,
+        generated=now,
+        matchers=tuple(args.match),
+        flags=tuple(flags),
+    )

@@ -256,23 +256,9 @@ def summarize(
     faster than 44 kW (a meter replaced or reset) is not, and flags the row: what ran between the last reading on
     the old meter and the first on the new one is unknown, so it is left out rather than guessed.
     """
-    # (when it is placed, value, when it was taken). The start's reading is placed at the start, or where it was
-    # taken when that is later (no scrape before the start: a session reading before it still counts); the end's
-    # at the end, and a session reading after it was taken belongs to the next period, whose start is that
-    # same reading (so that the periods of a year add up to the year).
-    taken_end = end if end_time is None or meter_at_end_j is None else end_time
-    readings: list[tuple[float, float, float]] = []
-    if meter_at_start_j is not None:
-        taken = start if start_time is None else start_time
-        readings.append((max(start, taken), meter_at_start_j / J_PER_KWH, taken))
-    for s in sessions:
-        if start <= s.start < end and s.start <= taken_end and s.meter_start_kwh is not None:
-            readings.append((s.start, s.meter_start_kwh, s.start))
-        if s.end is not None and start <= s.end < end and s.end <= taken_end and s.meter_stop_kwh is not None:
-            readings.append((s.end, s.meter_stop_kwh, s.end))
-    if meter_at_end_j is not None:
-        readings.append((end, meter_at_end_j / J_PER_KWH, end if end_time is None else end_time))
-    readings.sort(key=lambda r: r[0])
+    readings = summary_readings(
+        sessions, start, end, meter_at_start_j, meter_at_end_j, start_time=start_time, end_time=end_time
+    )
     energy = 0.0
     flags: list[str] = []
     for (ta, a, _), (tb, b, _) in itertools.pairwise(readings):
@@ -297,6 +283,38 @@ def summarize(
         meter_start_time=None if first is None else first[2],
         meter_end_time=None if last is None else last[2],
     )
+
+
+def summary_readings(
+    sessions: Sequence[Session],
+    start: float,
+    end: float,
+    meter_at_start_j: float | None,
+    meter_at_end_j: float | None,
+    *,
+    start_time: float | None = None,
+    end_time: float | None = None,
+) -> list[tuple[float, float, float]]:
+    """The meter readings a summary is made of, in time order: (when it is placed, kWh, when it was taken), a
+    bound's reading placed at the bound (also what exporter.report.costs splits at price changes)."""
+    # (when it is placed, value, when it was taken). The start's reading is placed at the start, or where it was
+    # taken when that is later (no scrape before the start: a session reading before it still counts); the end's
+    # at the end, and a session reading after it was taken belongs to the next period, whose start is that
+    # same reading (so that the periods of a year add up to the year).
+    taken_end = end if end_time is None or meter_at_end_j is None else end_time
+    readings: list[tuple[float, float, float]] = []
+    if meter_at_start_j is not None:
+        taken = start if start_time is None else start_time
+        readings.append((max(start, taken), meter_at_start_j / J_PER_KWH, taken))
+    for s in sessions:
+        if start <= s.start < end and s.start <= taken_end and s.meter_start_kwh is not None:
+            readings.append((s.start, s.meter_start_kwh, s.start))
+        if s.end is not None and start <= s.end < end and s.end <= taken_end and s.meter_stop_kwh is not None:
+            readings.append((s.end, s.meter_stop_kwh, s.end))
+    if meter_at_end_j is not None:
+        readings.append((end, meter_at_end_j / J_PER_KWH, end if end_time is None else end_time))
+    readings.sort(key=lambda r: r[0])
+    return readings
 
 
 def add(a: Summary, b: Summary) -> Summary:

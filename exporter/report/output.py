@@ -13,7 +13,7 @@ from typing import Any
 
 Row = dict[str, Any]
 MONEY_MARK = "\u0000money:"
-MONEY = re.compile(r'"\\u0000money:(-?[0-9]+\.[0-9]{2})"')
+MONEY = re.compile(r'"\\u0000money:(-?[0-9]+\.[0-9]{2,4})"')  # cents, and avg_price's four decimals
 
 
 def _text(value: Any) -> str:

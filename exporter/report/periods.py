@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -96,7 +97,7 @@ def parse_instant(text: str, tz: tzinfo, flag: str) -> float:
 def month_period(text: str, tz: tzinfo) -> Period:
     m = MONTH.match(text.strip())
     if not m or not 1 <= int(m.group(2)) <= 12:
-        raise UsageError(f"--month: expected YYYY-MM, got {text!r}")
+        raise UsageError(f"--month: expected YYYY-MM, last or this, got {text!r}")
     year, month = int(m.group(1)), int(m.group(2))
     first = date(year, month, 1)
     nxt = date(year + (month == 12), month % 12 + 1, 1)
@@ -106,18 +107,27 @@ def month_period(text: str, tz: tzinfo) -> Period:
 def year_period(text: str, tz: tzinfo) -> Period:
     m = YEAR.match(text.strip())
     if not m or int(m.group(1)) < 1970:
-        raise UsageError(f"--year: expected YYYY, got {text!r}")
+        raise UsageError(f"--year: expected YYYY, last or this, got {text!r}")
     year = int(m.group(1))
     return Period(local_midnight(date(year, 1, 1), tz), local_midnight(date(year + 1, 1, 1), tz), tz, f"{year:04d}")
 
 
 def period_from_args(
-    start: str | None, end: str | None, month: str | None, year: str | None, tz_name: str | None
+    start: str | None,
+    end: str | None,
+    month: str | None,
+    year: str | None,
+    tz_name: str | None,
+    *,
+    now: float | None = None,
 ) -> Period:
     tz = zone(tz_name)
+    month, year = relative(month, year, tz, now)
     given = [name for name, v in (("--start/--end", start or end), ("--month", month), ("--year", year)) if v]
     if len(given) != 1:
-        raise UsageError("give the period as exactly one of --start T --end T, --month YYYY-MM or --year YYYY")
+        raise UsageError(
+            "give the period as exactly one of --start T --end T, --month YYYY-MM|last|this or --year YYYY|last|this"
+        )
     if month:
         return month_period(month, tz)
     if year:
@@ -128,6 +138,18 @@ def period_from_args(
     if b <= a:
         raise UsageError(f"--end ({end}) must be after --start ({start})")
     return Period(a, b, tz, f"{start} .. {end}")
+
+
+def relative(month: str | None, year: str | None, tz: tzinfo, now: float | None) -> tuple[str | None, str | None]:
+    """``--month last|this`` and ``--year last|this`` as YYYY-MM and YYYY, in the zone: a job that runs at 00:30 on
+    the 1st in Berlin reports the month that just ended there, whatever the machine's clock zone."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, tz=tz).date()
+    if month in ("last", "this"):
+        first = today.replace(day=1) if month == "this" else (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        month = f"{first.year:04d}-{first.month:02d}"
+    if year in ("last", "this"):
+        year = f"{today.year - (year == 'last'):04d}"
+    return month, year
 
 
 def rfc3339(t: float, tz: tzinfo) -> str:

@@ -7,12 +7,15 @@ chargers, never on whether the period has data, so that monthly files line up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from exporter.report import ledger
+from exporter.report.costs import Costs
 from exporter.report.identity import NAME
 from exporter.report.output import Row
 from exporter.report.periods import Period, rfc3339
+from exporter.report.pricing import Cost, total
 from exporter.report.queries import History, Part
 from exporter.report.series import Key
 
@@ -39,27 +42,41 @@ SUMMARY_COLUMNS = (
 )
 GROUP_COLUMNS = ("energy_kwh", "sessions", "chargers", "flags")
 PERIOD_COLUMNS = ("period_start", "period_end")
+COST_COLUMNS = ("cost", "currency", "avg_price")
 
 
-def _extra(history: History) -> list[str]:
+def label_columns(history: History) -> list[str]:
+    """The chargers' label columns besides ``charger`` (such as ``site``)."""
     return [n for n in history.label_names if n != NAME]
+
+
+_extra = label_columns
 
 
 def _bounds(period: Period) -> dict[str, str]:
     return {"period_start": rfc3339(period.start, period.zone), "period_end": rfc3339(period.end, period.zone)}
 
 
-def _money(price: float | None) -> list[str]:
-    return ["cost", "currency"] if price is not None else []
+def _money(costs: Costs | None) -> list[str]:
+    return list(COST_COLUMNS) if costs is not None else []
 
 
-def session_rows(history: History, period: Period, price: float | None, currency: str) -> tuple[list[str], list[Row]]:
+def _cost_fields(row: Row, cost: Cost, currency: str | None) -> None:
+    """cost (to the cent), currency, avg_price (cost ÷ kWh); a cost that cannot be told adds its flag."""
+    row["cost"], row["currency"], row["avg_price"] = cost.cost, currency, cost.avg_price
+    if cost.flags:
+        row["flags"] = " ".join(dict.fromkeys([*str(row.get("flags") or "").split(), *cost.flags]))
+
+
+def session_rows(
+    history: History, period: Period, costs: Costs | None, currency: str | None
+) -> tuple[list[str], list[Row]]:
     extra = _extra(history)
-    columns = [NAME, *extra, *PERIOD_COLUMNS, *SESSION_COLUMNS, *_money(price)]
+    columns = [NAME, *extra, *PERIOD_COLUMNS, *SESSION_COLUMNS, *_money(costs)]
     rows: list[Row] = []
     bounds = _bounds(period)
     heads: dict[Key, Row] = {}  # the label columns of each label set, made once
-    for entry in history.chargers:
+    for i, entry in enumerate(history.chargers):
         for s in ledger.in_period(entry.sessions, period.start, period.end):
             key = s.labels or entry.charger.labels
             head = heads.get(key)
@@ -68,8 +85,8 @@ def session_rows(history: History, period: Period, price: float | None, currency
                 head = heads[key] = {NAME: labels.get(NAME, ""), **{c: labels.get(c, "") for c in extra}, **bounds}
             row: Row = {**head}
             row.update(_session_fields(s, period))
-            if price is not None:
-                row["cost"], row["currency"] = ledger.cost(s.energy_kwh, price), currency
+            if costs is not None:
+                _cost_fields(row, costs.session(i, s.start), currency)
             rows.append(row)
     rows.sort(key=lambda r: (r[NAME], *(r[c] for c in extra), r["_start"]))
     for row in rows:
@@ -97,11 +114,11 @@ def _kwh(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _summaries(history: History) -> list[tuple[int, Part, ledger.Summary]]:
+def _summaries(history: History) -> list[tuple[tuple[int, int], Part, ledger.Summary]]:
     """Each charger's summary per label set it carried in the period: the meter's rise split where it changed."""
     out = []
     for i, entry in enumerate(history.chargers):
-        for part in entry.parts:
+        for j, part in enumerate(entry.parts):
             a, b = part.meter_start, part.meter_end
             summary = ledger.summarize(
                 entry.sessions,
@@ -113,7 +130,7 @@ def _summaries(history: History) -> list[tuple[int, Part, ledger.Summary]]:
                 end_time=None if b is None else b.t,
             )
             flags = tuple(dict.fromkeys((*summary.flags, *part.flags)))
-            out.append((i, part, ledger.Summary(**{**_fields(summary), "flags": flags})))
+            out.append(((i, j), part, ledger.Summary(**{**_fields(summary), "flags": flags})))
     return out
 
 
@@ -122,38 +139,54 @@ def _fields(summary: ledger.Summary) -> dict[str, Any]:
 
 
 def summary_rows(
-    history: History, period: Period, by: str, price: float | None, currency: str
+    history: History, period: Period, by: str, costs: Costs | None, currency: str | None
 ) -> tuple[list[str], list[Row]]:
     summaries = _summaries(history)
     if by == NAME:
-        return _per_charger(history, period, summaries, price, currency)
+        return _per_charger(history, period, summaries, costs, currency)
     groups: dict[str, tuple[ledger.Summary, set[int]]] = {}
-    for i, part, summary in summaries:
+    priced: dict[str, list[Cost]] = {}
+    for (i, j), part, summary in summaries:
         value = dict(part.labels).get(by, "")
-        total, members = groups.get(value, (ledger.Summary(0.0, 0, None, None), set()))
-        groups[value] = (ledger.add(total, summary), members | {i})
-    columns = [by, *PERIOD_COLUMNS, *GROUP_COLUMNS, *_money(price)]
+        group, members = groups.get(value, (ledger.Summary(0.0, 0, None, None), set()))
+        groups[value] = (ledger.add(group, summary), members | {i})
+        if costs is not None:
+            priced.setdefault(value, []).append(costs.part(i, j))
+    columns = [by, *PERIOD_COLUMNS, *GROUP_COLUMNS, *_money(costs)]
     rows: list[Row] = []
     for value, (summary, members) in sorted(groups.items()):
-        row: Row = {by: value, **_bounds(period), "chargers": len(members), **_energy(summary, price, currency)}
+        row: Row = {by: value, **_bounds(period), "chargers": len(members), **_energy(summary)}
+        if costs is not None:  # rounded once, as the group's kWh is (README, --by)
+            _cost_fields(row, _group_cost(costs, priced[value], summary), currency)
         rows.append(row)
     return columns, rows
+
+
+def _group_cost(costs: Costs, members: Sequence[Cost], summary: ledger.Summary) -> Cost:
+    if costs.price is None or any(c.cost is None for c in members):
+        return total(members, summary.energy_kwh)
+    cost = ledger.cost(summary.energy_kwh, costs.price)
+    kwh = Decimal(repr(round(summary.energy_kwh, 3)))
+    avg = None if cost is None or kwh <= 0 else (cost / kwh).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    return Cost(cost, avg)
 
 
 def _per_charger(
     history: History,
     period: Period,
-    summaries: Sequence[tuple[int, Part, ledger.Summary]],
-    price: float | None,
-    currency: str,
+    summaries: Sequence[tuple[tuple[int, int], Part, ledger.Summary]],
+    costs: Costs | None,
+    currency: str | None,
 ) -> tuple[list[str], list[Row]]:
     extra = _extra(history)
-    columns = [NAME, *extra, *PERIOD_COLUMNS, *SUMMARY_COLUMNS, *_money(price)]
+    columns = [NAME, *extra, *PERIOD_COLUMNS, *SUMMARY_COLUMNS, *_money(costs)]
     rows: list[Row] = []
-    for _, part, summary in summaries:
+    for (i, j), part, summary in summaries:
         labels = dict(part.labels)
         row: Row = {NAME: labels.get(NAME, ""), **{c: labels.get(c, "") for c in extra}, **_bounds(period)}
-        row.update(_energy(summary, price, currency))
+        row.update(_energy(summary))
+        if costs is not None:
+            _cost_fields(row, costs.part(i, j), currency)
         row["meter_start_kwh"], row["meter_end_kwh"] = _kwh(summary.meter_start_kwh), _kwh(summary.meter_end_kwh)
         row["meter_start_time"] = (
             None if summary.meter_start_time is None else rfc3339(summary.meter_start_time, period.zone)
@@ -168,12 +201,9 @@ def _time(t: float | None, period: Period) -> str | None:
     return None if t is None else rfc3339(t, period.zone)
 
 
-def _energy(summary: ledger.Summary, price: float | None, currency: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def _energy(summary: ledger.Summary) -> dict[str, Any]:
+    return {
         "energy_kwh": round(summary.energy_kwh, 3),
         "sessions": summary.sessions,
         "flags": " ".join(summary.flags),
     }
-    if price is not None:
-        out["cost"], out["currency"] = ledger.cost(summary.energy_kwh, price), currency
-    return out
