@@ -324,8 +324,8 @@ async def soak(n: int, args: argparse.Namespace, exporter: Target, scrape: Any) 
     }
 
 
-# The exporter runs with the bound a large fleet sets (the default is unbounded, README "Scaling"): the figures in
-# docs/benchmark/ were measured so; `--setting 'max_concurrency: 100000'` measures the unbounded default.
+# The exporter runs with the bound a large fleet sets (the default is unbounded, docs/scaling.md, "Scaling"): the
+# figures in docs/benchmark/ were measured so; `--setting 'max_concurrency: 100000'` measures the unbounded default.
 BENCH_SETTINGS = ["max_concurrency: 256"]
 
 def slope(points: Sequence[tuple[float, float]]) -> float:

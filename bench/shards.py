@@ -82,7 +82,7 @@ async def one_size(n: int, shard_counts: list[int], args: argparse.Namespace, wo
                 continue
             # Every replica holds the whole config, so by default it keeps 4 fds for each of the N chargers and caps
             # its port at what is left (16 for 5,000 under 20,000 fds); it only polls its share, so the bench sets
-            # the cap as a sharded deployment would (README, "File descriptors and connections").
+            # the cap as a sharded deployment would (docs/scaling.md, "File descriptors and connections").
             port_cap = ["--web.max-connections", str(max(256, 2 * PROBE_CONCURRENCY))]
             with contextlib.ExitStack() as stack:
                 replicas = [

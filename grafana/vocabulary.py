@@ -16,8 +16,8 @@ from typing import Final
 ID: Final = "charger, instance, job"
 # The extra label (configured on the chargers) that names the site.
 SITE_LABEL: Final = "site"
-# The jobs of the shipped Prometheus configuration (README, "Prometheus configuration"): the exporter processes
-# (/metrics in single-job mode, /-/metrics beside /probe) and the /probe job (one target per charger).
+# The jobs of the shipped Prometheus configuration (docs/deployment.md, "Prometheus configuration"): the exporter
+# processes (/metrics in single-job mode, /-/metrics beside /probe) and the /probe job (one target per charger).
 EXPORTER_JOB: Final = "pulsatrix-exporter"
 PROBE_JOB: Final = "pulsatrix"
 

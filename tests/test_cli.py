@@ -237,12 +237,12 @@ def test_simulate_prints_ipv6_urls_in_brackets() -> None:
 
 
 def readme_simulator_example() -> tuple[list[str], str]:
-    """The README's simulator command (its argv after the program) and the config it says the command prints."""
+    """The simulator page's command (its argv after the program) and the config it says the command prints."""
     section = doc_section("Simulator")
     command = section.split("```sh\n", 1)[1].split("\n```", 1)[0]
     printed = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     env, program, *argv = command.split()
-    assert env == "SIM_PASSWORD=change-me" and program == ".venv/bin/pulsatrix-exporter", command
+    assert env == "SIM_PASSWORD=change-me" and program == "pulsatrix-exporter", command  # the one spelling
     return argv, printed
 
 

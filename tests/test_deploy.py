@@ -177,7 +177,7 @@ def test_compose_publishes_every_port_on_loopback_only() -> None:
     # Nothing in the stack asks for a password (anonymous Grafana, Prometheus with --web.enable-lifecycle,
     # Alertmanager, the exporter): opening a port to the network is the user's explicit decision.
     services = compose()["services"]
-    # the monthly report is a batch job (`run --rm`, README "Energy reports"): it listens on nothing
+    # the monthly report is a batch job (`run --rm`, docs/energy-reports.md, "Energy reports"): it listens on nothing
     published = {name: svc.get("ports", []) for name, svc in services.items() if name != "pulsatrix-report"}
     assert all(published.values()), f"every service publishes its port: {published}"
     assert "ports" not in services["pulsatrix-report"]

@@ -272,7 +272,7 @@ def test_readme_metric_table_is_generated_from_the_catalogue() -> None:
     start = readme.index("<!-- metrics-table:start")
     start = readme.index("\n", start) + 1
     end = readme.index("<!-- metrics-table:end -->")
-    assert readme[start:end].strip() == markdown_table().strip(), "run: python -m exporter.catalogue"
+    assert readme[start:end].strip() == markdown_table().strip(), "paste python -m exporter.catalogue in metrics.md"
 
 
 def test_label_values_the_device_chooses_are_not_kept_between_scrapes() -> None:

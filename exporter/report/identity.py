@@ -1,4 +1,4 @@
-"""Which series are one charger: the ledger's identity rules (README "Which charger a row is").
+"""Which series are one charger: the ledger's identity rules (docs/energy-reports.md, "Which charger a row is").
 
 A charger is its own labels, never the scrape's: series that differ only in ``job``, ``instance`` or a replica
 label (an HA pair's copies) are one charger and their looks are merged, so where one replica missed a scrape the

@@ -1,5 +1,6 @@
 """The PromQL the report sends, as pure functions of the series, matchers and windows (no I/O): the raw-series
-event queries (README "How it queries"), the ledger rules' selectors, the meter at a bound, the rules' heartbeat.
+event queries (docs/energy-reports.md, "How it queries"), the ledger rules' selectors, the meter at a bound, the rules'
+heartbeat.
 
 Every query here runs unchanged on Prometheus and VictoriaMetrics; tests/test_report_promql.py pins each one.
 """

@@ -1,6 +1,6 @@
 """``--tariff FILE``: a time-of-use tariff read from YAML, and the price it sets at every moment.
 
-The file (README, "Energy reports")::
+The file (docs/energy-reports.md, "Energy reports")::
 
     currency: EUR
     tariffs:                      # each holds from its local date (in --tz) until the next one's

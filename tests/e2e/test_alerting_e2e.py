@@ -116,7 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             run_monitoring(
                 root,
                 {
-                    # README "Prometheus configuration", the /probe setup.
+                    # docs/deployment.md, "Prometheus configuration", the /probe setup.
                     "scrape_configs": [
                         {
                             "job_name": PROBE_JOB,

@@ -51,7 +51,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 SHIPPED_EXPORTER = "pulsatrix-exporter:9821"  # the exporter's address in the shipped config
-PROBE_JOB, EXPORTER_JOB = "pulsatrix", "pulsatrix-exporter"  # README, "Prometheus configuration"
+PROBE_JOB, EXPORTER_JOB = "pulsatrix", "pulsatrix-exporter"  # docs/deployment.md, "Prometheus configuration"
 DAY = 86400
 LEGEND_RE = re.compile(r"\{\{(\w+)\}\}")
 DURATION_RE = re.compile(r"^(\d+)([smhd])$")
@@ -140,7 +140,8 @@ def shipped_prometheus_config(exporter: Server) -> Json:
 
 
 def single_job_prometheus_config(exporter: Server) -> Json:
-    """All chargers in one scrape of /metrics, in job pulsatrix-exporter (README, "Prometheus configuration")."""
+    """All chargers in one scrape of /metrics, in job pulsatrix-exporter (docs/deployment.md, "Prometheus
+    configuration")."""
     return {
         "scrape_configs": [
             {

@@ -157,7 +157,8 @@ def flag(args: list[str], name: str) -> str:
 def pulsatrix_jobs(name: str) -> dict[str, dict[str, Any]]:
     jobs = {j["job_name"]: j for j in load(DEPLOY / "prometheus" / name)["scrape_configs"]}
     pulsatrix = {n: j for n, j in jobs.items() if n.startswith("pulsatrix")}
-    # README "Prometheus configuration": `pulsatrix` probes the chargers, `pulsatrix-exporter` scrapes the exporters.
+    # docs/deployment.md, "Prometheus configuration": `pulsatrix` probes the chargers, `pulsatrix-exporter` scrapes the
+    # exporters.
     assert sorted(pulsatrix) == ["pulsatrix", "pulsatrix-exporter"]
     return pulsatrix
 

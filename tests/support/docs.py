@@ -27,19 +27,43 @@ def documentation() -> str:
     return "\n".join(page.read_text(encoding="utf-8") for page in pages())
 
 
+def _heading_at(lines: list[str], title: str) -> tuple[int, int] | None:
+    """(line index, level) of the heading ``title`` (any level) outside code blocks."""
+    fence = False
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+            continue
+        match = HEADING_RE.match(line)
+        if match and not fence and match.group(2) == title:
+            return i, len(match.group(1))
+    return None
+
+
 def doc_section(title: str) -> str:
-    """The level-2 section ``title`` of whichever page has it (up to the next level-2 heading)."""
+    """The section headed ``title`` (a page's title or any heading) of whichever page has it: the text after the
+    heading up to the next heading of the same or a higher level."""
     for page in pages():
-        text = page.read_text(encoding="utf-8")
-        if f"\n## {title}\n" in text:
-            return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+        lines = page.read_text(encoding="utf-8").splitlines()
+        found = _heading_at(lines, title)
+        if found is None:
+            continue
+        start, level = found
+        end, fence = len(lines), False
+        for j in range(start + 1, len(lines)):
+            if lines[j].lstrip().startswith(("```", "~~~")):
+                fence = not fence
+            elif not fence and (m := HEADING_RE.match(lines[j])) and len(m.group(1)) <= level:
+                end = j
+                break
+        return "\n".join(lines[start + 1 : end]) + "\n"
     raise AssertionError(f"no page of the documentation has a section {title!r}")
 
 
 def page_with(title: str) -> Path:
-    """The page that has the level-2 section ``title``."""
+    """The page that has the heading ``title``."""
     for page in pages():
-        if f"\n## {title}\n" in page.read_text(encoding="utf-8"):
+        if _heading_at(page.read_text(encoding="utf-8").splitlines(), title) is not None:
             return page
     raise AssertionError(f"no page of the documentation has a section {title!r}")
 
