@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from exporter.report.command import build_parser
-from tests.support.deploy import DEPLOY, compose, dockerfile_instructions, exporter_pod, k8s_objects
+from tests.support.deploy import DEPLOY, compose, dockerfile_instructions, exporter_pod, k8s_objects, unit_exposure
 
 SYSTEMD = DEPLOY / "systemd"
 MAX_EXPOSURE = 1.0  # as the exporter's unit (tests/test_systemd_exposure.py)
@@ -112,16 +112,7 @@ def test_systemd_units_verify_and_the_service_is_hardened_like_the_exporter(tmp_
         check=False,
     )
     assert verify.returncode == 0 and "Unknown" not in verify.stderr, verify.stderr
-    security = subprocess.run(
-        [binary, "security", "--offline=yes", "--no-pager", str(SYSTEMD / "pulsatrix-report.service")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", security.stdout)
-    assert match, security.stdout + security.stderr
-    assert float(match.group(1)) <= MAX_EXPOSURE, security.stdout
+    assert unit_exposure(binary, SYSTEMD / "pulsatrix-report.service") <= MAX_EXPOSURE
     exporter = keys(SYSTEMD / "pulsatrix-exporter.service")
     report = keys(SYSTEMD / "pulsatrix-report.service")
     for key in ("DynamicUser", "ProtectSystem", "SystemCallFilter", "IPAddressDeny", "IPAddressAllow"):

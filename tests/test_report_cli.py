@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from exporter.cli import main
+from tests.support.cli import report_in_process
 
 SECRET = "s3cr3t-Pa55"
 
@@ -95,10 +95,7 @@ def api() -> Iterator[tuple[str, type[FakeAPI]]]:
     server.server_close()
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["report", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = report_in_process
 
 
 MARCH = ("--month", "2026-03", "--tz", "Europe/Berlin")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from exporter.cli import main
+from tests.support.cli import report_in_process
 
 SECRET = "s3cr3t-Pa55"
 MARCH = ("--month", "2026-03", "--tz", "Europe/Berlin")
@@ -74,10 +74,7 @@ def serve() -> Iterator[Callable[[Answer], tuple[str, type[Handler]]]]:
         server.server_close()
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["report", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = report_in_process
 
 
 def run_process(*args: str, timeout: float) -> tuple[int, str, float, int]:

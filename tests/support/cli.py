@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m exporter *args`` with only PATH (and ``env``) set; the caller asserts on its exit and output."""
@@ -17,3 +19,12 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         check=False,
         env={"PATH": os.environ.get("PATH", "/usr/bin"), **(env or {})},
     )
+
+
+def report_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``pulsatrix-exporter report ARGS`` in this process: exit code, stdout, stderr."""
+    from exporter.cli import main
+
+    code = main(["report", *args])
+    out, err = capsys.readouterr()
+    return code, out, err

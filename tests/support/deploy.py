@@ -257,3 +257,17 @@ def exporter_pod() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     pod = statefulset["spec"]["template"]["spec"]
     (container,) = [c for c in pod["containers"] if c["name"] == "exporter"]
     return statefulset, pod, container
+
+
+def unit_exposure(analyze: str, unit: Path) -> float:
+    """The exposure ``systemd-analyze security --offline=yes`` rates a unit file with (0 locked down, 10 plain)."""
+    result = subprocess.run(
+        [analyze, "security", "--offline=yes", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match.group(1))
