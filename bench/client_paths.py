@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiohttp
 from yarl import URL
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ENDPOINTS, ROOT, machine_info, spawn  # bench/ is not a package: found through the path above
 
 from exporter.config import ChargerConfig
+from exporter.eventloop import choose
 from exporter.scrape.fetch import ChargerClient, make_session
 from exporter.serve.app import GC_THRESHOLDS
 
@@ -60,8 +61,7 @@ class RawGet(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport's kind
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -225,7 +225,8 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     out = [
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Linux {m['kernel']}; load average "
-        f"{m['load_before']:.1f} before. N = {result['chargers']} chargers (4·N GETs per round, 0 ms replies), "
+        f"{m['load_before']:.1f} before; {result.get('loop', 'asyncio')} event loop. N = {result['chargers']} chargers "
+        "(4·N GETs per round, 0 ms replies), "
         f"medians of {result['rounds']} rounds, variants interleaved round by round (bench/client_paths.py).",
         "",
         "| variant | what | CPU per round | µs per GET | CPU ÷ lean | wall per round |",
@@ -243,14 +244,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--chargers", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="uvloop",
+        help="the event loop (the exporter's default: uvloop where installed)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
+    loop = choose(args.loop)
     fleet, line = spawn("serve-fleet", str(args.chargers), "0")
     try:
         bases = [url for _, url in json.loads(line)]
         machine = machine_info()
-        result = {"machine": machine, "chargers": args.chargers, "rounds": args.rounds}
-        result["variants"] = asyncio.run(measure(bases, args.rounds))
+        result = {"machine": machine, "chargers": args.chargers, "rounds": args.rounds, "loop": loop.name}
+        with asyncio.Runner(loop_factory=loop.new_loop) as runner:
+            result["variants"] = runner.run(measure(bases, args.rounds))
     finally:
         fleet.stop()
     args.out.mkdir(parents=True, exist_ok=True)

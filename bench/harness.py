@@ -96,14 +96,18 @@ async def serve_fleet(n: int, latency: float, part: int = 0) -> None:
 # --- the baselines processes ---
 
 
-async def serve_baselines(urls_file: str, kind: str) -> None:
+async def serve_baselines(urls_file: str, kind: str, src: str = "") -> None:
     """One baseline client (``floor``, ``lean`` or ``naive``), run on request (``GET /run``) so that the parent
     measures this process's CPU and RSS, and nothing else's: each baseline runs in a process of its own.
 
     * floor: every charger's four GETs at once (``?concurrency=M``: M chargers at a time), one session, JSON decoded;
     * lean: the same GETs, LEAN_IN_FLIGHT in flight (that many workers, each charger's four GETs one after another
       on one kept-alive connection), decoded;
-    * naive: one GET after another.
+    * naive: one GET after another;
+    * client: the exporter's own client code (``exporter.scrape.fetch``: its session, ``ChargerClient._get``) and
+      its garbage-collector settings, every GET at once, decoded: what the exporter's GETs cost without anything
+      else it does per charger (parse, metrics, exposition, tasks, deadlines), as bench/client_paths.py's
+      ``fetch+gc``; of the checkout at ``src`` (default: this one).
     """
     with open(urls_file) as file:  # noqa: ASYNC230 - once, before serving
         urls = [url for _, url in json.load(file)]
@@ -149,8 +153,19 @@ async def serve_baselines(urls_file: str, kind: str) -> None:
                 await get(f"{base}/api/v1/{ep}")
         return web.Response(text="ok")
 
+    clients = exporter_clients(urls, Path(src) if src else ROOT) if kind == "client" else []
+
+    async def client(_: web.Request) -> web.Response:
+        async def one(own: Any, endpoint: str) -> Any:
+            body = await own._get(endpoint)
+            assert isinstance(body, bytes), body
+            return json.loads(body)
+
+        await asyncio.gather(*(asyncio.gather(*(one(c, ep) for ep in ENDPOINTS)) for c in clients))
+        return web.Response(text="ok")
+
     app = web.Application()
-    app.router.add_get("/run", {"floor": floor, "lean": lean, "naive": naive}[kind])
+    app.router.add_get("/run", {"floor": floor, "lean": lean, "naive": naive, "client": client}[kind])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -158,7 +173,27 @@ async def serve_baselines(urls_file: str, kind: str) -> None:
     print(json.dumps(site._server.sockets[0].getsockname()[1]), flush=True)  # type: ignore[union-attr]
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await session.close()
+    if clients:
+        await clients[0]._session.close()
     await runner.cleanup()
+
+
+def exporter_clients(urls: Sequence[str], src: Path) -> list[Any]:
+    """One of the exporter's ``ChargerClient`` per charger on its shared session, and its collector settings: those
+    of the exporter checked out at ``src``."""
+    import gc
+
+    sys.path.insert(0, str(src))  # that checkout's exporter, not whichever one the environment has installed
+    from exporter.config import ChargerConfig
+    from exporter.scrape.fetch import ChargerClient, make_session
+    from exporter.serve.app import GC_THRESHOLDS
+
+    session = make_session(len(urls), None, keepalive_timeout=300.0, max_concurrency=None)
+    clients = [ChargerClient(ChargerConfig(f"c{i}", url), session) for i, url in enumerate(urls)]
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return clients
 
 
 # --- orchestration ---
@@ -320,7 +355,7 @@ def main(argv: Sequence[str]) -> int:
 
         loop = choose(os.environ.get(ENV) or "auto")
         with asyncio.Runner(loop_factory=loop.new_loop) as runner:
-            runner.run(serve_baselines(argv[1], argv[2]))
+            runner.run(serve_baselines(*argv[1:4]))
     else:
         raise SystemExit(f"unknown command {argv[0]!r}")
     return 0

@@ -81,6 +81,26 @@ def test_client_paths_reports_every_variant_against_the_lean_client(tmp_path: Pa
     assert [row.split("`")[1] for row in rows] == list(variants)  # one row per variant, in the measured order
 
 
+def test_before_and_after_reports_both_checkouts_and_what_their_gets_alone_cost(tmp_path: Path) -> None:
+    """bench/ab.py with this checkout on both sides: every figure of both, the own share (scrape minus the same
+    GETs through the exporter's client code) below the scrape's CPU, one row per loop and side."""
+    run_bench(
+        str(ROOT / "bench" / "ab.py"), "--before", str(ROOT), "--chargers", "4", "--rounds", "1", "--warmup", "0",
+        "--loops", "asyncio", "--out", str(tmp_path),
+    )  # fmt: skip
+    result = json.loads((tmp_path / "ab.json").read_text())
+    (run,) = result["runs"]
+    assert run["loop"] == "asyncio"
+    for side in ("before", "after"):
+        row = run[side]
+        assert row["metrics_cpu"] > 0 and row["client_cpu"] > 0 and row["probe_cpu"] > 0 and row["rss_mib"] > 0
+        assert row["own_cpu"] == row["metrics_cpu"] - row["client_cpu"]
+    table = (tmp_path / "ab.md").read_text()
+    assert [line.split(" | ")[1] for line in table.splitlines() if line.startswith("| asyncio")] == [
+        "before", "after", "after ÷ before"
+    ]  # fmt: skip
+
+
 def test_the_by_hand_benchmarks_still_run(tmp_path: Path) -> None:
     """Small versions of bench/reload_load.py and bench/config_load.py, so that a change to the exporter's command
     line or config cannot break them unnoticed (the lifecycle flag once did): they run and report, never timed."""
