@@ -18,7 +18,7 @@ import logging
 import os
 import ssl
 import time
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractContextManager
 from typing import Final, Protocol
 
 import aiohttp
@@ -60,10 +60,10 @@ def _ca_context(ca_file: str, mtime_ns: int, size: int) -> ssl.SSLContext:
 
 
 class DeadlineScope(Protocol):
-    """What a fetch needs of its deadline (:class:`exporter.scrape.poll.Deadline`, which the poller makes and extends):
-    a scope that times out at it."""
+    """What a fetch needs of its deadline (:class:`exporter.scrape.deadline.Deadline`, which the poller makes and
+    extends): a scope that times out at it."""
 
-    def scope(self) -> AbstractAsyncContextManager[None]: ...
+    def scope(self) -> AbstractContextManager[None]: ...
 
 
 class ChargerClient:
@@ -99,7 +99,7 @@ class ChargerClient:
         loop = asyncio.get_running_loop()
         start = loop.time()
         taken_at = time.time()
-        results = await asyncio.gather(*(self._endpoint_guarded(ep, deadline) for ep in ENDPOINTS))
+        results = await asyncio.gather(*(self._endpoint(ep, deadline) for ep in ENDPOINTS))
         return ChargerFetch(
             charger=self.charger,
             endpoints={r.endpoint: r for r in results},
@@ -108,10 +108,12 @@ class ChargerClient:
         )
 
     async def _endpoint(self, endpoint: str, deadline: DeadlineScope) -> EndpointFetch:
+        """One endpoint's fetch, ended as an :class:`EndpointFetch` whatever happens. An unexpected error is the
+        exporter's (counted as such and logged once), never the charger's, and never ends the others' fetches."""
         if self._setup_error:
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=self._setup_error)
         try:
-            async with deadline.scope():
+            with deadline.scope():
                 body_or_error = await self._get(endpoint)
         except TimeoutError:
             return EndpointFetch(endpoint, reason=Reason.TIMEOUT, detail="no answer before the deadline")
@@ -128,17 +130,12 @@ class ChargerClient:
             if isinstance(exc, OSError) and exc.errno in OUT_OF_FDS:
                 return _out_of_fds(endpoint)
             return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"{type(exc).__name__}: {_short(exc)}")
+        except Exception as exc:  # a bug of the exporter's (one coroutine less per request than a wrapper)
+            self._bugs.error(self.charger.name, exc, "charger %s: %s: unexpected error", self.charger.name, endpoint)
+            return EndpointFetch(endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {type(exc).__name__}")
         if isinstance(body_or_error, EndpointFetch):
             return body_or_error
         return EndpointFetch(endpoint, body=body_or_error)
-
-    async def _endpoint_guarded(self, endpoint: str, deadline: DeadlineScope) -> EndpointFetch:
-        """Never let an unexpected error of one endpoint take the scrape of every charger down with it."""
-        try:
-            return await self._endpoint(endpoint, deadline)
-        except Exception as exc:
-            self._bugs.error(self.charger.name, exc, "charger %s: %s: unexpected error", self.charger.name, endpoint)
-            return EndpointFetch(endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {type(exc).__name__}")
 
     async def _get(self, endpoint: str) -> bytes | EndpointFetch:
         async with self._session.get(

@@ -29,13 +29,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from types import TracebackType
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from exporter.config import ChargerConfig, Config
+from exporter.scrape.deadline import Deadline
 from exporter.scrape.dns import PoolResolver
 from exporter.scrape.fetch import ChargerClient, connection_limit, make_session
 from exporter.scrape.health import ExporterHealth
@@ -47,59 +47,8 @@ log = logging.getLogger("exporter.poll")
 
 THROTTLED_DETAIL = "no free polling slot before the deadline (max_concurrency): the charger was not contacted"
 SCRAPE_TIMEOUT_DETAIL = "no answer before the scrape's timeout ran out (the charger's own timeout had not)"
+WAIT_TIMEOUT_DETAIL = "the scrape's timeout ran out first (a poll started by another scrape was still running)"
 INLINE_PARSE_BYTES = 64 * 1024  # a charger's bodies up to this size are parsed on the event loop (~1 ms)
-
-
-class Deadline:
-    """The event-loop time a poll ends by, which a scrape with more time that joins the poll may push later
-    (:meth:`extend`): the running requests then get that time too instead of timing out at the earlier one."""
-
-    __slots__ = ("_timeouts", "when")
-
-    def __init__(self, when: float) -> None:
-        self.when = when
-        self._timeouts: set[asyncio.Timeout] = set()
-
-    def __repr__(self) -> str:
-        return f"Deadline({self.when:.3f})"
-
-    def extend(self, when: float) -> None:
-        if when <= self.when:
-            return
-        self.when = when
-        for timeout in self._timeouts:
-            if not timeout.expired():
-                timeout.reschedule(when)
-
-    def scope(self) -> DeadlineTimeout:
-        """Like ``asyncio.timeout_at(self.when)``, following later extensions."""
-        return DeadlineTimeout(self)
-
-
-class DeadlineTimeout:
-    """One request's scope under a :class:`Deadline`. A plain class rather than an ``asynccontextmanager``: that
-    one is a generator and a wrapper per request, a visible share of a request's CPU at thousands of requests."""
-
-    __slots__ = ("_deadline", "_timeout")
-
-    def __init__(self, deadline: Deadline) -> None:
-        self._deadline = deadline
-        self._timeout: asyncio.Timeout | None = None  # set on entering
-
-    async def __aenter__(self) -> None:
-        timeout = asyncio.timeout_at(self._deadline.when)
-        await timeout.__aenter__()
-        self._timeout = timeout
-        self._deadline._timeouts.add(timeout)
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        timeout = self._timeout
-        if timeout is None:
-            raise RuntimeError("__aexit__ without __aenter__")
-        self._deadline._timeouts.discard(timeout)
-        await timeout.__aexit__(kind, exc, tb)  # turns the cancellation at the deadline into TimeoutError
 
 
 def deadline_after(charger: ChargerConfig, budget: float | None) -> float:
@@ -135,6 +84,56 @@ def failed_result(charger: ChargerConfig, reason: Reason, detail: str, duration:
         duration=duration,
         taken_at=time.time(),
     )
+
+
+class PollWait:
+    """One scrape's wait for a poll in flight: :attr:`future` gets the poll's reading when it ends, or, at the
+    scrape's own deadline if the poll may run longer (a later scrape gave it more time, or it was started by one
+    with more time), what that means for this scrape: ``throttled`` if the poll still waits for a polling slot,
+    else ``scrape_timeout``. The poll itself goes on for the others; cancelling the future only stops waiting."""
+
+    __slots__ = ("_deadline", "_handle", "_poller", "_since", "_task", "_until", "future")
+
+    def __init__(self, poller: Poller, task: asyncio.Task[ChargerResult], until: float, since: float) -> None:
+        self.future: asyncio.Future[Reading] = asyncio.get_running_loop().create_future()
+        self._poller, self._task, self._until, self._since = poller, task, until, since
+        self._handle: asyncio.TimerHandle | None = None
+        self._deadline = poller._deadline
+        task.add_done_callback(self._poll_done)
+        self.future.add_done_callback(self._gone)
+        self._deadline.watch(self)  # a timer of its own only if the poll may outlast this scrape
+
+    def behind(self, poll_ends: float) -> None:
+        if poll_ends > self._until and self._handle is None and not self.future.done():
+            self._handle = asyncio.get_running_loop().call_at(self._until, self._expire)
+
+    def _poll_done(self, task: asyncio.Task[ChargerResult]) -> None:
+        if self.future.done():
+            return
+        if task.cancelled():
+            self.future.cancel()
+        elif (exc := task.exception()) is not None:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(Reading(task.result()))
+
+    def _expire(self) -> None:
+        self._handle = None
+        if self.future.done():
+            return
+        poller = self._poller
+        took = asyncio.get_running_loop().time() - self._since
+        if poller._queued and poller._task is self._task:  # that poll has not even reached the charger yet
+            result = failed_result(poller.charger, Reason.THROTTLED, THROTTLED_DETAIL, took)
+        else:  # the poll has more time than this scrape (up to the charger's own timeout): the scrape's budget ran out
+            result = failed_result(poller.charger, Reason.SCRAPE_TIMEOUT, WAIT_TIMEOUT_DETAIL, took)
+        self.future.set_result(Reading(result))
+
+    def _gone(self, _: asyncio.Future[Reading]) -> None:
+        self._task.remove_done_callback(self._poll_done)
+        self._deadline.unwatch(self)
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 class Poller:
@@ -179,31 +178,19 @@ class Poller:
         if other._last is not None and other._last_started > self._last_started:  # the poll kept its reading
             self._last, self._last_started = other._last, other._last_started
 
-    async def read(self, deadline: float, own: float | None = None) -> Reading:
-        """The reading for a scrape that ends by ``deadline``; ``own`` is when the charger's own timeout would run
-        out for it (now + its timeout by default): a poll ended before that was cut short by the scrape."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def reading(self, deadline: float, own: float) -> Reading | asyncio.Future[Reading]:
+        """The reading for a scrape that ends by ``deadline``: at once (from the cache), or a future of it (no task
+        per charger and scrape). ``own`` is when the charger's own timeout would run out for it (now + its
+        timeout): a poll ended before that was cut short by the scrape."""
+        now = asyncio.get_running_loop().time()
         if self._last is not None and now - self._last_started < self.charger.min_interval:
             return Reading(self._last, age=max(now - self._last_started, 0.0))
         task = self._task
         if task is None:
-            task = self._start(deadline, now + self.charger.timeout if own is None else own)
+            task = self._start(deadline, own)
         else:  # a scrape with more time: the poll gets it too, so that it does not time out for us too early
             self._deadline.extend(min(deadline, self._poll_limit))
-        poll_deadline = self._deadline
-        try:
-            async with asyncio.timeout_at(deadline):
-                return Reading(await asyncio.shield(task))
-        except TimeoutError:
-            if poll_deadline.when <= deadline:  # the poll ends now too, with what did answer: take that
-                return Reading(await asyncio.shield(task))
-            if self._queued and self._task is task:  # that poll has not even reached the charger yet
-                detail = THROTTLED_DETAIL
-                return Reading(failed_result(self.charger, Reason.THROTTLED, detail, loop.time() - now))
-            # The poll has more time than this scrape (up to the charger's own timeout): the scrape's budget ran out.
-            detail = "the scrape's timeout ran out first (a poll started by another scrape was still running)"
-            return Reading(failed_result(self.charger, Reason.SCRAPE_TIMEOUT, detail, loop.time() - now))
+        return PollWait(self, task, deadline, now).future
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -240,6 +227,8 @@ class Poller:
             self._bugs.error(self.charger.name, exc, "charger %s: unexpected error while polling", self.charger.name)
             detail = f"exporter error: {type(exc).__name__}"
             result = failed_result(self.charger, Reason.EXPORTER_ERROR, detail, loop.time() - started)
+        finally:
+            deadline.close()
         reasons = {e.reason for e in result.endpoints.values()}
         # A timeout under a scrape's short budget is not the charger's answer for min_interval; nor is a poll that
         # never got a polling slot (throttled): the charger was not even asked.
@@ -268,7 +257,7 @@ class Poller:
         started = loop.time()
         self._queued = True
         try:
-            async with deadline.scope():
+            with deadline.scope():
                 await limiter.acquire()
         except TimeoutError:
             return ChargerFetch(
@@ -383,11 +372,11 @@ class Fleet:
             if not poller.polled:
                 poller.polled = True
                 self._polled += 1
-        return list(
-            await asyncio.gather(
-                *(p.read(now + max(deadline_after(p.charger, budget), 0.0), now + p.charger.timeout) for p in pollers)
-            )
-        )
+        got = [p.reading(now + max(deadline_after(p.charger, budget), 0.0), now + p.charger.timeout) for p in pollers]
+        waits = [r for r in got if not isinstance(r, Reading)]
+        if waits:
+            await asyncio.gather(*waits)  # futures, not coroutines: no task each
+        return [r if isinstance(r, Reading) else r.result() for r in got]
 
     def _retire(self, session: aiohttp.ClientSession, pollers: Sequence[Poller]) -> None:
         """Close a replaced session once the polls that may still use it are over (each ends by its deadline)."""

@@ -1,0 +1,110 @@
+"""A poll's deadline (exporter/scrape/deadline.py): every request of a poll times out at it, on one timer.
+
+What the poller relies on, as ``asyncio.timeout_at`` would give it: a request still running at the deadline ends
+with ``TimeoutError``, one that answered keeps its answer, a deadline pushed later gives the running requests the
+time, and a cancellation that is not the deadline's (a shutdown) stays a cancellation. On the test's loop clock
+(``loop_clock``): time moves when the test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from exporter.scrape.deadline import Deadline
+from tests.support.clock import LoopClock
+
+
+async def under(deadline: Deadline, seconds: float) -> str:
+    """A request that takes ``seconds``, under ``deadline``."""
+    try:
+        with deadline.scope():
+            await asyncio.sleep(seconds)
+    except TimeoutError:
+        return "timeout"
+    return "answer"
+
+
+async def test_requests_still_running_at_the_deadline_time_out_and_the_others_keep_their_answers(
+    loop_clock: LoopClock,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time() + 1.0)
+    outcomes = asyncio.gather(under(deadline, 0.5), under(deadline, 2.0), under(deadline, 0.9), under(deadline, 5))
+    assert await loop_clock.run(outcomes) == ["answer", "timeout", "answer", "timeout"]
+    assert deadline.expired
+
+
+async def test_one_timer_for_every_request_of_a_poll(loop_clock: LoopClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    timers = []
+    call_at = loop.call_at
+
+    def counted(when: float, callback: object, *args: object, **kwargs: object) -> asyncio.TimerHandle:
+        timers.append(when)
+        return call_at(when, callback, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "call_at", counted)
+    deadline = Deadline(loop.time() + 1.0)
+    await loop_clock.run(asyncio.gather(*(under(deadline, 0.1) for _ in range(4))))
+    deadline.close()
+    sleeps = [when for when in timers if when < deadline.when]  # the requests' own asyncio.sleep
+    assert len(timers) - len(sleeps) == 1, "the four requests share the poll's one timer"
+
+
+async def test_a_deadline_pushed_later_gives_the_running_requests_the_time(loop_clock: LoopClock) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time() + 1.0)
+    outcome = asyncio.ensure_future(under(deadline, 1.5))
+    await loop_clock.advance(0.5)
+    deadline.extend(loop.time() + 1.5)  # a scrape with more time joined the poll
+    deadline.extend(loop.time() + 0.2)  # never earlier
+    assert await loop_clock.run(outcome) == "answer"
+    assert not deadline.expired
+
+
+async def test_a_cancellation_that_is_not_the_deadlines_stays_a_cancellation(loop_clock: LoopClock) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time() + 1.0)
+    task = asyncio.ensure_future(under(deadline, 5.0))
+    await loop_clock.advance(0.1)
+    task.cancel()  # a shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_request_that_starts_after_the_deadline_times_out_at_its_first_wait(loop_clock: LoopClock) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time() + 0.5)
+    assert await loop_clock.run(under(deadline, 1.0)) == "timeout"
+    assert await loop_clock.run(under(deadline, 1.0)) == "timeout", "the deadline has passed: no time at all"
+    assert await under(deadline, 0) == "timeout", "as asyncio.timeout_at: cancelled at its first wait"
+
+
+class Wait:
+    """A scrape waiting for the poll until ``until`` (as :class:`exporter.scrape.poll.PollWait` does)."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        self.timed_out_at: float | None = None
+
+    def behind(self, poll_ends: float) -> None:
+        if poll_ends > self.until and self.timed_out_at is None:
+            self.timed_out_at = self.until
+
+
+async def test_a_waiting_scrape_is_told_only_when_the_poll_may_outlast_it() -> None:
+    deadline = Deadline(10.0)
+    same, earlier = Wait(10.0), Wait(5.0)
+    deadline.watch(same)
+    deadline.watch(earlier)
+    assert same.timed_out_at is None, "the scrape that started the poll: the poll ends by its deadline"
+    assert earlier.timed_out_at == 5.0, "a scrape with less time than the poll times out at its own deadline"
+    deadline.extend(12.0)
+    assert same.timed_out_at == 10.0, "pushed past its deadline by a later scrape: it times out at its own"
+    late = Wait(20.0)
+    deadline.unwatch(same)
+    deadline.watch(late)
+    deadline.extend(15.0)
+    assert late.timed_out_at is None
