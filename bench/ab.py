@@ -2,14 +2,17 @@
 
     git worktree add --detach ../before <commit>
     .venv/bin/python bench/ab.py --before ../before                    # N = 1,000, 15 rounds, both loops
-    .venv/bin/python bench/ab.py --before ../before --loops uvloop --rounds 30 --profile /tmp/after.txt
+    .venv/bin/python bench/ab.py --before ../before --loops uvloop --no-probe --profile /tmp/ab   # and where it goes
 
 A change that saves a few percent of the CPU a scrape costs is smaller than the spread between two runs of
 bench/fleet.py on a shared machine; taken in one run, with the two exporters' rounds interleaved against the same
 simulated chargers, the difference is measured within the run, as the fleet benchmark takes its ratios. Per loop
 and exporter: the median CPU (user + sys, all threads) and wall of a ``/metrics`` scrape with Prometheus' headers,
-and of ``/probe`` of every charger (50 at a time), and the exporter's RSS after the rounds. ``--profile FILE``
-samples the *after* exporter with py-spy (``pip install py-spy``; raw stacks for a flame graph) during its rounds.
+and of ``/probe`` of every charger (50 at a time), and the exporter's RSS after the rounds; and the same GETs through
+each checkout's own client code alone (``ChargerClient._get``, its collector settings, all at once: bench/harness.py's
+``client`` baseline), so that the exporter's *own* CPU per charger, the scrape's minus its GETs', is measured in the
+same run. ``--profile PREFIX`` samples both exporters with py-spy (``pip install py-spy``) during the counted rounds
+and adds where their CPU goes, part by part (with ``--no-probe`` the shares are of ``/metrics`` alone).
 
 Writes ``ab.md`` and ``ab.json`` to ``--out`` (default bench/results/).
 """
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -104,14 +108,17 @@ async def rounds(
             await asyncio.gather(*(one(name) for name in names))
             return {}
 
-        spy = None
+        spies: list[subprocess.Popen[bytes]] = []
         for i in range(args.warmup + args.rounds):
             if i == args.warmup and args.profile:
-                spy = subprocess.Popen(  # noqa: ASYNC220 - once, between rounds
-                    ["py-spy", "record", "-p", str(pids["after"]), "-o", args.profile, "-f", "raw", "-r", "250",
-                     "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                spies = [
+                    subprocess.Popen(  # noqa: ASYNC220 - once, between rounds
+                        ["py-spy", "record", "-p", str(pid), "-o", f"{args.profile}.{kind}.txt", "-f", "raw",
+                         "-r", "250", "--nonblocking"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )
+                    for kind, pid in pids.items()
+                ]  # fmt: skip
                 await asyncio.sleep(1.5)
             order = list(bases) if i % 2 == 0 else list(reversed(bases))  # neither always goes first
             for kind in order:
@@ -125,10 +132,44 @@ async def rounds(
                     if probes is not None:
                         samples[kind]["probe_cpu"].append(probes.cpu / len(names))
                         samples[kind]["probe_wall"].append(probes.wall)
-        if spy is not None:
-            spy.send_signal(2)
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(60)
     return samples
+
+
+# Where a sample's innermost frame is, by file: what each part of the exporter and its libraries costs.
+PROFILE_PARTS: Final = (
+    ("parse the replies", ("scrape/parse.py", "scrape/devicetext.py", "json/")),
+    ("build the metric families", ("scrape/families.py", "scrape/labels.py")),
+    ("write the exposition", ("scrape/exposition.py", "prometheus_client/")),
+    ("gzip", ("gzip.py", "serve/replies.py")),
+    ("record the poll (health)", ("scrape/health.py",)),
+    ("poll: coalescing, deadlines, waits", ("scrape/poll.py", "scrape/deadline.py", "asyncio/timeouts.py")),
+    ("fetch: the exporter's request code", ("scrape/fetch.py",)),
+    ("asyncio tasks and futures", ("asyncio/tasks.py", "asyncio/futures.py", "asyncio/events.py", "asyncio/base_")),
+    ("aiohttp client (requests, connections, replies)", ("aiohttp/client", "aiohttp/connector.py", "aiohttp/streams.py",
+                                                          "aiohttp/http_writer.py", "aiohttp/helpers.py", "yarl/",
+                                                          "multidict/", "aiohttp/tracing.py", "aiohttp/cookiejar.py")),
+    ("aiohttp server (the scrape's request)", ("aiohttp/web", "serve/")),
+)  # fmt: skip
+
+
+def profile_parts(raw: Path) -> dict[str, float]:
+    """Share of py-spy's samples (raw format: ``frame;frame;... count``) per part of :data:`PROFILE_PARTS`, by the
+    innermost frame's file; the event loop's own C code (uvloop) shows as its ``run`` frame."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        if leaf.startswith("run (") and "serve/server.py" in leaf:  # inside loop.run_forever: uvloop's own C code
+            part = "the event loop itself (C)"
+        else:
+            part = next((name for name, files in PROFILE_PARTS if any(f in leaf for f in files)), "other")
+        counts[part] = counts.get(part, 0) + int(count)
+        total += int(count)
+    return {part: n / total for part, n in sorted(counts.items(), key=lambda kv: -kv[1])} if total else {}
 
 
 async def one_loop(loop: str, urls: list[tuple[str, str]], args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -151,6 +192,8 @@ async def one_loop(loop: str, urls: list[tuple[str, str]], args: argparse.Namesp
         samples = await rounds({"before": b_base, "after": a_base}, pids, [u[0] for u in urls], args, clients)
         rss = {kind: rss_bytes(pid) / 2**20 for kind, pid in pids.items()}
     out: dict[str, Any] = {"loop": loop}
+    if args.profile:
+        out["profile"] = {kind: profile_parts(Path(f"{args.profile}.{kind}.txt")) for kind in pids}
     for kind in ("before", "after"):
         row: dict[str, Any] = {key: statistics.median(values) for key, values in samples[kind].items() if values}
         row["rss_mib"] = rss[kind]
@@ -187,7 +230,31 @@ def markdown(result: dict[str, Any]) -> str:
         ratio = run["after"]["metrics_cpu"] / run["before"]["metrics_cpu"]
         own = run["after"]["own_cpu"] / run["before"]["own_cpu"]
         lines.append(f"| {run['loop']} | after ÷ before | | {ratio:.2f} × | | | {own:.2f} × | | | |")
+    for run in result["runs"]:
+        if "profile" in run:
+            lines += ["", *profile_table(run, n)]
     return "\n".join(lines) + "\n"
+
+
+def profile_table(run: dict[str, Any], n: int) -> list[str]:
+    """The profile's parts as CPU per charger of a scrape: each part's share of the samples × the CPU the rounds
+    took (both routes when ``/probe`` was measured too: then read the shares, not the µs)."""
+    per = {kind: run[kind]["metrics_cpu"] / n * 1e6 for kind in ("before", "after")}
+    parts = list(dict.fromkeys([*run["profile"]["before"], *run["profile"]["after"]]))
+    lines = [
+        f"py-spy, {run['loop']}: where the CPU of a charger's `/metrics` scrape goes (share of the samples × the "
+        "scrape's CPU per charger)",
+        "",
+        "| part | before | after |",
+        "|---|---:|---:|",
+    ]
+    for part in parts:
+        cells = [
+            f"{run['profile'][kind].get(part, 0.0) * per[kind]:.0f} µs ({run['profile'][kind].get(part, 0.0):.0%})"
+            for kind in ("before", "after")
+        ]
+        lines.append(f"| {part} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loops", default="asyncio,uvloop")
     parser.add_argument("--no-probe", dest="probe", action="store_false", help="/metrics only")
     parser.add_argument("--setting", action="append", help="a top-level config line (default: none)")
-    parser.add_argument("--profile", help="py-spy's raw stacks of the after exporter, written here")
+    parser.add_argument(
+        "--profile", help="sample both exporters with py-spy into PROFILE.before.txt and PROFILE.after.txt (raw stacks)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     raise_fd_limit(16 * args.chargers + 1024)
