@@ -85,9 +85,9 @@ FIELDS: Final[Mapping[str, tuple[tuple[str, Source], ...]]] = {
     )
     for endpoint in ENDPOINTS
 }
-# FIELDS as parse_values reads them: (key, source, its first field name, whether it has other names, kind, scale).
+# FIELDS as parse_values reads them: (key, source, its first field name, its other names, kind, scale).
 _PLAN: Final = {
-    endpoint: tuple((key, s, s.names[0], len(s.names) > 1, s.kind, s.scale) for key, s in fields)
+    endpoint: tuple((key, s, s.names[0], s.names[1:], s.kind, s.scale) for key, s in fields)
     for endpoint, fields in FIELDS.items()
 }
 _NUMERIC: Final = frozenset(("number", "meter", "setting"))
@@ -278,19 +278,28 @@ def parse_values(endpoint: str, obj: Mapping[str, Any]) -> Parsed[Values]:
     """Read every field of this endpoint that is in the table; each unusable value is one Problem."""
     values: Values = {}
     problems: list[Problem] = []
-    for key, source, name, variants, kind, scale in _PLAN[endpoint]:
-        # A usable value under the field's first name is read here, as _read would read it (a call per field cost
-        # a third of parsing); everything else (other names, NaN, any Problem) is left to _read.
+    for key, source, name, others, kind, scale in _PLAN[endpoint]:
+        # A usable value is read here, as _read would read it (a call per field cost a third of parsing); a value
+        # that is a Problem is left to _read, which reports it.
         raw = obj.get(name, _MISSING)
-        if raw is _MISSING and not variants:
-            continue  # the field is not there (older firmware): skipped silently
+        if raw is _MISSING:
+            for other in others:
+                raw = obj.get(other, _MISSING)
+                if raw is not _MISSING:
+                    break
+            else:
+                continue  # no field of the source is there (older firmware): skipped silently
         cls = raw.__class__
         if (cls is float or cls is int) and kind in _NUMERIC:
             try:
                 number = float(raw) * scale
             except OverflowError:
-                number = _INF
-            if -_INF < number < _INF and (kind != "meter" or number >= 0):  # finite (not NaN) and, a meter, >= 0
+                number = _INF  # out of range: _read reports it
+            if math.isnan(number):  # the device's "not set": kept for a setting, never exported
+                if kind == "setting":
+                    values[key] = number
+                continue
+            if -_INF < number < _INF and (kind != "meter" or number >= 0):  # finite and, a meter, not negative
                 values[key] = round(number, 3) if kind == "meter" else number
                 continue
         elif cls is bool and kind == "flag":
@@ -298,8 +307,9 @@ def parse_values(endpoint: str, obj: Mapping[str, Any]) -> Parsed[Values]:
             continue
         elif cls is str and kind == "text":
             text = raw.strip()
-            if text and len(text) <= MAX_LABEL_LEN and text.isprintable():
-                values[key] = text
+            if len(text) <= MAX_LABEL_LEN and text.isprintable():
+                if text:  # an empty text is no value
+                    values[key] = text
                 continue
         elif cls is list and kind == "phases":
             phases = _phases(raw, scale)
