@@ -122,7 +122,7 @@ def test_the_by_hand_benchmarks_still_run(tmp_path: Path) -> None:
 
 
 def test_the_pipeline_benchmark_reports_each_stage() -> None:
-    """bench/pipeline.py (the exporter's own work per charger: parse, families, exposition, gzip) still runs."""
+    """bench/pipeline.py (the exporter's own work per charger: parse, record, families, exposition, gzip) still runs."""
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--chargers", "10", "--rounds", "2"],
         capture_output=True,
@@ -132,5 +132,5 @@ def test_the_pipeline_benchmark_reports_each_stage() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("N = 10, 2 rounds, CPU µs per charger (median): parse ")
-    for stage in ("families", "exposition", "gzip", "total"):
+    for stage in ("record", "families", "exposition", "gzip", "total"):
         assert f", {stage} " in run.stdout

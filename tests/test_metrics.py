@@ -277,7 +277,8 @@ def test_readme_metric_table_is_generated_from_the_catalogue() -> None:
 
 def test_label_values_the_device_chooses_are_not_kept_between_scrapes() -> None:
     # Stable label texts (phases, endpoints, known states) are kept per charger; values a device chooses are not,
-    # so a device sending a new state or session text every scrape cannot grow the exporter's memory.
+    # so a device sending a new state or session text every scrape cannot grow the exporter's memory: only the last
+    # text per set of label names is (charger info, session info, an unknown state or status).
     from exporter.scrape.labels import charger_labels
 
     charger = ChargerConfig(name="chatty", url="http://192.0.2.3")
@@ -286,3 +287,4 @@ def test_label_values_the_device_chooses_are_not_kept_between_scrapes() -> None:
         text = render([result_from_bodies(charger, {**bodies("openapi"), "transaction": tx})])
         assert value(text, "pulsatrix_state", state=f"S{i}") == 1.0
     assert len(charger_labels(charger)._texts) < 80
+    assert len(charger_labels(charger)._last) <= 4

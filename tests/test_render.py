@@ -100,11 +100,16 @@ def test_gzip_is_chosen_by_coding_and_q_value(accept_encoding: str, gzipped: boo
 
 @pytest.mark.parametrize("accept", ["", PROMETHEUS_ACCEPT])
 def test_numbers_are_written_as_prometheus_client_writes_them(accept: str) -> None:
-    """0 and 1 take a short cut past the library's formatter; -0.0 (a device's "-0.0 A") must not take it."""
+    """0 and 1 take a short cut past the library's formatter; -0.0 (a device's "-0.0 A") must not take it. Floats
+    below 1e6 are written with repr: on both sides of that bound, the library's format and ours agree."""
     family = Family(GARAGE_SPEC)
     values = [0.0, -0.0, 1.0, 1, 0, True, -1.0, 2.5, 1e-7, 12345678.0, float("nan"), float("inf"), float("-inf")]
+    values += [999999.9999999999, 1e6, 1000000.0000000001, 123456.7, -1234567.0, 1e16, 1.5e16, 5e-324, -1e300, 2, 10**6]
     for i, value in enumerate(values):
         family.label_texts.append(f'charger="c{i}"')
+        family.values.append(value)
+    for value in values:  # and without labels (the exporter's own metrics)
+        family.label_texts.append("")
         family.values.append(value)
     body, served_as = exposition([family], accept)
     registry = reference([family])

@@ -96,15 +96,18 @@ class ExporterHealth:
         name = result.charger.name
         counters = self.counters[name]
         status = self.status[name]
-        status.up = result.up
+        outcomes = result.endpoints
+        status.answered = sum([outcome.ok for outcome in outcomes.values()])
+        up = status.answered == len(outcomes)  # result.up (every endpoint answered), from the count just taken
+        status.up = up
         status.last_poll = now
-        status.failing = {ep: f"{o.reason}: {o.detail}" for ep, o in result.endpoints.items() if o.reason is not None}
-        status.answered = sum(1 for outcome in result.endpoints.values() if outcome.ok)
-        self._log_transition(name, result)
+        status.failing = {ep: f"{o.reason}: {o.detail}" for ep, o in outcomes.items() if o.reason is not None}
+        if status.failing or name in self._failing:  # else neither failing nor recovering: nothing to log
+            self._log_transition(name, result)
         counters.polls += 1
-        if not result.up:
+        if not up:
             counters.failures += 1
-        for endpoint, outcome in result.endpoints.items():
+        for endpoint, outcome in outcomes.items():
             if outcome.reason is not None:
                 counters.errors[(endpoint, outcome.reason)] = counters.errors.get((endpoint, outcome.reason), 0) + 1
                 counters.last_error[(endpoint, outcome.reason)] = now

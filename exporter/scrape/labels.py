@@ -30,11 +30,11 @@ class Labels:
     ``text(("phase",), ("L1",))`` is the label text of a sample with more labels, in the sorted order
     prometheus_client writes. Nearly every such text is the same in every scrape (the phases, the endpoints, the
     known values of a state): those (``stable``) are kept, along with the template per set of label names. Texts
-    with values the device chooses (info labels, an unknown state) are built every time, so that a device cannot
-    fill the cache.
+    with values the device chooses (info labels, an unknown state) are not kept, so that a device cannot fill the
+    cache: only the last one per set of label names is, as a device reports the same names scrape after scrape.
     """
 
-    __slots__ = ("_sets", "_templates", "_texts", "base", "pairs")
+    __slots__ = ("_last", "_sets", "_templates", "_texts", "base", "pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.pairs = tuple(sorted(pairs))
@@ -42,6 +42,7 @@ class Labels:
         self._templates: dict[tuple[str, ...], str] = {}
         self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
         self._sets: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+        self._last: dict[tuple[str, ...], tuple[tuple[str, ...], str]] = {}  # label names -> (values, text)
 
     def texts(self, name: str, values: tuple[str, ...]) -> tuple[str, ...]:
         """The label texts of a sample per value of one label (a state set's known values, the four endpoints): a
@@ -54,9 +55,14 @@ class Labels:
 
     def text(self, names: tuple[str, ...], values: tuple[str, ...], stable: bool = True) -> str:
         key = (names, values)
-        text = self._texts.get(key) if stable else None
-        if text is not None:
-            return text
+        if stable:
+            text = self._texts.get(key)
+            if text is not None:
+                return text
+        else:
+            last = self._last.get(names)
+            if last is not None and last[0] == values:
+                return last[1]
         template = self._templates.get(names)
         if template is None:
             extra = [(name, f'"{{{i}}}"') for i, name in enumerate(names)]
@@ -64,7 +70,9 @@ class Labels:
             template = ",".join(f"{k}={v}" for k, v in sorted(base + extra))
             self._templates[names] = template
         text = template.format(*[escape(v) for v in values])
-        if stable and len(self._texts) < MAX_CACHED_TEXTS:
+        if not stable:
+            self._last[names] = (values, text)
+        elif len(self._texts) < MAX_CACHED_TEXTS:
             self._texts[key] = text
         return text
 

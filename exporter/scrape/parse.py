@@ -19,11 +19,12 @@ What real devices send differs from the vendor's OpenAPI file (see
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from exporter.catalogue import CATALOGUE, Source, read
@@ -84,6 +85,14 @@ FIELDS: Final[Mapping[str, tuple[tuple[str, Source], ...]]] = {
     )
     for endpoint in ENDPOINTS
 }
+# FIELDS as parse_values reads them: (key, source, its first field name, its other names, kind, scale).
+_PLAN: Final = {
+    endpoint: tuple((key, s, s.names[0], s.names[1:], s.kind, s.scale) for key, s in fields)
+    for endpoint, fields in FIELDS.items()
+}
+_NUMERIC: Final = frozenset(("number", "meter", "setting"))
+_MISSING: Final = object()
+_INF: Final = math.inf
 
 
 # Bare tokens C firmware prints for non-finite floats, where a JSON value may stand. Strings are matched (and kept)
@@ -104,14 +113,32 @@ def _nonfinite_to_json(match: re.Match[str]) -> str:
     return match.group(1) + ("-Infinity" if token.startswith("-") else "Infinity")
 
 
+# json.loads' own scanner (the typeshed stubs do not list the attribute), called without json.loads' wrappers
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, exactly: its wrappers (a BOM check and two whitespace regexes) cost a quarter of
+    decoding a small reply, so a body with its value first and at most whitespace after it goes to the scanner
+    directly; any other body (and every "Expecting value" or "Extra data" error) goes through json.loads."""
+    try:
+        data, end = _SCAN(text, 0)
+    except StopIteration:  # no value at index 0 (whitespace, a BOM, or not JSON): json.loads decides
+        return json.loads(text)
+    if end != len(text) and text[end:].strip(" \t\n\r"):  # JSON's whitespace
+        return json.loads(text)
+    return data
+
+
 def decode_body(body: bytes) -> dict[str, Any]:
     """Decode an endpoint's body to a JSON object, accepting the ``NaN`` literals devices send."""
     try:
-        text = body.decode("utf-8-sig")
+        # What decode("utf-8-sig") does (same errors, same positions), without its codec written in Python
+        text = body[3:].decode() if body.startswith(codecs.BOM_UTF8) else body.decode()
     except UnicodeDecodeError as exc:
         raise PayloadError(Reason.INVALID_JSON, f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except RecursionError:
         raise PayloadError(Reason.INVALID_JSON, "body is nested too deeply") from None
     except json.JSONDecodeError as first:
@@ -227,11 +254,68 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _phases(raw: list[Any], scale: float) -> tuple[float, ...] | None:
+    """The usual phases array, 1 to 3 numbers that stay finite in the metric's unit, as :func:`_read` reads it;
+    None for any other, which :func:`_read` reads (and reports)."""
+    if not 0 < len(raw) <= MAX_PHASES:
+        return None
+    phases = []
+    for item in raw:
+        cls = item.__class__
+        if cls is not float and cls is not int:
+            return None
+        try:
+            number = float(item) * scale
+        except OverflowError:
+            return None
+        if not -_INF < number < _INF:  # NaN or infinite
+            return None
+        phases.append(number)
+    return tuple(phases)
+
+
 def parse_values(endpoint: str, obj: Mapping[str, Any]) -> Parsed[Values]:
     """Read every field of this endpoint that is in the table; each unusable value is one Problem."""
     values: Values = {}
     problems: list[Problem] = []
-    for key, source in FIELDS[endpoint]:
+    for key, source, name, others, kind, scale in _PLAN[endpoint]:
+        # A usable value is read here, as _read would read it (a call per field cost a third of parsing); a value
+        # that is a Problem is left to _read, which reports it.
+        raw = obj.get(name, _MISSING)
+        if raw is _MISSING:
+            for other in others:
+                raw = obj.get(other, _MISSING)
+                if raw is not _MISSING:
+                    break
+            else:
+                continue  # no field of the source is there (older firmware): skipped silently
+        cls = raw.__class__
+        if (cls is float or cls is int) and kind in _NUMERIC:
+            try:
+                number = float(raw) * scale
+            except OverflowError:
+                number = _INF  # out of range: _read reports it
+            if math.isnan(number):  # the device's "not set": kept for a setting, never exported
+                if kind == "setting":
+                    values[key] = number
+                continue
+            if -_INF < number < _INF and (kind != "meter" or number >= 0):  # finite and, a meter, not negative
+                values[key] = round(number, 3) if kind == "meter" else number
+                continue
+        elif cls is bool and kind == "flag":
+            values[key] = raw
+            continue
+        elif cls is str and kind == "text":
+            text = raw.strip()
+            if len(text) <= MAX_LABEL_LEN and text.isprintable():
+                if text:  # an empty text is no value
+                    values[key] = text
+                continue
+        elif cls is list and kind == "phases":
+            phases = _phases(raw, scale)
+            if phases is not None:
+                values[key] = phases
+                continue
         _read(obj, source, values, key, problems)
     return Parsed(values, tuple(problems))
 
