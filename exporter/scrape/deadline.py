@@ -96,9 +96,9 @@ class Scope:
         self._handle: asyncio.Handle | None = None  # a timer of this scope's own, when it has one
 
     def __enter__(self) -> None:
-        self._enter()
-        deadline = self._deadline
         loop = asyncio.get_running_loop()
+        self._enter(loop)
+        deadline = self._deadline
         if deadline.expired or deadline.when <= loop.time():
             self._handle = loop.call_soon(self.fire)  # as asyncio.timeout_at: cancelled at the first wait
             return
@@ -110,8 +110,8 @@ class Scope:
         self._deadline._scopes.discard(self)
         self._exit(kind, exc)
 
-    def _enter(self) -> None:
-        task = asyncio.current_task()
+    def _enter(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a deadline scope must be used inside a task")
         self._task = task

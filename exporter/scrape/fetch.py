@@ -99,7 +99,17 @@ class ChargerClient:
         loop = asyncio.get_running_loop()
         start = loop.time()
         taken_at = time.time()
-        results = await asyncio.gather(*(self._endpoint(ep, deadline) for ep in ENDPOINTS))
+        # A task per endpoint, started in order, then awaited in order: what asyncio.gather does, without its
+        # gathering future and a callback per task (a visible share of a poll's own CPU at thousands of chargers).
+        tasks = [loop.create_task(self._endpoint(endpoint, deadline)) for endpoint in ENDPOINTS]
+        results = []
+        try:
+            for task in tasks:
+                results.append(await task)
+        except BaseException:  # this poll was cancelled (a shutdown): so are its requests
+            for task in tasks:
+                task.cancel()
+            raise
         return ChargerFetch(
             charger=self.charger,
             endpoints={r.endpoint: r for r in results},

@@ -159,6 +159,7 @@ class Poller:
         self.polled = False  # ever asked to poll (its connections may be open): the fleet counts its sockets
         self._queued = False  # the poll in flight still waits for a max_concurrency slot
         self._bugs = OncePerKind(log)
+        self._task_name = f"poll {self.charger.name}"  # each poll's task's, written once
 
     def __repr__(self) -> str:
         return f"Poller({self.charger.name!r})"
@@ -204,7 +205,7 @@ class Poller:
     def _start(self, deadline: float, own: float) -> asyncio.Task[ChargerResult]:
         self._deadline = Deadline(deadline)
         self._poll_limit = max(deadline, own)
-        task = asyncio.create_task(self._poll(self._deadline, self._poll_limit), name=f"poll {self.charger.name}")
+        task = asyncio.create_task(self._poll(self._deadline, self._poll_limit), name=self._task_name)
         self._task = task
         task.add_done_callback(self._done)
         return task
