@@ -6,7 +6,6 @@ Every claim is counted at the simulated chargers (``Simulator.hits``, ``max_in_f
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 from dataclasses import replace
 
@@ -15,7 +14,6 @@ import pytest
 from exporter.config import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONCURRENCY, Config, ConfigError, parse_config
 from exporter.scrape.results import ENDPOINTS, Reason
 from exporter.serve.app import EXPORTER
-from exporter.serve.replies import gzipped
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
 from tests.support.samples import get, parse, scrape
@@ -332,14 +330,3 @@ async def test_a_bug_while_polling_or_fetching_is_logged_once_per_kind(
     logged = [r for r in caplog.records if "unexpected error" in r.getMessage()]
     assert [r.getMessage() for r in logged] == [message]  # ... but one traceback, for the first endpoint
     assert logged[0].exc_info is not None and logged[0].exc_info[0] is ZeroDivisionError
-
-
-@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 9_000, 40_000, 3_000_000])
-def test_a_gzipped_reply_of_any_size_decompresses_whole_and_is_as_small_as_with_the_default_window(size: int) -> None:
-    """A small reply gets a smaller zlib window (cheaper to set up); no reply may lose bytes or compress worse."""
-    line = b'pulsatrix_voltage_volts{charger="wallbox-%d",phase="L1",site="depot-north"} 231.%d\n'
-    body = b"".join(line % (i, i % 10) for i in range(size // 60 + 1))[:size]
-    for level in (1, 6):
-        out = gzipped(body, level)
-        assert gzip.decompress(out) == body
-        assert len(out) <= len(gzip.compress(body, compresslevel=level)), "header and trailer are the same size"

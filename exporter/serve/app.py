@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import logging
 import signal
 import time
@@ -34,7 +35,7 @@ from exporter.scrape.poll import Fleet, Poller, Reading
 from exporter.serve.auth import BasicAuthGate
 from exporter.serve.landing import index_page
 from exporter.serve.reload import Reloader
-from exporter.serve.replies import Reply, SharedReplies, gzipped, send
+from exporter.serve.replies import Reply, SharedReplies, send
 from exporter.serve.webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter.app")
@@ -238,14 +239,14 @@ class Exporter:
         accept = ",".join(request.headers.getall("Accept", []))
         headers: dict[str, str] = {}
         # gzip here too (Prometheus asks for it): aiohttp would compress in the default thread pool.
-        compress = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
-        if compress:
+        gzipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
+        if gzipped:
             headers["Content-Encoding"] = "gzip"
 
         def render() -> tuple[bytes, str]:
             body, content_type = exposition(families, accept, extra)
             # Level 1: well under half of level 6's CPU for some more bytes (docs/benchmark/gzip-level.md).
-            return (gzipped(body, 1) if compress else body), content_type
+            return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
         if extra is None and sum(len(family) for family in families) <= INLINE_RENDER_SAMPLES:
             body, headers["Content-Type"] = render()
@@ -321,7 +322,7 @@ class Exporter:
         errors; gzipped for a client that takes it (10,000 chargers: 3.4 MB of HTML, ~80 KB gzipped), compressed in
         the render threads when it is large. Pages asked for within a second, with no poll completed meanwhile,
         share one rendering and one body."""
-        compress = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
+        gzipped = gzip_accepted(",".join(request.headers.getall("Accept-Encoding", [])))
 
         async def assemble() -> Reply:
             config = self.fleet.config
@@ -329,17 +330,17 @@ class Exporter:
             page = index_page(config.chargers, statuses, version=__version__, source=config.source, now=time.time())
             body = page.encode()
             headers = {"Content-Type": "text/html; charset=utf-8", "Vary": "Accept-Encoding"}
-            if compress:
+            if gzipped:
                 headers["Content-Encoding"] = "gzip"
                 if len(body) <= INLINE_GZIP_BYTES:
-                    body = gzipped(body, 6)
+                    body = gzip.compress(body, compresslevel=6)
                 else:
                     loop = asyncio.get_running_loop()
-                    body = await loop.run_in_executor(self.render_pool, gzipped, body, 6)
+                    body = await loop.run_in_executor(self.render_pool, gzip.compress, body, 6)
             return Reply(body, headers)
 
         # Served again only while no poll or reload has changed what it shows since.
-        key = ("/", compress, self.health.generation)
+        key = ("/", gzipped, self.health.generation)
         return await send(request, await self.replies.get(key, None, assemble, fresh_for=INDEX_FRESH_FOR))
 
 

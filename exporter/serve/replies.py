@@ -17,7 +17,6 @@ copied whole into its connection's write buffer. So:
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -32,15 +31,6 @@ JOIN_WINDOW: Final = 1.0  # seconds a joining scrape's deadline may be later tha
 class Reply:
     body: bytes
     headers: Mapping[str, str]
-
-
-def gzipped(body: bytes, level: int) -> bytes:
-    """``body`` gzipped at ``level``, with zlib's window no larger than the body: for a probe's ~9 KiB reply setting
-    up the default 32 KiB window cost more than the compressing (45 → 17 µs, a twentieth of a probe's CPU). A window
-    at least as long as the body reaches all of it, so the body compresses as well as with the default."""
-    window = min(15, max(9, (len(body) - 1).bit_length()))
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + window)  # 16 +: a gzip header and trailer
-    return compressor.compress(body) + compressor.flush()
 
 
 async def send(request: web.Request, reply: Reply) -> web.StreamResponse:
