@@ -47,6 +47,7 @@ from harness import (  # bench/ is not a package: found through the path set jus
     rss_bytes,
     spawn,
     timed,
+    write_results,
 )
 
 PROBE_CONCURRENCY: Final = 50
@@ -318,11 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["runs"].append(asyncio.run(one_loop(loop, urls, args, Path(work))))
     finally:
         fleet.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ab.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    (args.out / "ab.md").write_text(text)
-    print(text)
+    write_results(args.out, "ab", result, markdown(result))
     return 0
 
 

@@ -41,7 +41,13 @@ from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ENDPOINTS, ROOT, machine_info, spawn  # bench/ is not a package: found through the path above
+from harness import (  # bench/ is not a package: found through the path above
+    ENDPOINTS,
+    ROOT,
+    machine_info,
+    spawn,
+    write_results,
+)
 
 from exporter.config import ChargerConfig
 from exporter.eventloop import choose
@@ -262,11 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["variants"] = runner.run(measure(bases, args.rounds))
     finally:
         fleet.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "client_paths.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    (args.out / "client_paths.md").write_text(text)
-    print(text)
+    write_results(args.out, "client_paths", result, markdown(result))
     return 0
 
 

@@ -314,6 +314,14 @@ async def timed(pid: int, coro: Any) -> Sample:
     return Sample(wall, cpu_seconds(pid) - cpu0, rss_bytes(pid), **extra)
 
 
+def write_results(out: Path, name: str, result: Any, text: str) -> None:
+    """A benchmark's result: ``NAME.json`` and the Markdown ``NAME.md`` in ``out``, and the Markdown printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
+    print(text)
+
+
 def machine_info() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
