@@ -9,10 +9,18 @@ time, and a cancellation that is not the deadline's (a shutdown) stays a cancell
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import ClassVar, cast
 
+import aiohttp
 import pytest
 
+from exporter.config import ChargerConfig
 from exporter.scrape.deadline import Deadline
+from exporter.scrape.fetch import ChargerClient
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.poll import Poller
+from exporter.scrape.results import EndpointFetch, Reason
 from tests.support.clock import LoopClock
 
 
@@ -112,3 +120,66 @@ async def test_a_waiting_scrape_is_told_only_when_the_poll_may_outlast_it() -> N
     deadline.watch(late)
     deadline.extend(15.0)
     assert told(late) is None
+
+
+async def test_a_request_entering_once_the_time_has_come_gets_an_extension_made_before_the_timer_runs() -> None:
+    """As ``asyncio.timeout_at`` rescheduled: the deadline is pushed before its timer has run, so nothing is cut."""
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time())
+    request = asyncio.ensure_future(under(deadline, 0.05))
+    await asyncio.sleep(0)  # the request is in its scope; the deadline's time has come, its timer has not run
+    deadline.extend(loop.time() + 1.0)
+    assert await request == "answer"
+
+
+async def test_an_expired_deadline_stays_where_it_was(loop_clock: LoopClock) -> None:
+    """The poll judges by the deadline's time whether the scrape's budget or the charger's own timeout cut it off:
+    a scrape joining after the cut must not move it."""
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time() + 0.2)
+    assert await loop_clock.run(under(deadline, 1.0)) == "timeout"
+    cut_at = deadline.when
+    deadline.extend(loop.time() + 5.0)
+    assert deadline.expired and deadline.when == cut_at
+
+
+class SlowCharger(ChargerClient):
+    """A healthy charger that answers every request in 0.3 s (its timeout is 5 s)."""
+
+    cut: ClassVar[list[str]] = []
+
+    async def _get(self, endpoint: str) -> bytes | EndpointFetch:
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            self.cut.append(endpoint)
+            raise
+        return b"{}"
+
+
+async def test_a_scrape_joining_a_poll_its_shorter_scrape_cut_off_does_not_make_it_the_chargers_timeout() -> None:
+    """Scrape A (0.05 s budget) starts the poll; its deadline cuts the requests; scrape B (the charger's 5 s) joins
+    while they unwind. Both get ``scrape_timeout`` (the scrape's budget, not the charger), nothing is kept for
+    ``min_interval`` and the charger is not counted as timing out."""
+    loop = asyncio.get_running_loop()
+    charger = ChargerConfig("garage", "http://127.0.0.1:9", timeout=5.0, min_interval=60.0)
+    health = ExporterHealth([charger])
+    poller = Poller(SlowCharger(charger, cast(aiohttp.ClientSession, None)), health, None)
+    now = loop.time()
+    first = poller.reading(now + 0.05, now + 5.0)
+    assert isinstance(first, asyncio.Future)
+    for _ in range(100_000):  # bounded: until the deadline has cut the requests and the poll has not ended yet
+        await asyncio.sleep(0)
+        if SlowCharger.cut and poller.in_flight() is not None:
+            break
+    now = loop.time()
+    second = poller.reading(now + 5.0, now + 5.0)
+    assert isinstance(second, asyncio.Future), "joined the poll in flight"
+    for reading in (await first, await second):
+        assert {e.reason for e in reading.result.endpoints.values()} == {Reason.SCRAPE_TIMEOUT}
+    again = poller.reading(loop.time() + 5.0, loop.time() + 5.0)
+    assert isinstance(again, asyncio.Future), "a poll cut off by a scrape's budget is not served for min_interval"
+    poller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await again
+    assert {reason for _, reason in health.counters["garage"].errors} == {Reason.SCRAPE_TIMEOUT}, "never `timeout`"

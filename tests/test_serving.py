@@ -8,11 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from typing import cast
 
+import aiohttp
 import pytest
 
-from exporter.config import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONCURRENCY, Config, ConfigError, parse_config
-from exporter.scrape.results import ENDPOINTS, Reason
+from exporter.config import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONCURRENCY, ChargerConfig, Config, ConfigError, parse_config
+from exporter.scrape import fetch
+from exporter.scrape.health import ExporterHealth
+from exporter.scrape.poll import Poller
+from exporter.scrape.results import ENDPOINTS, EndpointFetch, Reason
 from exporter.serve.app import EXPORTER
 from exporter.simulator import set_fault
 from tests.support.fleet import MakeClient, MakeFleet, SimulatedFleet
@@ -330,3 +335,28 @@ async def test_a_bug_while_polling_or_fetching_is_logged_once_per_kind(
     logged = [r for r in caplog.records if "unexpected error" in r.getMessage()]
     assert [r.getMessage() for r in logged] == [message]  # ... but one traceback, for the first endpoint
     assert logged[0].exc_info is not None and logged[0].exc_info[0] is ZeroDivisionError
+
+
+async def test_a_bug_while_handling_one_endpoints_error_leaves_the_other_endpoints_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The guard around an endpoint's fetch covers its own error handling too: one endpoint's bug is that endpoint's
+    ``exporter_error``, never the charger's other three answers."""
+
+    class Client(fetch.ChargerClient):
+        async def _get(self, endpoint: str) -> bytes | EndpointFetch:
+            if endpoint == "charging":
+                raise aiohttp.ClientPayloadError("broken body")
+            return b"{}"
+
+    def broken(exc: BaseException | None) -> str:
+        raise ValueError("a bug in the exporter's error text")
+
+    monkeypatch.setattr(fetch, "_short", broken)
+    charger = ChargerConfig("garage", "http://127.0.0.1:9", timeout=5.0)
+    poller = Poller(Client(charger, cast(aiohttp.ClientSession, None)), ExporterHealth([charger]), None)
+    now = asyncio.get_running_loop().time()
+    reading = poller.reading(now + 5.0, now + 5.0)
+    assert isinstance(reading, asyncio.Future)
+    reasons = {endpoint: result.reason for endpoint, result in (await reading).result.endpoints.items()}
+    assert reasons == {"configuration": None, "transaction": None, "charging": Reason.EXPORTER_ERROR, "limits": None}

@@ -5,8 +5,10 @@ the same deadline, which a scrape with more time that joins the poll may push la
 ``asyncio.timeout_at`` per request would start a timer per request and move each one at every extension: at
 thousands of chargers per scrape, a visible share of the exporter's own CPU (docs/benchmark/). Here the poll has one
 timer; each :meth:`Deadline.scope` only joins a set, and when the timer fires every task still in a scope is
-cancelled, and its scope turns that cancellation into ``TimeoutError``, exactly as ``asyncio.timeout_at`` does
-(another cancellation of the task, such as a shutdown, stays a cancellation).
+cancelled, and its scope turns that cancellation into ``TimeoutError`` as ``asyncio.timeout_at`` does (another
+cancellation of the task, such as a shutdown, stays a cancellation; a push that comes before the timer has run is
+honoured, as a reschedule is). Once it has fired, a deadline stays where it was: the poll tells by its time whether
+the scrape's budget or the charger's own timeout cut the requests off.
 
 A scrape waiting for a poll (a :class:`Waiter` the deadline :meth:`Deadline.watch`-es) gives up at its own deadline
 only when that is earlier than the poll's: then it has a timer of its own, started when it joins, or when a later
@@ -51,12 +53,12 @@ class Deadline:
             self._handle = None
 
     def extend(self, when: float) -> None:
-        """Push the deadline later (never earlier). Once expired, the scopes under it have been told already."""
-        if when <= self.when:
+        """Push the deadline later (never earlier). Once it has expired it stays where it was: its requests have
+        been cut off, and the poll judges by :attr:`when` whether the scrape's budget or the charger's own timeout
+        did that."""
+        if when <= self.when or self.expired:
             return
         self.when = when
-        if self.expired:
-            return
         if self._handle is not None:
             self._handle.cancel()
             self._handle = asyncio.get_running_loop().call_at(when, self._expire)
@@ -99,11 +101,11 @@ class Scope:
         loop = asyncio.get_running_loop()
         self._enter(loop)
         deadline = self._deadline
-        if deadline.expired or deadline.when <= loop.time():
-            self._handle = loop.call_soon(self.fire)  # as asyncio.timeout_at: cancelled at the first wait
+        if deadline.expired:
+            self._handle = loop.call_soon(self.fire)  # as asyncio.timeout_at past its time: cut at the first wait
             return
         deadline._scopes.add(self)
-        if deadline._handle is None:
+        if deadline._handle is None:  # a time already past falls due at once, unless the deadline is pushed first
             deadline._handle = loop.call_at(deadline.when, deadline._expire)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

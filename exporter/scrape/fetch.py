@@ -118,34 +118,37 @@ class ChargerClient:
         )
 
     async def _endpoint(self, endpoint: str, deadline: DeadlineScope) -> EndpointFetch:
-        """One endpoint's fetch, ended as an :class:`EndpointFetch` whatever happens. An unexpected error is the
-        exporter's (counted as such and logged once), never the charger's, and never ends the others' fetches."""
-        if self._setup_error:
-            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=self._setup_error)
+        """One endpoint's fetch, ended as an :class:`EndpointFetch` whatever happens. An unexpected error, even one
+        raised while an expected one is handled, is the exporter's (counted as such and logged once), never the
+        charger's, and never ends the other endpoints' fetches (a nested try: no coroutine of its own per request)."""
         try:
-            with deadline.scope():
-                body_or_error = await self._get(endpoint)
-        except TimeoutError:
-            return EndpointFetch(endpoint, reason=Reason.TIMEOUT, detail="no answer before the deadline")
-        except aiohttp.ClientResponseError as exc:
-            detail = f"bad HTTP response: {device_text(exc.message)}"  # the parser's error quotes the device's bytes
-            return EndpointFetch(endpoint, reason=Reason.INVALID_PAYLOAD, detail=detail)
-        except aiohttp.ClientSSLError as exc:  # os_error only: str(exc) would name the host
-            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"TLS error: {_short(exc.os_error)}")
-        except aiohttp.ClientConnectorError as exc:
-            if exc.os_error.errno in OUT_OF_FDS:
-                return _out_of_fds(endpoint)
-            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"cannot connect: {_short(exc.os_error)}")
-        except (aiohttp.ClientError, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno in OUT_OF_FDS:
-                return _out_of_fds(endpoint)
-            return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"{type(exc).__name__}: {_short(exc)}")
-        except Exception as exc:  # a bug of the exporter's (one coroutine less per request than a wrapper)
+            if self._setup_error:
+                return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=self._setup_error)
+            try:
+                with deadline.scope():
+                    body_or_error = await self._get(endpoint)
+            except TimeoutError:
+                return EndpointFetch(endpoint, reason=Reason.TIMEOUT, detail="no answer before the deadline")
+            except aiohttp.ClientResponseError as exc:
+                # The parser's error quotes the device's bytes.
+                detail = f"bad HTTP response: {device_text(exc.message)}"
+                return EndpointFetch(endpoint, reason=Reason.INVALID_PAYLOAD, detail=detail)
+            except aiohttp.ClientSSLError as exc:  # os_error only: str(exc) would name the host
+                return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"TLS error: {_short(exc.os_error)}")
+            except aiohttp.ClientConnectorError as exc:
+                if exc.os_error.errno in OUT_OF_FDS:
+                    return _out_of_fds(endpoint)
+                return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"cannot connect: {_short(exc.os_error)}")
+            except (aiohttp.ClientError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno in OUT_OF_FDS:
+                    return _out_of_fds(endpoint)
+                return EndpointFetch(endpoint, reason=Reason.CONNECT, detail=f"{type(exc).__name__}: {_short(exc)}")
+            if isinstance(body_or_error, EndpointFetch):
+                return body_or_error
+            return EndpointFetch(endpoint, body=body_or_error)
+        except Exception as exc:
             self._bugs.error(self.charger.name, exc, "charger %s: %s: unexpected error", self.charger.name, endpoint)
             return EndpointFetch(endpoint, reason=Reason.EXPORTER_ERROR, detail=f"exporter error: {type(exc).__name__}")
-        if isinstance(body_or_error, EndpointFetch):
-            return body_or_error
-        return EndpointFetch(endpoint, body=body_or_error)
 
     async def _get(self, endpoint: str) -> bytes | EndpointFetch:
         async with self._session.get(
