@@ -183,3 +183,26 @@ async def test_a_scrape_joining_a_poll_its_shorter_scrape_cut_off_does_not_make_
     with contextlib.suppress(asyncio.CancelledError):
         await again
     assert {reason for _, reason in health.counters["garage"].errors} == {Reason.SCRAPE_TIMEOUT}, "never `timeout`"
+
+
+async def test_a_scrape_joining_a_poll_adopted_on_a_reload_and_still_queued_is_told_throttled() -> None:
+    """A reload's new poller adopts the poll in flight; a scrape with less time joins it while it still waits for a
+    max_concurrency slot: the charger was never asked, so ``throttled`` (the exporter's limit), not
+    ``scrape_timeout``."""
+    loop = asyncio.get_running_loop()
+    charger = ChargerConfig("garage", "http://127.0.0.1:9", timeout=5.0)
+    health = ExporterHealth([charger])
+    no_slot = asyncio.Semaphore(0)
+    old = Poller(SlowCharger(charger, cast(aiohttp.ClientSession, None)), health, no_slot)
+    now = loop.time()
+    first = old.reading(now + 5.0, now + 5.0)  # queued for a slot that never comes
+    await asyncio.sleep(0)
+    new = Poller(SlowCharger(charger, cast(aiohttp.ClientSession, None)), health, no_slot)
+    new.adopt(old)
+    joined = new.reading(loop.time() + 0.05, loop.time() + 5.0)
+    assert isinstance(joined, asyncio.Future)
+    reading = await joined
+    assert {e.reason for e in reading.result.endpoints.values()} == {Reason.THROTTLED}
+    old.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first

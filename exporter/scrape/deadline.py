@@ -34,11 +34,12 @@ class Deadline:
     """The event-loop time a poll ends by (:attr:`when`), and its one timer, armed when the first scope enters.
     :meth:`close` it when the poll is over."""
 
-    __slots__ = ("_handle", "_scopes", "_waiters", "expired", "when")
+    __slots__ = ("_handle", "_scopes", "_waiters", "expired", "queued", "when")
 
     def __init__(self, when: float) -> None:
         self.when = when
         self.expired = False
+        self.queued = False  # the poll still waits for a max_concurrency slot (set by the poller)
         self._handle: asyncio.TimerHandle | None = None
         self._scopes: set[Scope] = set()  # requests (and slot waits) running under it now
         self._waiters: set[Waiter] = set()  # scrapes waiting for the poll, each until its own deadline

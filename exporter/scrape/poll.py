@@ -123,7 +123,7 @@ class PollWait:
             return
         poller = self._poller
         took = asyncio.get_running_loop().time() - self._since
-        if poller._queued and poller._task is self._task:  # that poll has not even reached the charger yet
+        if self._deadline.queued:  # that poll has not even reached the charger yet
             result = failed_result(poller.charger, Reason.THROTTLED, THROTTLED_DETAIL, took)
         else:  # the poll has more time than this scrape (up to the charger's own timeout): the scrape's budget ran out
             result = failed_result(poller.charger, Reason.SCRAPE_TIMEOUT, WAIT_TIMEOUT_DETAIL, took)
@@ -157,7 +157,6 @@ class Poller:
         self._last: ChargerResult | None = None
         self._last_started = 0.0  # event-loop time at which the last completed poll started
         self.polled = False  # ever asked to poll (its connections may be open): the fleet counts its sockets
-        self._queued = False  # the poll in flight still waits for a max_concurrency slot
         self._bugs = OncePerKind(log)
         self._task_name = f"poll {self.charger.name}"  # each poll's task's, written once
 
@@ -256,7 +255,7 @@ class Poller:
             return await self.client.fetch(deadline)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        self._queued = True
+        deadline.queued = True  # on the poll's deadline: a poller that adopts the poll on a reload shares it
         try:
             with deadline.scope():
                 await limiter.acquire()
@@ -268,7 +267,7 @@ class Poller:
                 taken_at=time.time(),
             )
         finally:
-            self._queued = False
+            deadline.queued = False
         try:
             return await self.client.fetch(deadline)
         finally:
