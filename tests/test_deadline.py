@@ -196,6 +196,7 @@ async def test_a_scrape_joining_a_poll_adopted_on_a_reload_and_still_queued_is_t
     old = Poller(SlowCharger(charger, cast(aiohttp.ClientSession, None)), health, no_slot)
     now = loop.time()
     first = old.reading(now + 5.0, now + 5.0)  # queued for a slot that never comes
+    assert isinstance(first, asyncio.Future)
     await asyncio.sleep(0)
     new = Poller(SlowCharger(charger, cast(aiohttp.ClientSession, None)), health, no_slot)
     new.adopt(old)
