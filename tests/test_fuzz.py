@@ -36,10 +36,11 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.catalogue import BY_NAME, CATALOGUE
 from exporter.config import ChargerConfig, Config
+from exporter.scrape import parse as parsing
 from exporter.scrape.exposition import StaticCollector, render_families
 from exporter.scrape.families import device_families
 from exporter.scrape.parse import INPUTS, MAX_LABEL_LEN, PayloadError, parse_endpoint
-from exporter.scrape.results import ENDPOINTS
+from exporter.scrape.results import ENDPOINTS, Problem
 from exporter.serve.app import create_app
 from exporter.simulator import make_chargers
 from tests.support.readings import result_from_bodies
@@ -359,3 +360,34 @@ def _usable(endpoint: str, body: bytes) -> bool:
     except PayloadError:
         return False
     return True
+
+
+_FIELD_NAMES: Final = {e: sorted({n for _, s in parsing.FIELDS[e] for n in s.names}) for e in ENDPOINTS}
+_ANY_VALUE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=300),
+    st.sampled_from(["  Charging ", "", " ", "a\x00b", "x" * 500]),
+    st.lists(
+        st.one_of(st.floats(), st.integers(min_value=-(10**400), max_value=10**400), st.text(max_size=3)), max_size=5
+    ),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(endpoint=st.sampled_from(ENDPOINTS), data=st.data())
+@settings(max_examples=examples(1500))
+def test_the_inline_reading_of_usual_values_agrees_with_the_general_reader(endpoint: str, data: st.DataObject) -> None:
+    """parse_values reads a usable value inline for speed and leaves the rest to _read: together they must give
+    exactly what _read alone gives, value for value and problem for problem."""
+    names = _FIELD_NAMES[endpoint]
+    obj = data.draw(st.dictionaries(st.sampled_from(names), _ANY_VALUE, max_size=len(names)))
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, source in parsing.FIELDS[endpoint]:
+        parsing._read(obj, source, values, key, problems)
+    parsed = parsing.parse_values(endpoint, obj)
+    assert repr(parsed.values) == repr(values)  # repr: NaN (a setting not set) equals itself there
+    assert parsed.problems == tuple(problems)
